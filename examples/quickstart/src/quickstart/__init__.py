@@ -1,0 +1,1 @@
+"""A tiny project whose models and dataset torchvet checks (see pyproject.toml)."""

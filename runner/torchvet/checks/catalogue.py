@@ -1,0 +1,148 @@
+"""The check catalogue as data: ids, summaries, defaults. Importing it does not import
+torch, so the CLI can validate ``--checks`` and list checks without paying for torch.
+
+The implementations register against these ids with :func:`torchvet.checks.base.check`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+MODEL = ("model",)
+DATA = ("model", "dataset")
+
+
+@dataclass(frozen=True)
+class CheckMeta:
+    """What a check is, independent of its implementation."""
+
+    id: str
+    summary: str
+    units: tuple[str, ...] = MODEL
+    default: bool = True
+    needs_data: bool = False
+    budget: float = 30.0
+
+    @property
+    def area(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+def _catalogue(*entries: CheckMeta) -> dict[str, CheckMeta]:
+    return {e.id: e for e in entries}
+
+
+CATALOGUE: dict[str, CheckMeta] = _catalogue(
+    CheckMeta("forward.runs", "the forward pass completes and returns at least one tensor"),
+    CheckMeta("forward.finite", "no NaN/Inf in any floating output"),
+    CheckMeta("forward.dtype", "floating outputs keep the parameters' dtype"),
+    CheckMeta("forward.shape", "declared output_shape holds; else dim 0 follows the batch size"),
+    CheckMeta("forward.batch_sizes", "batch sizes 1, 2, 3 run and scale dim 0"),
+    CheckMeta(
+        "forward.batch_independence",
+        "a sample's output does not depend on its batch mates (eval mode)",
+    ),
+    CheckMeta("forward.determinism", "two eval passes on the same input agree"),
+    CheckMeta(
+        "forward.probabilities",
+        "a logit loss (cross entropy, BCE with logits) is not fed probabilities (warns)",
+    ),
+    CheckMeta("training.loss", "the loss is a finite 0-d tensor that requires grad"),
+    CheckMeta(
+        "training.gradients",
+        "every trainable parameter gets a finite, non-zero gradient within 3 steps",
+    ),
+    CheckMeta("training.update", "every trainable parameter changes within 3 optimizer steps"),
+    CheckMeta(
+        "training.frozen",
+        "frozen parameters are declared frozen, and declared ones stay unchanged",
+    ),
+    CheckMeta(
+        "training.overfit",
+        "on one fixed batch the real loss halves within 50 steps",
+        budget=60.0,
+    ),
+    CheckMeta("training.loss_at_init", "cross-entropy loss at init is near ln(C) (warns)"),
+    CheckMeta(
+        "state.roundtrip",
+        "state_dict through torch.save/torch.load(weights_only=True) reproduces the outputs",
+    ),
+    CheckMeta(
+        "portability.device",
+        "the model still runs when moved to another device (meta; CUDA when available)",
+    ),
+    CheckMeta("portability.autocast", "a bf16 autocast forward stays finite (fp16 on CUDA)"),
+    CheckMeta("export.torch_export", "torch.export.export captures the model", default=False,
+              budget=120.0),
+    CheckMeta("export.torchscript", "torch.jit.script compiles the model", default=False,
+              budget=120.0),
+    CheckMeta("export.compile", "torch.compile runs and matches eager; graph breaks counted",
+              default=False, budget=300.0),
+    CheckMeta("data.length", "len > 0, the last index loads, index len raises IndexError",
+              units=DATA, needs_data=True),
+    CheckMeta("data.samples", "samples share structure, dtypes and shapes", units=DATA,
+              needs_data=True),
+    CheckMeta("data.finite", "no NaN/Inf in float tensors of the samples", units=DATA,
+              needs_data=True),
+    CheckMeta("data.labels", "integer labels within [0, num_classes)", units=DATA,
+              needs_data=True),
+    CheckMeta("data.collate", "the DataLoader yields batches of the declared size, the "
+              "partial last one too", units=DATA, needs_data=True),
+    CheckMeta("data.reproducible", "two passes seeded alike give identical shuffled batches",
+              units=DATA, needs_data=True),
+    CheckMeta("data.workers", "dataset and collate_fn pickle; spawn workers match (warns)",
+              units=DATA, needs_data=True, budget=60.0),
+    CheckMeta("data.model_fit", "a real batch through the model (and loss) runs, finite",
+              needs_data=True),
+)
+
+AREAS = tuple(dict.fromkeys(meta.area for meta in CATALOGUE.values()))
+
+
+def matches(check_id: str, pattern: str) -> bool:
+    """A pattern selects by area (``forward``), id (``forward.runs``) or glob."""
+    area = check_id.split(".", 1)[0]
+    return pattern in (check_id, area) or fnmatch.fnmatchcase(check_id, pattern)
+
+
+def first_match(check_id: str, patterns: Mapping[str, str]) -> tuple[str, str] | None:
+    """(pattern, reason) of the first pattern selecting ``check_id``."""
+    for pattern, reason in patterns.items():
+        if matches(check_id, pattern):
+            return pattern, reason
+    return None
+
+
+def select(
+    kind: str,
+    patterns: Iterable[str] = (),
+    *,
+    has_data: bool = False,
+) -> list[CheckMeta]:
+    """Checks for a unit of ``kind``: the defaults, or those the patterns include.
+
+    Patterns prefixed with ``-`` or ``!`` exclude; naming an opt-in check
+    (``export.*``) includes it.
+    """
+    patterns = list(patterns)
+    include = [p for p in patterns if not p.startswith(("-", "!"))]
+    exclude = [p[1:] for p in patterns if p.startswith(("-", "!"))]
+    chosen = []
+    for meta in CATALOGUE.values():
+        if kind not in meta.units or (meta.needs_data and kind == "model" and not has_data):
+            continue
+        if meta.id == "data.model_fit" and kind != "model":
+            continue
+        wanted = any(matches(meta.id, p) for p in include) if include else meta.default
+        if wanted and not any(matches(meta.id, p) for p in exclude):
+            chosen.append(meta)
+    return chosen
+
+
+def unknown_patterns(patterns: Iterable[str]) -> list[str]:
+    """Patterns that select no known check (likely typos)."""
+    return [
+        p for p in patterns if not any(matches(i, p.lstrip("-!")) for i in CATALOGUE)
+    ]

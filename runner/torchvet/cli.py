@@ -1,0 +1,453 @@
+"""The ``torchvet`` command line: a thin pipeline over discovery, execution and reports.
+
+``main(argv) -> int`` never raises: usage, configuration and discovery problems exit 2
+with a message that names the fix; an interrupt exits 130 after writing the reports;
+an internal error exits 3 with the traceback. Neither ``--help`` nor ``list`` imports
+torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .checks.catalogue import AREAS, CATALOGUE, unknown_patterns
+from .config import Config, ConfigError, load_config
+from .discovery import (
+    SNIPPET,
+    DiscoveryError,
+    Factory,
+    Project,
+    discover,
+    filter_factories,
+    shard,
+    split_patterns,
+)
+from .results import RunReport, exit_code_for
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Fatal(Exception):
+    """A problem the user must fix before anything can run (exit code 2)."""
+
+
+def fatal(message: str) -> NoReturn:
+    raise Fatal(message)
+
+
+def torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass
+class Selection:
+    """The outcome of discovery + filters: what will run and with which config."""
+
+    project: Project
+    config: Config
+    factories: list[Factory]
+    all_factories: list[Factory]
+    notes: list[str] = field(default_factory=list)
+
+
+def select_factories(
+    path: str,
+    models: Sequence[str],
+    exclude: Sequence[str],
+    installed: bool | None,
+    shard_spec: str | None = None,
+) -> Selection:
+    try:
+        project, found = discover(path, include_installed=installed)
+    except DiscoveryError as exc:
+        fatal(str(exc))
+    try:
+        config = load_config(project.pyproject, project.data)
+    except ConfigError as exc:
+        fatal(str(exc))
+    if not found:
+        where = project.pyproject or Path(project.root) / "pyproject.toml"
+        fatal(
+            f"no torchvet factories found in {where} or in the installed distributions.\n"
+            f"Declare zero-argument factories as entry points in pyproject.toml:\n\n{SNIPPET}"
+        )
+    include = split_patterns(models)
+    skip = split_patterns(exclude)
+    selected = filter_factories(found, include, skip)
+    if not selected:
+        names = ", ".join(f.name for f in found)
+        fatal(f"no factory matches --models {include or '*'} --exclude {skip}; found: {names}")
+    if shard_spec:
+        index, total = parse_shard(shard_spec)
+        selected = shard(selected, index, total)
+    notes = [
+        f"{config.source}: [tool.torchvet.{name}] matches no discovered factory"
+        for name in config.unknown_units(
+            {f.name for f in found if f.kind == "model"},
+            {f.name for f in found if f.kind == "dataset"},
+        )
+    ]
+    return Selection(project, config, selected, found, notes)
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    try:
+        index_text, total_text = value.split("/")
+        index, total = int(index_text), int(total_text)
+    except ValueError:
+        fatal(f"--shard {value!r}: expected i/n, e.g. --shard 1/4")
+    if total < 1 or not 1 <= index <= total:
+        fatal(f"--shard {value}: expected 1 <= i <= n")
+    return index, total
+
+
+def validate_checks(patterns: Sequence[str]) -> tuple[str, ...]:
+    unknown = unknown_patterns(patterns)
+    if unknown:
+        fatal(
+            f"--checks {', '.join(unknown)} matches no check; areas: {', '.join(AREAS)}; "
+            "run `torchvet checks` for the ids"
+        )
+    return tuple(patterns)
+
+
+def build_jobs(sel: Selection, options: RunOptions) -> list[Any]:
+    from .jobs import Job
+    from .locate import find_report_root
+
+    report_root = str(find_report_root(sel.project.root))
+    project_dirs = [str(sel.project.root)]
+    for f in sel.factories:
+        if f.file and not f.sys_path:
+            top = Path(f.file).parent
+            for _ in f.module.split(".")[1:]:
+                top = top.parent
+            if f.file.endswith("__init__.py"):
+                top = top.parent
+            project_dirs.append(str(top / f.module.split(".")[0]))
+    jobs = []
+    for factory in sel.factories:
+        unit = sel.config.for_unit(factory.kind, factory.name, {"timeout": options.timeout})
+        jobs.append(
+            Job(
+                factory=factory,
+                config=unit,
+                seed=options.seed,
+                device=options.device,
+                checks=options.checks,
+                threads=max(1, cpu_count() // options.jobs),
+                project_dirs=tuple(dict.fromkeys(project_dirs)),
+                report_root=report_root,
+                cwd=str(sel.project.root),
+            )
+        )
+    return jobs
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    fail_on: str = "failure"
+    timeout: float | None = None
+    jobs: int = 1
+    checks: tuple[str, ...] = ()
+    device: str = "cpu"
+    junit: str | None = None
+    json_path: str | None = None
+    capture: bool = True
+    github: bool = False
+
+
+def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunReport:
+    from .execution import Executor, warm_up
+    from .reporters.terminal import TerminalReporter
+
+    warm_up()
+    jobs = build_jobs(sel, options)
+    terminal = TerminalReporter(stream=stream, total=len(jobs))
+    n_models = sum(1 for f in sel.factories if f.kind == "model")
+    terminal.header(
+        f"torchvet {__version__} · torch {torch_version()} · {n_models} model(s), "
+        f"{len(sel.factories) - n_models} dataset(s) · -j {options.jobs} · seed {options.seed}"
+    )
+    for note in sel.notes:
+        terminal.write(f"note: {note}")
+    started = time.monotonic()
+    executor = Executor(jobs, parallel=options.jobs, on_done=terminal.unit_done,
+                        capture=options.capture)
+    previous = _terminate_as_interrupt()
+    try:
+        reports = executor.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    run = RunReport(
+        reports=reports,
+        seed=options.seed,
+        torch_version=torch_version(),
+        torchvet_version=__version__,
+        duration=time.monotonic() - started,
+        interrupted=executor.interrupted,
+    )
+    write_reports(run, options, terminal)
+    return run
+
+
+def _terminate_as_interrupt() -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def write_reports(run: RunReport, options: RunOptions, terminal: Any) -> None:
+    from .reporters import json_report, junit
+
+    terminal.finish(run, options.fail_on)
+    if options.junit:
+        junit.write(run, options.junit, options.fail_on)
+        terminal.write(f"JUnit report: {options.junit}")
+    if options.json_path:
+        json_report.write(run, options.json_path)
+        terminal.write(f"JSON report: {options.json_path}")
+
+
+# --------------------------------------------------------------------------- commands
+
+PATH_ARG = click.argument("path", default=".", type=click.Path(file_okay=True, dir_okay=True))
+MODELS_OPT = click.option(
+    "-k", "--models", multiple=True, metavar="GLOB",
+    help="Only factories whose name matches (repeatable or comma-separated): -k 'resnet*'.",
+)
+EXCLUDE_OPT = click.option(
+    "--exclude", multiple=True, metavar="GLOB",
+    help="Leave out factories whose name matches (repeatable or comma-separated).",
+)
+INSTALLED_OPT = click.option(
+    "--installed/--no-installed", default=None,
+    help="Also take entry points from installed distributions (default: only when the "
+         "project at PATH declares none).",
+)
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="torchvet")
+def cli() -> None:
+    """Vet PyTorch models: forward, training, state, portability and data checks.
+
+    Declare zero-argument factories in your pyproject.toml, then run the checks:
+
+    \b
+        [project.entry-points."torchvet.models"]
+        classifier = "mypkg.models:make_classifier"
+
+    \b
+        torchvet list              # what would be checked
+        torchvet run               # check everything, exit 1 on a failure
+        torchvet run -k 'resnet*' --checks forward,training --junit out.xml
+
+    Exit codes: 0 all good, 1 a check failed or errored, 2 usage/config problem or
+    nothing to check, 3 internal error, 130 interrupted.
+    """
+
+
+@cli.command("list")
+@PATH_ARG
+@MODELS_OPT
+@EXCLUDE_OPT
+@INSTALLED_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the factories as JSON.")
+def list_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
+                 installed: bool | None, as_json: bool) -> None:
+    """List the model and dataset factories found at PATH (default: .), without importing
+    them."""
+    sel = select_factories(path, models, exclude, installed)
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in sel.factories], indent=2))
+        return
+    width = max(len(f.name) for f in sel.factories)
+    for f in sel.factories:
+        where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
+        click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
+    for note in sel.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _short(file: str | None, root: Path) -> str:
+    if not file:
+        return ""
+    try:
+        return Path(file).relative_to(root).as_posix()
+    except ValueError:
+        return file
+
+
+@cli.command("checks")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def checks_command(as_json: bool) -> None:
+    """List every check: id, whether it runs by default, what it catches."""
+    if as_json:
+        click.echo(json.dumps(
+            [{"id": m.id, "default": m.default, "units": list(m.units), "summary": m.summary}
+             for m in CATALOGUE.values()], indent=2))
+        return
+    for meta in CATALOGUE.values():
+        flag = "" if meta.default else "  (opt-in)"
+        click.echo(f"{meta.id:<28} {meta.summary}{flag}")
+
+
+@cli.command("run")
+@PATH_ARG
+@click.option("--checks", "checks", multiple=True, metavar="PATTERN",
+              help="Checks to run: areas (forward), ids (training.update) or globs "
+                   "(export.*); prefix with - to exclude (-data.workers). Default: every "
+                   "default check. Repeatable or comma-separated.")
+@MODELS_OPT
+@EXCLUDE_OPT
+@click.option("--seed", type=int, default=None,
+              help="Seed for torch, random and numpy; a verdict reproduces with its seed "
+                   "[default: [tool.torchvet] seed, else 0].")
+@click.option("--fail-on", type=click.Choice(["failure", "warning", "never"]), default=None,
+              help="What makes the exit code 1 [default: failure].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Per-unit time limit; its whole process group is killed past it "
+                   "[default: 300].")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Units checked at once, each with cores/N torch threads [default: cores].")
+@click.option("--shard", metavar="I/N", default=None,
+              help="Run only the I-th of N deterministic slices of the units (CI matrix).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="Where the checks run; auto picks cuda when available.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write a JUnit XML report here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the full JSON report here (input of `torchvet merge`).")
+@click.option("-s", "--no-capture", is_flag=True,
+              help="Let the output of user code through instead of capturing it per unit.")
+@INSTALLED_OPT
+def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
+                exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
+                timeout: float | None, jobs: int | None, shard: str | None, device: str,
+                junit: str | None, json_path: str | None, no_capture: bool,
+                installed: bool | None) -> None:
+    """Run the checks on every factory found at PATH (default: .)."""
+    sel = select_factories(path, models, exclude, installed, shard)
+    config = sel.config
+    options = RunOptions(
+        seed=seed if seed is not None else (config.seed or 0),
+        fail_on=fail_on or config.fail_on or "failure",
+        timeout=timeout,
+        jobs=jobs or config.jobs or cpu_count(),
+        checks=validate_checks(split_patterns(checks)),
+        device=device,
+        junit=junit,
+        json_path=json_path,
+        capture=not no_capture,
+    )
+    for unit_checks in [config.defaults.get("checks", ())] + [
+        t.get("checks", ()) for t in [*config.models.values(), *config.datasets.values()]
+    ]:
+        if unit_checks:
+            try:
+                validate_checks(unit_checks)
+            except Fatal as exc:
+                fatal(f"{config.source}: [tool.torchvet] checks: {exc}")
+    options.jobs = min(options.jobs, max(1, len(sel.factories)))
+    run = execute(sel, options)
+    if run.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+    raise SystemExit(exit_code_for(run, options.fail_on))
+
+
+@cli.command("merge")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write the merged JUnit XML report here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the merged JSON report here.")
+@click.option("--fail-on", type=click.Choice(["failure", "warning", "never"]),
+              default="failure", show_default=True, help="What makes the exit code 1.")
+def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | None,
+                  fail_on: str) -> None:
+    """Combine the JSON reports of shards (or matrix cells) into one report."""
+    from .reporters import json_report
+    from .reporters.terminal import TerminalReporter
+    from .results import merge_runs
+
+    runs = []
+    for path in reports:
+        try:
+            runs.append(json_report.read(path))
+        except (OSError, ValueError) as exc:
+            fatal(str(exc))
+    merged = merge_runs(runs)
+    terminal = TerminalReporter()
+    terminal.header(f"torchvet merge · {len(reports)} report(s) · {len(merged.reports)} unit(s)")
+    write_reports(merged, RunOptions(fail_on=fail_on, junit=junit, json_path=json_path),
+                  terminal)
+    raise SystemExit(exit_code_for(merged, fail_on))
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="torchvet", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except Fatal as exc:
+        click.echo(f"torchvet: error: {exc}", err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except Exception:
+        click.echo(
+            "torchvet: internal error (please report it with the traceback below):\n"
+            + traceback.format_exc(),
+            err=True,
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def console_main() -> None:
+    sys.exit(main())

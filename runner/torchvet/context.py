@@ -1,0 +1,315 @@
+"""What a check sees: the normalised spec plus shared, memoised computations.
+
+Expensive work several checks need (the eval forward pass, the 3-step training run) is
+computed once per unit, seeded on its own so that a verdict does not depend on which
+checks ran before it. A memoised computation that raised is re-raised as the original
+exception to the first check that asks and as :class:`DependencyFailed` (a skip naming
+the check that owns the failure) to the others.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from .checks.base import DependencyFailed, Location
+from .discovery import Factory
+from .locate import Locator
+from .pytree import floating_leaves, primary_leaf
+from .seeding import seed_everything
+from .spec import DataSpec, Inputs, ModelSpec, auto_target, derived_seed
+
+T = TypeVar("T")
+
+TRAIN_STEPS = 3
+CROSS_BATCH_ATOL = 1e-5
+CROSS_BATCH_RTOL = 1e-4
+
+
+@dataclass
+class LossProblem(Exception):
+    """The training step produced something that is not a usable loss."""
+
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class TrainingFailure:
+    stage: str  # "loss" | "backward" | "optimizer"
+    error: BaseException
+    where: Location = None
+    details: str = ""
+
+
+@dataclass
+class TrainingTrace:
+    """What 3 optimizer steps on one fixed batch did to every parameter."""
+
+    trainable: list[str] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)
+    grad_states: dict[str, list[str]] = field(default_factory=dict)
+    changed: dict[str, bool] = field(default_factory=dict)
+    in_optimizer: set[str] = field(default_factory=set)
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    failure: TrainingFailure | None = None
+
+
+_OWNER = {"loss": "training.loss", "backward": "training.gradients",
+          "optimizer": "training.update"}
+
+
+class CheckContext:
+    """Shared state for the checks of one unit (a model, or a dataset on its own)."""
+
+    def __init__(
+        self,
+        factory: Factory,
+        seed: int,
+        device: str,
+        locator: Locator,
+        build: Callable[[], Any],
+        spec: ModelSpec | None = None,
+        data: DataSpec | None = None,
+    ) -> None:
+        self.factory = factory
+        self.seed = seed
+        self.device = torch.device(device)
+        self.locator = locator
+        self.build = build
+        self.spec = spec
+        self.data = data if data is not None else (spec.data if spec else None)
+        self.current_check = ""
+        self._memo: dict[Any, tuple[bool, Any, str]] = {}
+
+    # -- memoisation -------------------------------------------------------------
+    def memo(self, key: Any, compute: Callable[[], T], owner: str | None = None) -> T:
+        """``compute()`` once; a failure is the owner's to report, a skip for others."""
+        if key in self._memo:
+            ok, value, first = self._memo[key]
+            if ok:
+                return value
+            blamed = owner or first
+            if blamed == self.current_check:
+                raise value
+            raise DependencyFailed(f"not run: {_describe(value)} (see {blamed})")
+        try:
+            value = compute()
+        except Exception as exc:
+            self._memo[key] = (False, exc, owner or self.current_check)
+            if owner and owner != self.current_check:
+                raise DependencyFailed(f"not run: {_describe(exc)} (see {owner})") from exc
+            raise
+        self._memo[key] = (True, value, owner or self.current_check)
+        return value
+
+    def forget(self) -> None:
+        """Drop every memoised computation (after a trial forward that failed)."""
+        self._memo.clear()
+
+    # -- the model -------------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        assert self.spec is not None, "model checks need a model spec"
+        return self.spec.model
+
+    def fresh_copy(self) -> nn.Module:
+        """An independent copy of the pristine model (training mutates it)."""
+        try:
+            return copy.deepcopy(self.model)
+        except Exception:
+            seed_everything(self.seed)
+            return self.rebuild()
+
+    def rebuild(self) -> nn.Module:
+        """A new instance from the factory, as the user's code builds it."""
+        return module_of(self.build()).to(self.device)
+
+    def parameters_dtype(self) -> torch.dtype:
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        for b in self.model.buffers():
+            if b.is_floating_point():
+                return b.dtype
+        return torch.get_default_dtype()
+
+    # -- inputs and outputs ---------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size if self.spec else 2
+
+    @property
+    def train_batch_size(self) -> int:
+        return max(2, self.batch_size)
+
+    def inputs(self, batch_size: int | None = None, variant: int = 0) -> Inputs:
+        assert self.spec is not None and self.spec.inputs is not None
+        size = batch_size or self.batch_size
+        made = self.memo(
+            ("inputs", size, variant),
+            lambda: self.spec.inputs.make(size, variant),  # type: ignore[union-attr]
+        )
+        return made.map(lambda t: t.to(self.device))
+
+    def target(self, batch_size: int | None = None, variant: int = 0) -> Any:
+        assert self.spec is not None
+        if self.spec.target is None:
+            return None
+        size = batch_size or self.batch_size
+        value = self.memo(("target", size, variant), lambda: self.spec.target.make(size, variant))  # type: ignore[union-attr]
+        if isinstance(value, torch.Tensor):
+            return value.to(self.device)
+        return value
+
+    @staticmethod
+    def call(model: nn.Module, inputs: Inputs) -> Any:
+        return model(*inputs.args, **inputs.kwargs)
+
+    def eval_output(self, batch_size: int | None = None, variant: int = 0) -> Any:
+        """The eval-mode output on the standard inputs (memoised, owned by forward.runs)."""
+        size = batch_size or self.batch_size
+
+        def compute() -> Any:
+            seed_everything(derived_seed(self.seed, "eval", size, variant))
+            model = self.model.eval()
+            with torch.no_grad():
+                return self.call(model, self.inputs(size, variant))
+
+        owner = "forward.runs" if size == self.batch_size and variant == 0 else None
+        return self.memo(("eval", size, variant), compute, owner=owner)
+
+    # -- losses ---------------------------------------------------------------------
+    def surrogate(self, output: Any) -> torch.Tensor:
+        """A fixed random projection of every floating output leaf (never ``sum()``)."""
+        total: torch.Tensor | None = None
+        for path, leaf in floating_leaves(output):
+            if leaf.is_complex():
+                leaf = torch.view_as_real(leaf)
+            gen = torch.Generator().manual_seed(derived_seed(self.seed, "proj", path))
+            weight = torch.randn(tuple(leaf.shape), generator=gen).to(leaf.device, leaf.dtype)
+            term = (leaf * weight).sum() / math.sqrt(max(leaf.numel(), 1))
+            total = term if total is None else total + term.to(total.dtype)
+        if total is None:
+            raise LossProblem(
+                "the output has no floating tensor to train against; declare a loss or a "
+                "step in the spec"
+            )
+        return total
+
+    def loss_of(self, output: Any, target: Any) -> Any:
+        """The declared loss of ``output`` (the surrogate when none is declared)."""
+        assert self.spec is not None
+        loss_fn = self.spec.loss
+        if loss_fn is None:
+            return self.surrogate(output)
+        prediction = output
+        if isinstance(loss_fn, nn.modules.loss._Loss) and not isinstance(output, torch.Tensor):
+            primary = primary_leaf(output)
+            prediction = primary[1] if primary else output
+        if target is None and isinstance(prediction, torch.Tensor):
+            target = auto_target(loss_fn, prediction, self.seed, self.spec.num_classes)
+        if target is None:
+            return loss_fn(prediction)
+        return loss_fn(prediction, target)
+
+    def training_loss(self, model: nn.Module, inputs: Inputs, target: Any) -> Any:
+        """One training forward: the user's step, else the loss of the output."""
+        assert self.spec is not None
+        if self.spec.step is not None:
+            return self.spec.step(model, inputs.user_form())
+        return self.loss_of(self.call(model, inputs), target)
+
+    @property
+    def uses_surrogate(self) -> bool:
+        return self.spec is not None and not self.spec.has_real_loss
+
+    # -- the shared training run ----------------------------------------------------
+    def training_trace(self) -> TrainingTrace:
+        return self.memo("training", self._train)
+
+    def trace_failure(self, stage: str) -> TrainingFailure | None:
+        """The training run's failure if it is ``stage``'s to report.
+
+        A failure at an earlier stage makes this check a skip naming the owner; one at a
+        later stage leaves this stage's evidence valid (None).
+        """
+        failure = self.training_trace().failure
+        if failure is None:
+            return None
+        if failure.stage == stage:
+            return failure
+        stages = list(_OWNER)
+        if stages.index(failure.stage) < stages.index(stage):
+            raise DependencyFailed(
+                f"not run: the training step fails at its {failure.stage} "
+                f"(see {_OWNER[failure.stage]})"
+            )
+        return None
+
+    def _train(self) -> TrainingTrace:
+        from .training_run import run_training
+
+        return run_training(self, TRAIN_STEPS)
+
+    # -- comparisons ----------------------------------------------------------------
+    def tolerance(self, dtype: torch.dtype, cross_batch: bool = False) -> tuple[float, float]:
+        """(atol, rtol): assert_close's per-dtype defaults, widened for cross-batch
+        comparisons, overridden by the spec's ``tolerance``."""
+        defaults = {
+            torch.float16: (1e-5, 1e-3), torch.bfloat16: (1e-5, 1.6e-2),
+            torch.float32: (1e-5, 1.3e-6), torch.float64: (1e-7, 1e-7),
+            torch.complex64: (1e-5, 1.3e-6), torch.complex128: (1e-7, 1e-7),
+        }
+        atol, rtol = defaults.get(dtype, (0.0, 0.0))
+        if cross_batch:
+            atol, rtol = max(atol, CROSS_BATCH_ATOL), max(rtol, CROSS_BATCH_RTOL)
+        if self.spec is not None and self.spec.tolerance:
+            atol = self.spec.tolerance.get("atol", atol)
+            rtol = self.spec.tolerance.get("rtol", rtol)
+        return atol, rtol
+
+    # -- locations ------------------------------------------------------------------
+    def where_exception(self, exc: BaseException) -> Location:
+        return self.locator.for_exception(exc) or self.where_model()
+
+    def where_parameters(self, names: list[str]) -> Location:
+        return self.locator.for_parameters(self.model, names) or self.where_model()
+
+    def where_model(self) -> Location:
+        if self.spec is not None:
+            found = self.locator.for_object(self.spec.model)
+            if found:
+                return found
+        return self.where_factory()
+
+    def where_factory(self) -> Location:
+        if self.factory.file and self.factory.line:
+            return self.locator.relative(self.factory.file), self.factory.line
+        return None
+
+
+def module_of(obj: Any) -> nn.Module:
+    """The module inside whatever a model factory returned."""
+    if isinstance(obj, nn.Module):
+        return obj
+    model = obj.get("model") if isinstance(obj, dict) else getattr(obj, "model", None)
+    if not isinstance(model, nn.Module):
+        raise TypeError("the factory did not return a model on the second call")
+    return model
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, DependencyFailed):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,316 @@
+"""Run jobs in isolated worker processes and collect their streamed results.
+
+Workers are forked from a fork server that has already imported torch and the checks
+(``multiprocessing``'s forkserver with a preload), so a unit costs a fork rather than an
+interpreter start plus ``import torch``; spawn is the fallback where forkserver is
+unavailable. Each worker leads its own process group: a timeout, an interrupt or the
+end of the unit kills the whole group, grandchildren included.
+
+This module never imports torch; the fork server does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job
+from .results import CheckResult, ModelReport, Status
+
+OUTPUT_LIMIT = 64 * 1024
+WORKER_MODULE = "torchvet.worker"
+
+
+def start_method() -> str:
+    """forkserver where the platform has it (Linux, macOS), else spawn."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def mp_context() -> Any:
+    """The multiprocessing context workers start from (forkserver preloading torch)."""
+    method = start_method()
+    ctx: Any = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([WORKER_MODULE])
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now, so its ``import torch`` overlaps the parent's work."""
+    if start_method() == "forkserver":
+        mp_context()
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "did not report an exit status"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = {
+            "SIGSEGV": "segmentation fault in native code",
+            "SIGKILL": "killed, often by the out-of-memory killer",
+            "SIGABRT": "aborted by native code",
+            "SIGBUS": "bus error in native code",
+        }.get(name, "")
+        return f"killed by signal {-exitcode} ({name}{': ' + hint if hint else ''})"
+    return f"exited with code {exitcode}"
+
+
+@dataclass
+class _Running:
+    key: int
+    job: Job
+    report: ModelReport
+    process: Any
+    conn: Any
+    plan: list[str]
+    started: float
+    deadline: float
+    in_flight: str | None = None
+    done: bool = False
+    seen: set[str] = field(default_factory=set)
+    check_started: float = 0.0
+
+
+Observer = Callable[[ModelReport], None]
+
+
+class Executor:
+    """Schedules jobs over ``parallel`` workers; ``run`` returns one report per job.
+
+    ``on_start``/``on_result``/``on_done`` observers get reports as they change, so the
+    terminal can show progress. A ``KeyboardInterrupt`` (SIGINT, or SIGTERM turned into
+    one by the CLI) kills every worker and marks what did not finish ``cancelled``.
+    """
+
+    def __init__(
+        self,
+        jobs: Sequence[Any],
+        parallel: int = 1,
+        on_done: Observer | None = None,
+        on_result: Callable[[ModelReport, CheckResult], None] | None = None,
+        capture: bool = True,
+    ) -> None:
+        self.jobs = list(jobs)
+        self.parallel = max(1, parallel)
+        self.on_done = on_done
+        self.on_result = on_result
+        self.capture = capture
+        self.interrupted = False
+        self._context = mp_context()
+
+    # -- planning ------------------------------------------------------------------
+    @staticmethod
+    def plan_of(job: Job) -> list[str]:
+        return job.planned_checks()
+
+    @staticmethod
+    def new_report(job: Job) -> ModelReport:
+        f = job.factory
+        from .locate import Locator
+
+        file = Locator([], job.report_root).relative(f.file) if f.file else None
+        return ModelReport(
+            name=f.name, kind=f.kind, dist=f.dist, target=f.value, file=file, line=f.line
+        )
+
+    # -- running ---------------------------------------------------------------------
+    def run(self) -> list[ModelReport]:
+        reports = {id(job): self.new_report(job) for job in self.jobs}
+        pending = deque(self.jobs)
+        running: dict[int, _Running] = {}
+        with tempfile.TemporaryDirectory(prefix="torchvet-") as scratch:
+            try:
+                while pending or running:
+                    while pending and len(running) < self.parallel:
+                        job = pending.popleft()
+                        running[id(job)] = self._start(job, reports[id(job)], Path(scratch))
+                    self._wait(running)
+            except KeyboardInterrupt:
+                self.interrupted = True
+                for unit in list(running.values()):
+                    self._kill(unit)
+                    self._finish(unit, Status.CANCELLED, "cancelled: the run was interrupted")
+                for job in pending:
+                    report = reports[id(job)]
+                    for check_id in self.plan_of(job):
+                        report.results.append(
+                            CheckResult(check_id, Status.CANCELLED,
+                                        "cancelled: the run was interrupted before this unit")
+                        )
+                    self._notify(report)
+        return [reports[id(job)] for job in self.jobs]
+
+    def _start(self, job: Job, report: ModelReport, scratch: Path) -> _Running:
+        from dataclasses import replace
+
+        key = id(job)
+        output_path = None
+        if self.capture:
+            output_path = str(scratch / f"{len(os.listdir(scratch))}-{job.factory.name}.out")
+            job = replace(job, output_path=output_path)
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_entry, args=(job, sender), name=f"torchvet:{job.factory.name}", daemon=False
+        )
+        now = time.monotonic()
+        process.start()
+        sender.close()
+        return _Running(
+            key=key,
+            job=job,
+            report=report,
+            process=process,
+            conn=receiver,
+            plan=self.plan_of(job),
+            started=now,
+            deadline=now + float(job.config.timeout),
+        )
+
+    def _wait(self, running: dict[int, _Running]) -> None:
+        by_conn = {u.conn: u for u in running.values() if not u.conn.closed}
+        by_sentinel = {u.process.sentinel: u for u in running.values()}
+        nearest = min(u.deadline for u in running.values())
+        timeout = max(0.0, nearest - time.monotonic())
+        ready = multiprocessing.connection.wait(
+            [*by_conn, *by_sentinel], timeout=timeout
+        )
+        for obj in ready:
+            if obj in by_conn:
+                self._drain(by_conn[obj])
+        for obj in ready:
+            if obj in by_sentinel:
+                unit = by_sentinel[obj]
+                self._drain(unit)
+                unit.process.join()
+                self._kill(unit)
+                reason = describe_exit(unit.process.exitcode)
+                self._finish(unit, Status.ERROR, f"the worker process {reason}")
+                running.pop(unit.key, None)
+        now = time.monotonic()
+        for key, unit in list(running.items()):
+            if unit.deadline <= now and not unit.done:
+                self._drain(unit)
+                self._kill(unit)
+                timeout_s = unit.deadline - unit.started
+                self._finish(
+                    unit,
+                    Status.ERROR,
+                    f"timed out after {timeout_s:g} s; the worker's process group was killed "
+                    f"(raise it with --timeout or [tool.torchvet.models.{unit.job.factory.name}] "
+                    "timeout)",
+                )
+                running.pop(key, None)
+
+    def _drain(self, unit: _Running) -> None:
+        conn = unit.conn
+        while True:
+            try:
+                if conn.closed or not conn.poll(0):
+                    return
+                message = conn.recv()
+            except (EOFError, OSError):
+                with contextlib.suppress(OSError):
+                    conn.close()
+                return
+            self._handle(unit, message)
+
+    def _handle(self, unit: _Running, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "start":
+            unit.in_flight = message[1]
+            unit.check_started = time.monotonic()
+        elif kind == "result":
+            result = CheckResult.from_dict(message[1])
+            unit.report.results.append(result)
+            unit.seen.add(result.id)
+            unit.in_flight = None
+            if self.on_result:
+                self.on_result(unit.report, result)
+        elif kind == "plan":
+            unit.plan = list(message[1])
+        elif kind == "timeout":
+            unit.deadline = unit.started + float(message[1])
+        elif kind == "done":
+            unit.done = True
+
+    def _kill(self, unit: _Running) -> None:
+        pid = unit.process.pid
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            os.killpg(pid, signal.SIGKILL)
+        if unit.process.exitcode is None:
+            with contextlib.suppress(Exception):
+                unit.process.kill()
+            unit.process.join(timeout=5)
+
+    def _finish(self, unit: _Running, status: Status, reason: str) -> None:
+        """Close the unit's report: checks that never reported get ``status``."""
+        report = unit.report
+        if not unit.done:
+            where_file, where_line = report.file, report.line
+            if unit.in_flight and unit.in_flight not in unit.seen:
+                report.results.append(
+                    CheckResult(unit.in_flight, status, f"{reason} during this check",
+                                file=where_file, line=where_line,
+                                duration=time.monotonic() - unit.check_started)
+                )
+                unit.seen.add(unit.in_flight)
+            culprit = f" during {unit.in_flight}" if unit.in_flight else ""
+            for check_id in unit.plan:
+                if check_id not in unit.seen:
+                    text = (reason if status is Status.CANCELLED
+                            else f"not run: {reason}{culprit}")
+                    report.results.append(
+                        CheckResult(check_id, status, text, file=where_file, line=where_line)
+                    )
+                    unit.seen.add(check_id)
+        report.duration = time.monotonic() - unit.started
+        if unit.job.output_path:
+            report.output = _read_tail(unit.job.output_path)
+        with contextlib.suppress(OSError):
+            unit.conn.close()
+        unit.done = True
+        self._notify(report)
+
+    def _notify(self, report: ModelReport) -> None:
+        if self.on_done:
+            self.on_done(report)
+
+
+def _entry(job: Job, conn: Any) -> None:
+    from .worker import run_job
+
+    run_job(job, conn)
+
+
+def _read_tail(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - OUTPUT_LIMIT))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if size > OUTPUT_LIMIT:
+        text = f"[... {size - OUTPUT_LIMIT} earlier bytes of output dropped ...]\n" + text
+    return text

@@ -1,0 +1,33 @@
+"""The unit of work handed to a worker: built by the parent, which never imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .checks.catalogue import select
+from .config import UnitConfig
+from .discovery import Factory
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to check one factory; picklable."""
+
+    factory: Factory
+    config: UnitConfig
+    seed: int = 0
+    device: str = "cpu"
+    checks: tuple[str, ...] = ()
+    threads: int = 1
+    project_dirs: tuple[str, ...] = ()
+    report_root: str = "."
+    cwd: str = "."
+    output_path: str | None = None
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """Check selection: the command line's ``--checks`` wins over the config's."""
+        return self.checks or self.config.checks
+
+    def planned_checks(self, has_data: bool = False) -> list[str]:
+        return [m.id for m in select(self.factory.kind, self.patterns, has_data=has_data)]

@@ -1,0 +1,152 @@
+"""Find the line of user code whose torch op caused a verdict.
+
+After a check has established a bug (a NaN output, float64 creep, randomness in eval,
+batch mixing), the forward pass is replayed under a ``TorchFunctionMode`` that tests
+every op against a predicate and records the innermost project frame of the first
+match. Only used to explain failures, so healthy models never pay for it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .locate import Locator
+from .pytree import leaves
+
+Predicate = Callable[[str, tuple[Any, ...], dict[str, Any], Any], str | None]
+
+
+def op_name(func: Any) -> str:
+    name = getattr(func, "__name__", None) or str(func)
+    return name.removesuffix("_") if name.endswith("_") and not name.startswith("_") else name
+
+
+class OpTracer(TorchFunctionMode):
+    """Records (reason, location) of the first op matching ``predicate`` in project code."""
+
+    def __init__(self, predicate: Predicate, locator: Locator) -> None:
+        super().__init__()
+        self.predicate = predicate
+        self.locator = locator
+        self.found: tuple[str, tuple[str, int]] | None = None
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.found is None:
+            try:
+                reason = self.predicate(op_name(func), tuple(args), kwargs, out)
+            except Exception:
+                reason = None
+            if reason:
+                where = self._project_frame()
+                if where:
+                    self.found = (reason, where)
+        return out
+
+    def _project_frame(self) -> tuple[str, int] | None:
+        for frame in reversed(traceback.extract_stack()[:-2]):
+            if frame.lineno and self.locator.is_project_file(frame.filename):
+                return self.locator.relative(frame.filename), frame.lineno
+        return None
+
+
+def trace(run: Callable[[], Any], predicate: Predicate, locator: Locator
+          ) -> tuple[str, tuple[str, int]] | None:
+    """Run ``run()`` under an :class:`OpTracer`; exceptions from it are ignored."""
+    tracer = OpTracer(predicate, locator)
+    try:
+        with tracer:
+            run()
+    except Exception:
+        pass
+    return tracer.found
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    return [t for _, t in leaves(obj, "")]
+
+
+def nonfinite_from_finite(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          out: Any) -> str | None:
+    outs = [t for t in _tensors(out) if t.is_floating_point()]
+    if not outs or all(bool(torch.isfinite(t).all()) for t in outs):
+        return None
+    ins = [t for t in _tensors((args, kwargs)) if t.is_floating_point()]
+    if all(bool(torch.isfinite(t).all()) for t in ins):
+        return f"{name}() turned finite inputs into NaN/Inf"
+    return None
+
+
+def dtype_changed(expected: torch.dtype) -> Predicate:
+    def predicate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+                  ) -> str | None:
+        outs = [t for t in _tensors(out) if t.is_floating_point() and t.dtype != expected]
+        if not outs:
+            return None
+        ins = [t for t in _tensors((args, kwargs)) if t.is_floating_point()]
+        if any(t.dtype == expected for t in ins):
+            others = sorted({str(t.dtype) for t in ins if t.dtype != expected})
+            mixed = f" (mixed with a {', '.join(others)} tensor)" if others else ""
+            return f"{name}() produced {outs[0].dtype} from {expected} inputs{mixed}"
+        return None
+
+    return predicate
+
+
+RANDOM_OPS = {
+    "rand", "randn", "rand_like", "randn_like", "randint", "randint_like", "normal",
+    "bernoulli", "uniform", "multinomial", "randperm", "exponential", "poisson",
+}
+DROPOUT_OPS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+               "feature_alpha_dropout"}
+
+
+def random_op(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> str | None:
+    if name in DROPOUT_OPS:
+        training = kwargs.get("training", args[2] if len(args) > 2 else True)
+        if training:
+            return f"{name}() ran with training=True in eval mode"
+        return None
+    if name in RANDOM_OPS:
+        return f"{name}() draws random numbers in eval mode"
+    return None
+
+
+_REDUCTIONS = {
+    "softmax", "log_softmax", "sum", "mean", "std", "var", "amax", "amin", "max", "min",
+    "norm", "cumsum", "cumprod", "logsumexp", "normalize", "prod", "median", "argmax",
+    "argmin", "batch_norm", "instance_norm",
+}
+
+
+def batch_mixing(batch: int) -> Predicate:
+    """Ops that combine samples: reductions over dim 0, views that break sample blocks."""
+
+    def predicate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+                  ) -> str | None:
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if first is None or first.dim() == 0 or first.shape[0] != batch:
+            return None
+        if name == "batch_norm":
+            training = kwargs.get("training", args[5] if len(args) > 5 else False)
+            return "batch_norm() used batch statistics in eval mode" if training else None
+        if name in _REDUCTIONS:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            if dim in (0, -first.dim()) or (isinstance(dim, (tuple, list)) and 0 in dim):
+                return f"{name}(dim=0) reduces across the batch"
+            return None
+        if name in ("view", "reshape", "flatten", "transpose", "permute", "t", "movedim"):
+            outs = _tensors(out)
+            if outs and outs[0].dim() >= 1:
+                size = outs[0].shape[0]
+                if size != batch and size % batch != 0:
+                    return f"{name}() moved the batch dimension (dim 0 {batch} -> {size})"
+        return None
+
+    return predicate

@@ -1,0 +1,1 @@
+"""Reporters are observers: they only read results (terminal, JUnit, JSON, GitHub)."""

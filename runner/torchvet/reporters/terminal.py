@@ -1,0 +1,133 @@
+"""The terminal report: a line per unit as it finishes, then failures, then a table."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections import Counter
+from typing import TextIO
+
+from ..results import CheckResult, ModelReport, RunReport, Status
+
+_COLORS = {
+    Status.PASSED: "32", Status.FAILED: "31", Status.ERROR: "31;1", Status.XPASSED: "31",
+    Status.WARNED: "33", Status.SKIPPED: "33", Status.XFAILED: "33", Status.CANCELLED: "35",
+}
+_ORDER = [Status.FAILED, Status.ERROR, Status.XPASSED, Status.WARNED, Status.PASSED,
+          Status.SKIPPED, Status.XFAILED, Status.CANCELLED]
+_COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED]
+OUTPUT_LINES = 30
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a TTY, never with NO_COLOR set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def count_phrase(counts: Counter[Status]) -> str:
+    parts = [f"{counts[s]} {s.value}" for s in _ORDER if counts.get(s)]
+    return ", ".join(parts) or "no checks"
+
+
+class TerminalReporter:
+    """Observer printing progress and the final report to ``stream``."""
+
+    def __init__(self, stream: TextIO | None = None, total: int = 0,
+                 color: bool | None = None, show_output: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.total = total
+        self.done = 0
+        self.color = use_color(self.stream) if color is None else color
+        self.show_output = show_output
+        self.width = min(shutil.get_terminal_size((100, 20)).columns, 120)
+
+    def paint(self, text: str, status: Status | None = None, code: str | None = None) -> str:
+        code = code or (_COLORS.get(status) if status else None)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and code else text
+
+    def write(self, text: str = "") -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def header(self, text: str) -> None:
+        self.write(self.paint(text, code="1"))
+
+    def unit_done(self, report: ModelReport) -> None:
+        self.done += 1
+        status = report.status
+        width = len(str(self.total or self.done))
+        progress = f"[{self.done:>{width}}/{self.total or self.done}]"
+        label = status.value.upper()
+        name = f"{report.display_name} ({report.kind})"
+        self.write(
+            f"{progress} {name:<40} {self.paint(label, status):<7}  "
+            f"{count_phrase(report.counts())}  ({report.duration:.2f}s)"
+        )
+
+    def finish(self, run: RunReport, fail_on: str = "failure") -> None:
+        bad = [(m, r) for m, r in run.all_results()
+               if r.status.is_bad or r.status is Status.WARNED]
+        if bad:
+            self.rule("problems")
+            for report, result in sorted(bad, key=lambda mr: -mr[1].status.severity):
+                self.problem(report, result)
+            if self.show_output:
+                self.outputs(run, {m.display_name for m, _ in bad})
+        self.table(run)
+        counts = run.counts()
+        summary = f"{count_phrase(counts)} in {run.duration:.2f}s"
+        if run.interrupted:
+            summary += " (interrupted)"
+        worst = Status.FAILED if any(s.is_bad for s in counts) else (
+            Status.WARNED if counts.get(Status.WARNED) else Status.PASSED)
+        self.rule(summary, worst)
+
+    def rule(self, title: str, status: Status | None = None) -> None:
+        text = f" {title} "
+        pad = max(4, self.width - len(text))
+        self.write(self.paint("=" * (pad // 2) + text + "=" * (pad - pad // 2), status))
+
+    def problem(self, report: ModelReport, result: CheckResult) -> None:
+        title = f"{result.status.value.upper()} {report.display_name} · {result.id}"
+        self.write(self.paint(title, result.status))
+        self.write(f"  {result.message}")
+        if result.file:
+            self.write(f"  at {result.file}:{result.line or 1}")
+        if result.details and result.details.strip() != result.message.strip():
+            for line in result.details.rstrip().splitlines()[-25:]:
+                self.write(f"    {line}")
+        self.write()
+
+    def outputs(self, run: RunReport, names: set[str]) -> None:
+        for report in run.reports:
+            if report.display_name in names and report.output.strip():
+                self.rule(f"captured output: {report.display_name}")
+                lines = report.output.rstrip().splitlines()
+                if len(lines) > OUTPUT_LINES:
+                    self.write(f"[... {len(lines) - OUTPUT_LINES} earlier lines; the JSON "
+                               "report has them all ...]")
+                for line in lines[-OUTPUT_LINES:]:
+                    self.write(line)
+
+    def table(self, run: RunReport) -> None:
+        if not run.reports:
+            return
+        name_width = max(12, *(len(r.display_name) for r in run.reports))
+        head = f"{'unit':<{name_width}}  {'kind':<7}  {'status':<9}" + "".join(
+            f"{s.value:>8}" for s in _COLUMNS) + f"{'time':>9}"
+        self.write()
+        self.write(head)
+        self.write("-" * len(head))
+        for report in run.reports:
+            counts = report.counts()
+            status = report.status
+            cells = "".join(f"{counts.get(s, 0):>8}" for s in _COLUMNS)
+            self.write(
+                f"{report.display_name:<{name_width}}  {report.kind:<7}  "
+                f"{self.paint(f'{status.value:<9}', status)}{cells}{report.duration:>8.2f}s"
+            )

@@ -1,0 +1,150 @@
+"""The short training run that training.loss / gradients / update / frozen all read.
+
+Up to three optimizer steps on one fixed batch, in train mode, on a copy of the model.
+It stops early once every trainable parameter has had a usable gradient and moved,
+so a healthy model usually costs one step; zero-initialised layers get the steps they
+legitimately need.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .seeding import seed_everything
+from .spec import derived_seed
+
+if TYPE_CHECKING:
+    from .context import CheckContext, TrainingTrace
+
+
+def grad_state(grad: torch.Tensor | None) -> str:
+    if grad is None:
+        return "none"
+    if grad.is_sparse:
+        grad = grad.coalesce().values()
+    if not bool(torch.isfinite(grad).all()):
+        return "nonfinite"
+    if not bool(grad.count_nonzero()):
+        return "zero"
+    return "ok"
+
+
+def validate_loss(loss: Any, surrogate: bool) -> None:
+    """Raise :class:`LossProblem` unless ``loss`` is a finite 0-d tensor needing grad."""
+    from .context import LossProblem
+
+    source = "the surrogate loss" if surrogate else "the loss"
+    if not isinstance(loss, torch.Tensor):
+        raise LossProblem(
+            f"{source} is a {type(loss).__name__}, not a tensor: return the loss tensor "
+            "itself (not loss.item())"
+        )
+    if loss.dim() != 0:
+        raise LossProblem(
+            f"{source} has shape {tuple(loss.shape)}, not a scalar: reduce it "
+            "(reduction='mean' or .mean()) before returning it"
+        )
+    if not loss.requires_grad:
+        cause = (
+            "the model's outputs do not require grad" if surrogate else "it does not require grad"
+        )
+        raise LossProblem(
+            f"{source} cannot be backpropagated: {cause}; the forward runs under "
+            "torch.no_grad(), detaches its result (.detach(), .item(), .numpy()), or no "
+            "parameter requires grad"
+        )
+    if not bool(torch.isfinite(loss)):
+        raise LossProblem(
+            f"{source} is {float(loss)} at init: look for log/sqrt/division of values "
+            "that can be 0 or negative, or an overflow"
+        )
+
+
+def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
+    from .context import TrainingFailure, TrainingTrace
+
+    trace = TrainingTrace()
+    seed_everything(derived_seed(ctx.seed, "train"))
+    model = ctx.fresh_copy().train()
+    named = list(model.named_parameters())
+    trace.trainable = [n for n, p in named if p.requires_grad]
+    trace.frozen = [n for n, p in named if not p.requires_grad]
+    initial = {n: p.detach().clone() for n, p in named}
+    trace.grad_states = {n: [] for n in trace.trainable}
+    inputs = ctx.inputs(ctx.train_batch_size)
+    target = ctx.target(ctx.train_batch_size)
+    spec = ctx.spec
+    assert spec is not None
+    try:
+        optimizer = (
+            spec.optimizer(model.parameters())
+            if spec.optimizer is not None
+            else torch.optim.Adam(model.parameters(), lr=1e-3)
+        )
+    except Exception as exc:
+        trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))
+        return trace
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    trace.in_optimizer = {n for n, p in named if id(p) in held}
+    params = dict(named)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            loss = ctx.training_loss(model, inputs, target)
+            validate_loss(loss, ctx.uses_surrogate)
+        except Exception as exc:
+            trace.failure = TrainingFailure("loss", exc, ctx.where_exception(exc))
+            break
+        trace.losses.append(float(loss.detach()))
+        try:
+            loss.backward()
+        except Exception as exc:
+            where, details = _anomaly_location(ctx, inputs, target)
+            trace.failure = TrainingFailure(
+                "backward", exc, where or ctx.where_exception(exc), details
+            )
+            break
+        for name in trace.trainable:
+            trace.grad_states[name].append(grad_state(params[name].grad))
+        try:
+            optimizer.step()
+        except Exception as exc:
+            trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))
+            break
+        trace.steps += 1
+        if _settled(trace, params, initial):
+            break
+    trace.changed = {n: not torch.equal(p.detach(), initial[n]) for n, p in named}
+    return trace
+
+
+def _settled(trace: TrainingTrace, params: Mapping[str, torch.Tensor],
+             initial: Mapping[str, torch.Tensor]) -> bool:
+    """Every trainable parameter has had a usable gradient and has moved."""
+    for name in trace.trainable:
+        if "ok" not in trace.grad_states[name]:
+            return False
+        if torch.equal(params[name].detach(), initial[name]):
+            return False
+    return True
+
+
+def _anomaly_location(ctx: CheckContext, inputs: Any, target: Any) -> tuple[Any, str]:
+    """Re-run the failing step with anomaly detection to find the forward line that
+    created the tensor whose backward failed."""
+    model = ctx.fresh_copy().train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.autograd.detect_anomaly(check_nan=False):
+                loss = ctx.training_loss(model, inputs, target)
+                loss.backward()
+        except Exception:
+            pass
+    marker = "Traceback of forward call"
+    text = "\n".join(str(w.message) for w in caught if marker in str(w.message))
+    return (ctx.locator.in_text(text) if text else None), text

@@ -1,0 +1,278 @@
+"""The worker: one process per model or dataset, forked from a server that has already
+imported torch and the checks.
+
+It becomes the leader of its own process group (so a timeout can kill everything it
+started), captures the output of user code to a file, builds the unit from its factory
+and streams one message per check back to the parent: ``("start", id)`` before a check
+and ``("result", dict)`` after it, so a crash loses nothing already decided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import checks as _checks  # noqa: F401 - registers every implementation
+from .checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
+from .checks.catalogue import first_match
+from .context import CheckContext
+from .jobs import Job
+from .locate import Locator
+from .results import CheckResult, Status
+from .seeding import seed_everything
+from .spec import DataSpec, ModelSpec, SpecError, derived_seed, normalize_dataset, normalize_model
+
+Send = Callable[[tuple[Any, ...]], None]
+
+
+def run_job(job: Job, conn: Any) -> None:
+    """Process entry point: run every planned check for ``job``, streaming results."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    if job.output_path:
+        _capture_output(job.output_path)
+    torch.set_num_threads(max(1, job.threads))
+
+    def send(message: tuple[Any, ...]) -> None:
+        conn.send(message)
+
+    try:
+        UnitRun(job, send).run()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+
+
+def _capture_output(path: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+class BuildError(Exception):
+    """The unit could not be built; ``message`` is the verdict for every check."""
+
+    def __init__(self, message: str, where: Any, details: str = "") -> None:
+        super().__init__(message)
+        self.message, self.where, self.details = message, where, details
+
+
+class UnitRun:
+    """Build one unit and run its checks in order."""
+
+    def __init__(self, job: Job, send: Send) -> None:
+        self.job = job
+        self.send = send
+        self.factory = job.factory
+        project_dirs = list(job.project_dirs)
+        self.locator = Locator(project_dirs, job.report_root)
+        self.plan = job.planned_checks()
+
+    def factory_where(self) -> Any:
+        if self.factory.file and self.factory.line:
+            return self.locator.relative(self.factory.file), self.factory.line
+        return None
+
+    # -- building ---------------------------------------------------------------
+    def import_factory(self) -> Callable[[], Any]:
+        for entry in reversed(self.factory.sys_path):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        module_name, attr = self.factory.module, self.factory.attr
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except Exception as exc:
+            raise BuildError(
+                f"cannot import the factory {self.factory.value}: {_one_line(exc)}; check "
+                "the entry point and that the project's dependencies are installed",
+                self.locator.for_exception(exc) or self.factory_where(),
+                traceback.format_exc(),
+            ) from exc
+        if not callable(target):
+            raise BuildError(
+                f"{self.factory.value} is a {type(target).__name__}, not a callable: the "
+                "entry point must name a zero-argument function or class",
+                self.factory_where(),
+            )
+        return target
+
+    def call_factory(self, fn: Callable[[], Any]) -> Any:
+        seed_everything(self.job.seed)
+        try:
+            return fn()
+        except Exception as exc:
+            raise BuildError(
+                f"the factory {self.factory.value} raised {_one_line(exc)}",
+                self.locator.for_exception(exc) or self.factory_where(),
+                traceback.format_exc(),
+            ) from exc
+
+    def resolve_device(self) -> str:
+        device = self.job.device
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BuildError(
+                f"--device {device} but torch.cuda.is_available() is False (torch "
+                f"{torch.__version__}); install a CUDA build of torch or use --device cpu",
+                None,
+            )
+        return device
+
+    def build_context(self) -> CheckContext:
+        device = self.resolve_device()
+        fn = self.import_factory()
+        obj = self.call_factory(fn)
+        job = self.job
+
+        def rebuild() -> Any:
+            seed_everything(derived_seed(job.seed, "rebuild"))
+            return fn()
+
+        spec: ModelSpec | None = None
+        data: DataSpec | None = None
+        try:
+            if self.factory.kind == "model":
+                spec = normalize_model(obj, self.factory.name, job.config, job.seed)
+                warnings = spec.warnings
+            else:
+                data, warnings = normalize_dataset(obj, job.config)
+        except SpecError as exc:
+            raise BuildError(str(exc), self.factory_where()) from exc
+        file, line = self._loc(self.factory_where())
+        for text in warnings:
+            self.emit(CheckResult("spec", Status.WARNED, text, "", file, line))
+        if spec is not None:
+            if spec.data is not None:
+                self.plan = job.planned_checks(has_data=True)
+                self.send(("plan", list(self.plan)))
+            if spec.timeout:
+                self.send(("timeout", float(spec.timeout)))
+            spec.model.to(device)
+        return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data)
+
+    # -- running -----------------------------------------------------------------
+    def emit(self, result: CheckResult) -> None:
+        self.send(("result", result.to_dict()))
+
+    @staticmethod
+    def _loc(where: Any) -> tuple[str | None, int | None]:
+        return (where[0], where[1]) if where else (None, None)
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            ctx = self.build_context()
+        except BuildError as exc:
+            for check_id in self.plan:
+                self.emit(CheckResult(check_id, Status.ERROR, exc.message, exc.details,
+                                      *self._loc(exc.where)))
+            self.send(("done", time.perf_counter() - started))
+            return
+        blanket = self.blanket_skip(ctx)
+        for check_id in self.plan:
+            self.send(("start", check_id))
+            if blanket:
+                self.emit(CheckResult(check_id, Status.SKIPPED, blanket))
+                continue
+            self.emit(run_check(check_id, ctx))
+        self.send(("done", time.perf_counter() - started))
+
+    def blanket_skip(self, ctx: CheckContext) -> str:
+        """A reason to skip every check (no usable inputs), or ''."""
+        spec = ctx.spec
+        if spec is None:
+            return ""
+        if spec.inputs is None:
+            return spec.inputs_problem
+        if not spec.inferred_inputs:
+            return ""
+        try:
+            ctx.current_check = "forward.runs"
+            ctx.eval_output()
+        except Exception as exc:
+            from .spec import declare_inputs_hint
+
+            ctx.forget()
+            return (
+                f"inputs {spec.inputs.description} did not fit: {_one_line(exc)}; "
+                f"{declare_inputs_hint(self.factory.name)}"
+            )
+        return ""
+
+
+def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
+    """Run one check and capture its outcome (the ``CallInfo`` of torchvet)."""
+    spec = ctx.spec
+    skips = spec.skip if spec is not None else {}
+    xfails = spec.xfail if spec is not None else {}
+    started = time.perf_counter()
+    declared_skip = first_match(check_id, skips)
+    if declared_skip is not None:
+        pattern, reason = declared_skip
+        return CheckResult(check_id, Status.SKIPPED, f"skipped ({pattern}): {reason}")
+    func = IMPLEMENTATIONS.get(check_id)
+    if func is None:
+        return CheckResult(check_id, Status.ERROR, f"no implementation registered for {check_id}")
+    ctx.current_check = check_id
+    seed_everything(derived_seed(ctx.seed, check_id))
+    try:
+        outcome = func(ctx)
+    except DependencyFailed as exc:
+        outcome = Outcome(Status.SKIPPED, str(exc))
+    except Skip as exc:
+        outcome = Outcome(Status.SKIPPED, str(exc))
+    except Exception as exc:
+        outcome = Outcome(
+            Status.ERROR,
+            f"{check_id} raised {_one_line(exc)}",
+            traceback.format_exc(),
+            ctx.where_exception(exc),
+        )
+    declared_xfail = first_match(check_id, xfails)
+    if declared_xfail is not None:
+        outcome = _apply_xfail(outcome, *declared_xfail)
+    where = outcome.where
+    if where is None and outcome.status not in (Status.PASSED, Status.SKIPPED):
+        where = ctx.where_model() if ctx.spec is not None else ctx.where_factory()
+    file, line = (where[0], where[1]) if where else (None, None)
+    message = outcome.message or ("ok" if outcome.status is Status.PASSED else "")
+    return CheckResult(
+        check_id, outcome.status, message, outcome.details, file, line,
+        time.perf_counter() - started,
+    )
+
+
+def _apply_xfail(outcome: Outcome, pattern: str, reason: str) -> Outcome:
+    if outcome.status in (Status.FAILED, Status.ERROR, Status.WARNED):
+        return Outcome(Status.XFAILED, f"xfail ({reason}): {outcome.message}", outcome.details,
+                       outcome.where)
+    if outcome.status is Status.PASSED:
+        return Outcome(
+            Status.XPASSED,
+            f"declared xfail ({pattern}: {reason}) but it passed: remove the xfail",
+            outcome.details,
+            outcome.where,
+        )
+    return outcome
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
