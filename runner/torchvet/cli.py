@@ -182,7 +182,7 @@ class RunOptions:
     junit: str | None = None
     json_path: str | None = None
     capture: bool = True
-    github: bool = False
+    github: bool = False  # GitHub Actions: annotations, job summary, step outputs
 
 
 def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunReport:
@@ -191,7 +191,9 @@ def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunRepor
 
     warm_up()
     jobs = build_jobs(sel, options)
-    terminal = TerminalReporter(stream=stream, total=len(jobs))
+    out = stream or sys.stdout
+    resume = _stop_commands(out) if options.github else None
+    terminal = TerminalReporter(stream=out, total=len(jobs))
     n_models = sum(1 for f in sel.factories if f.kind == "model")
     terminal.header(
         f"torchvet {__version__} · torch {torch_version()} · {n_models} model(s), "
@@ -216,7 +218,24 @@ def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunRepor
         interrupted=executor.interrupted,
     )
     write_reports(run, options, terminal)
+    if resume is not None:
+        from .reporters import github
+
+        out.write(resume)
+        out.flush()
+        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out)
     return run
+
+
+def _stop_commands(out: Any) -> str:
+    """Disable workflow commands while anything derived from user code is printed; the
+    returned line re-enables them (https://docs.github.com/actions: stop-commands)."""
+    import secrets
+
+    token = secrets.token_hex(16)
+    out.write(f"::stop-commands::{token}\n")
+    out.flush()
+    return f"::{token}::\n"
 
 
 def _terminate_as_interrupt() -> Any:
@@ -353,12 +372,15 @@ def checks_command(as_json: bool) -> None:
               help="Write the full JSON report here (input of `torchvet merge`).")
 @click.option("-s", "--no-capture", is_flag=True,
               help="Let the output of user code through instead of capturing it per unit.")
+@click.option("--github/--no-github", default=None,
+              help="Emit GitHub Actions annotations, job summary and step outputs "
+                   "[default: when GITHUB_ACTIONS=true].")
 @INSTALLED_OPT
 def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
-                installed: bool | None) -> None:
+                github: bool | None, installed: bool | None) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
     sel = select_factories(path, models, exclude, installed, shard)
     config = sel.config
@@ -372,6 +394,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
         junit=junit,
         json_path=json_path,
         capture=not no_capture,
+        github=github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
     )
     for unit_checks in [config.defaults.get("checks", ())] + [
         t.get("checks", ()) for t in [*config.models.values(), *config.datasets.values()]

@@ -72,7 +72,9 @@ class BuildError(Exception):
 class UnitRun:
     """Build one unit and run its checks in order."""
 
-    def __init__(self, job: Job, send: Send) -> None:
+    def __init__(self, job: Job, send: Send, factory_fn: Callable[[], Any] | None = None
+                 ) -> None:
+        self.factory_fn = factory_fn
         self.job = job
         self.send = send
         self.factory = job.factory
@@ -135,7 +137,7 @@ class UnitRun:
 
     def build_context(self) -> CheckContext:
         device = self.resolve_device()
-        fn = self.import_factory()
+        fn = self.factory_fn or self.import_factory()
         obj = self.call_factory(fn)
         job = self.job
 

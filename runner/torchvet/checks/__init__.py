@@ -1,3 +1,3 @@
 """Check implementations, one module per area; importing this registers them all."""
 
-from . import data, forward, training  # noqa: F401
+from . import data, export, forward, portability, state, training  # noqa: F401

@@ -1,0 +1,1 @@
+"""export.* checks (see DESIGN.md §3)."""

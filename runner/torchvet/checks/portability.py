@@ -1,0 +1,1 @@
+"""portability.* checks (see DESIGN.md §3)."""

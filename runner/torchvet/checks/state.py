@@ -1,0 +1,1 @@
+"""state.* checks (see DESIGN.md §3)."""

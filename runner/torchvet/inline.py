@@ -1,0 +1,76 @@
+"""Run checks in the current process on a factory you hold: for your own pytest suite
+and for torchvet's tests. The CLI uses isolated workers instead; the verdicts are the
+same because both go through :class:`torchvet.worker.UnitRun`.
+
+>>> from torchvet.inline import check_inline
+>>> results = check_inline(lambda: {"model": MyNet(), "inputs": torch.randn(2, 8)})
+>>> assert results["training.gradients"].status.value == "passed"
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import UnitConfig
+from .discovery import Factory
+from .jobs import Job
+from .results import CheckResult
+
+
+def check_inline(
+    factory: Callable[[], Any],
+    *,
+    kind: str = "model",
+    name: str | None = None,
+    checks: Sequence[str] = (),
+    seed: int = 0,
+    device: str = "cpu",
+    config: UnitConfig | None = None,
+    project_dirs: Sequence[str] | None = None,
+) -> dict[str, CheckResult]:
+    """Check what ``factory()`` returns; results keyed by check id (``spec`` holds spec
+    warnings)."""
+    from .worker import UnitRun
+
+    source = _source_of(factory)
+    root = Path(source[0]).parent if source else Path.cwd()
+    record = Factory(
+        name=name or str(getattr(factory, "__name__", "inline")),
+        kind=kind,
+        dist="",
+        value=f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')}",
+        file=source[0] if source else None,
+        line=source[1] if source else None,
+    )
+    dirs = tuple(project_dirs) if project_dirs is not None else (str(root),)
+    job = Job(
+        factory=record,
+        config=config or UnitConfig(),
+        seed=seed,
+        device=device,
+        checks=tuple(checks),
+        project_dirs=dirs,
+        report_root=dirs[0] if dirs else str(root),
+        cwd=str(root),
+    )
+    results: dict[str, CheckResult] = {}
+
+    def collect(message: tuple[Any, ...]) -> None:
+        if message[0] == "result":
+            result = CheckResult.from_dict(message[1])
+            results[result.id] = result
+
+    UnitRun(job, collect, factory_fn=factory).run()
+    return results
+
+
+def _source_of(obj: Any) -> tuple[str, int] | None:
+    try:
+        file = inspect.getsourcefile(obj)
+        _, line = inspect.getsourcelines(obj)
+    except (OSError, TypeError):
+        return None
+    return (file, line) if file else None
