@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from torchvet.config import UnitConfig
 from torchvet.inline import check_inline
 from torchvet.results import CheckResult, Status

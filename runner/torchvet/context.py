@@ -48,6 +48,7 @@ class TrainingFailure:
     error: BaseException
     where: Location = None
     details: str = ""
+    culprit: str = ""  # e.g. "add_() modifies the output of sigmoid() in place"
 
 
 @dataclass

@@ -106,6 +106,18 @@ class Locator:
             return self._loc(filename, max(line, 1))
         return None
 
+    def for_function(self, fn: Any) -> Location | None:
+        """Definition line of a project function (a spec's step, loss or optimizer)."""
+        fn = getattr(fn, "__func__", fn)
+        try:
+            filename = inspect.getsourcefile(fn)
+            _, line = inspect.getsourcelines(fn)
+        except (OSError, TypeError):
+            return None
+        if filename and self.is_project_file(filename):
+            return self._loc(filename, max(line, 1))
+        return None
+
     def for_object(self, obj: Any) -> Location | None:
         for cls in type(obj).__mro__:
             found = self.for_class(cls)

@@ -22,7 +22,11 @@ Predicate = Callable[[str, tuple[Any, ...], dict[str, Any], Any], str | None]
 
 
 def op_name(func: Any) -> str:
-    name = getattr(func, "__name__", None) or str(func)
+    return str(getattr(func, "__name__", None) or func)
+
+
+def base_name(name: str) -> str:
+    """``add`` for ``add_``: the op an in-place variant performs."""
     return name.removesuffix("_") if name.endswith("_") and not name.startswith("_") else name
 
 
@@ -108,6 +112,7 @@ DROPOUT_OPS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"
 
 
 def random_op(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> str | None:
+    name = base_name(name)
     if name in DROPOUT_OPS:
         training = kwargs.get("training", args[2] if len(args) > 2 else True)
         if training:
@@ -150,3 +155,40 @@ def batch_mixing(batch: int) -> Predicate:
         return None
 
     return predicate
+
+
+# ops whose backward reads their own output, so changing it in place breaks backward
+SAVES_OUTPUT = {"sigmoid", "tanh", "exp", "relu", "softmax", "log_softmax", "sqrt", "rsqrt",
+                "elu", "hardsigmoid", "silu", "expm1", "logsigmoid"}
+INPLACE_DUNDERS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__",
+                   "__setitem__"}
+
+
+def inplace_on_saved_output() -> Predicate:
+    """An in-place op on a tensor whose producer's backward needs it unchanged."""
+    produced: dict[int, tuple[str, torch.Tensor]] = {}
+
+    def predicate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+                  ) -> str | None:
+        target = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        inplace = name in INPLACE_DUNDERS or kwargs.get("inplace") is True or (
+            name.endswith("_") and not name.startswith("_"))
+        if inplace and target is not None and id(target) in produced:
+            return f"{name}() modifies the output of {produced[id(target)][0]}() in place"
+        if name in SAVES_OUTPUT and isinstance(out, torch.Tensor) and out.requires_grad:
+            produced[id(out)] = (name, out)
+        return None
+
+    return predicate
+
+
+def squeezed_batch(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+                   ) -> str | None:
+    """A ``squeeze()`` without a dim that removed a batch dimension of size 1."""
+    first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if name != "squeeze" or first is None or len(args) > 1 or "dim" in kwargs:
+        return None
+    if (first.dim() >= 1 and first.shape[0] == 1 and isinstance(out, torch.Tensor)
+            and out.dim() < first.dim()):
+        return "squeeze() without a dim dropped the batch dimension"
+    return None

@@ -259,10 +259,14 @@ _CONV_SIZES = {1: (32,), 2: (32, 32), 3: (8, 16, 16)}
 
 def infer_descriptors(model: nn.Module) -> tuple[dict[str, Any], str] | None:
     """Inputs guessed from the first layer that holds parameters."""
+    layer_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.EmbeddingBag,
+                   nn.RNNBase)
     for name, module in model.named_modules():
-        if module is model or not any(True for _ in module.parameters(recurse=False)):
+        if module is model and not isinstance(model, layer_types):
+            continue  # a container holding parameters of its own (a cls token, say)
+        if not any(True for _ in module.parameters(recurse=False)):
             continue
-        where = f"its first layer {name} ({type(module).__name__})"
+        where = f"its first layer {name or 'the model itself'} ({type(module).__name__})"
         if isinstance(module, nn.Linear):
             return {"args": [{"shape": (module.in_features,), "dtype": "float32"}]}, where
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):

@@ -59,7 +59,7 @@ def validate_loss(loss: Any, surrogate: bool) -> None:
         )
     if not bool(torch.isfinite(loss)):
         raise LossProblem(
-            f"{source} is {float(loss)} at init: look for log/sqrt/division of values "
+            f"{source} is {float(loss.detach())} at init: look for log/sqrt/division of values "
             "that can be 0 or negative, or an overflow"
         )
 
@@ -103,9 +103,9 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
         try:
             loss.backward()
         except Exception as exc:
-            where, details = _anomaly_location(ctx, inputs, target)
+            where, culprit, details = _anomaly_location(ctx, inputs, target)
             trace.failure = TrainingFailure(
-                "backward", exc, where or ctx.where_exception(exc), details
+                "backward", exc, where or ctx.where_exception(exc), details, culprit
             )
             break
         for name in trace.trainable:
@@ -133,9 +133,18 @@ def _settled(trace: TrainingTrace, params: Mapping[str, torch.Tensor],
     return True
 
 
-def _anomaly_location(ctx: CheckContext, inputs: Any, target: Any) -> tuple[Any, str]:
-    """Re-run the failing step with anomaly detection to find the forward line that
-    created the tensor whose backward failed."""
+def _anomaly_location(ctx: CheckContext, inputs: Any, target: Any) -> tuple[Any, str, str]:
+    """Re-run the failing step to find its line: first an in-place op on a tensor that
+    backward needs, else (anomaly mode) the forward op whose backward failed."""
+    from . import optrace
+
+    found = optrace.trace(
+        lambda: ctx.training_loss(ctx.fresh_copy().train(), inputs, target),
+        optrace.inplace_on_saved_output(),
+        ctx.locator,
+    )
+    if found is not None:
+        return found[1], found[0], ""
     model = ctx.fresh_copy().train()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -147,4 +156,4 @@ def _anomaly_location(ctx: CheckContext, inputs: Any, target: Any) -> tuple[Any,
             pass
     marker = "Traceback of forward call"
     text = "\n".join(str(w.message) for w in caught if marker in str(w.message))
-    return (ctx.locator.in_text(text) if text else None), text
+    return (ctx.locator.in_text(text) if text else None), "", text

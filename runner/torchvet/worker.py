@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch._dynamo
 
 from . import checks as _checks  # noqa: F401 - registers every implementation
 from .checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip

@@ -217,11 +217,14 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
             f"(shape {shape_str(base_shape)} at batch size {ctx.batch_size})"
         )
     if problems:
+        found = replay(ctx, optrace.squeezed_batch, ctx.inputs(1)) if 1 in outputs else None
+        culprit = f"; {found[0]}" if found else ""
         return failed(
-            f"{problems[0]}: dim 0 must follow the batch size; a .squeeze() drops it at batch "
-            "size 1 (use .squeeze(-1) or .flatten(1)), a hard-coded size in view/reshape "
-            "fixes it (use x.shape[0] or -1)",
+            f"{problems[0]}{culprit}: dim 0 must follow the batch size; a .squeeze() drops it "
+            "at batch size 1 (use .squeeze(-1) or .flatten(1)), a hard-coded size in "
+            "view/reshape fixes it (use x.shape[0] or -1)",
             "\n".join(problems),
+            found[1] if found else None,
         )
     return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} scale dim 0")
 
@@ -274,22 +277,36 @@ def batch_independence(ctx: CheckContext) -> Outcome:
         mixed_inputs = mix_inputs(base_inputs, ctx.inputs(batch, variant=1), batch)
         seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
         mixed = ctx.call(model, mixed_inputs)
-        seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
-        single = ctx.call(model, first_sample(base_inputs, batch))
     changed = _compare_sample(ctx, base, mixed, paths, slice(0, 1))
     if changed:
         return _mixing_failure(
             ctx, f"{changed[0]} changes by {changed[1]:.3g} when the other samples in the batch "
             "change", base_inputs, batch)
-    alone = _compare_sample(ctx, base, single, paths & batched_paths_of(single), slice(0, 1))
-    if alone:
-        return _mixing_failure(
-            ctx, f"{alone[0]} differs by {alone[1]:.3g} between a batch of {batch} and the "
-            "sample on its own", base_inputs, batch)
-    leaked = _gradient_leak(ctx, base_inputs, batch, paths)
+    single = _single_sample_output(ctx, base_inputs, batch)
+    if single is not None:
+        alone = _compare_sample(ctx, base, single, paths & batched_paths_of(single), slice(0, 1))
+        if alone:
+            return _mixing_failure(
+                ctx, f"{alone[0]} differs by {alone[1]:.3g} between a batch of {batch} and the "
+                "sample on its own", base_inputs, batch)
+    try:
+        leaked = _gradient_leak(ctx, base_inputs, batch, paths)
+    except Exception:  # a backward that fails is training.gradients' verdict
+        leaked = None
     if leaked:
         return _mixing_failure(ctx, leaked, base_inputs, batch)
     return passed(f"sample 0 is unaffected by its {batch - 1} batch mate(s)")
+
+
+def _single_sample_output(ctx: CheckContext, inputs: Inputs, batch: int) -> Any:
+    """The first sample on its own; None when batch size 1 fails (forward.batch_sizes'
+    verdict, not this check's)."""
+    seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
+    try:
+        with torch.no_grad():
+            return ctx.call(ctx.model.eval(), first_sample(inputs, batch))
+    except Exception:
+        return None
 
 
 def batched_paths_of(out: Any) -> set[str]:

@@ -25,12 +25,20 @@ def matching(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
-def glob_for(names: Sequence[str]) -> str:
-    """A pattern a user can paste into frozen=/unused= for these parameters."""
-    from ..locate import common_module_prefix
-
-    prefix = common_module_prefix(list(names)) if len(names) > 1 else names[0].rsplit(".", 1)[0]
-    return f"{prefix}.*" if prefix and prefix != names[0] else names[0]
+def suggest_patterns(names: Sequence[str], all_names: Sequence[str]) -> str:
+    """Globs a user can paste into frozen=/unused=: ``module.*`` where every parameter of
+    a module is named, the parameter itself otherwise."""
+    by_module: dict[str, list[str]] = {}
+    for name in names:
+        by_module.setdefault(name.rpartition(".")[0], []).append(name)
+    patterns: list[str] = []
+    for module, members in by_module.items():
+        siblings = [n for n in all_names if n.rpartition(".")[0] == module]
+        if module and len(members) == len(siblings):
+            patterns.append(f"{module}.*")
+        else:
+            patterns.extend(members)
+    return "[" + ", ".join(f'"{p}"' for p in patterns) + "]"
 
 
 def listing(names: Sequence[str], limit: int = 5) -> str:
@@ -50,7 +58,10 @@ def loss(ctx: CheckContext) -> Outcome:
         from ..context import LossProblem
 
         if isinstance(failure.error, LossProblem):
-            return failed(str(failure.error), where=failure.where)
+            spec = ctx.spec
+            culprit = (spec.step or spec.loss) if spec is not None else None
+            where = ctx.locator.for_function(culprit) if culprit is not None else None
+            return failed(str(failure.error), where=where or failure.where)
         return _failure(failure, "the training step raised")
     trace = ctx.training_trace()
     source = "surrogate loss" if ctx.uses_surrogate else "loss"
@@ -61,12 +72,13 @@ def loss(ctx: CheckContext) -> Outcome:
 def gradients(ctx: CheckContext) -> Outcome:
     failure = ctx.trace_failure("backward")
     if failure is not None:
-        inplace = "inplace operation" in str(failure.error)
-        hint = (
-            " — an in-place op (x += ..., relu_(), x[...] = ...) overwrote a tensor backward "
-            "needs; use the out-of-place form" if inplace else ""
-        )
-        return _failure(failure, f"backward raised{hint}")
+        if "inplace operation" in str(failure.error):
+            culprit = failure.culprit or "an in-place op (x += ..., relu_(), x[...] = ...)"
+            return failed(
+                f"backward fails: {culprit}, but backward needs the original values; use the "
+                f"out-of-place form (h = h + 1, torch.relu(h)) — {one_line(failure.error)}",
+                failure.details, failure.where)
+        return _failure(failure, "backward raised")
     trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
@@ -90,14 +102,14 @@ def gradients(ctx: CheckContext) -> Outcome:
         return failed(
             f"{listing(missing)} received no gradient: the branch is detached or unused "
             f"(.detach(), torch.no_grad(), .item()/.numpy(), or a layer that forward never "
-            f"calls); if intended, declare unused=[\"{glob_for(missing)}\"]",
+            f"calls); if intended, declare unused={suggest_patterns(missing, trace.trainable)}",
             "\n".join(f"{n}: grad None in {steps} step(s)" for n in missing),
             ctx.where_parameters(missing),
         )
     return failed(
         f"{listing(zero)} received an all-zero gradient in {steps} step(s): the output does "
         "not depend on it (multiplied by 0, a dead ReLU, a mask that removes everything); if "
-        f"intended, declare unused=[\"{glob_for(zero)}\"]",
+        f"intended, declare unused={suggest_patterns(zero, trace.trainable)}",
         "\n".join(f"{n}: {states[n]}" for n in zero),
         ctx.where_parameters(zero),
     )
@@ -118,10 +130,11 @@ def update(ctx: CheckContext) -> Outcome:
         return passed(f"every trainable parameter changed within {trace.steps} step(s)")
     outside = [n for n in stuck if n not in trace.in_optimizer]
     if outside:
+        where = ctx.locator.for_function(spec.optimizer) if spec.optimizer else None
         return failed(
             f"{listing(outside)} is not held by the optimizer, so it never changes: build the "
             "optimizer from model.parameters() (after every layer is created)",
-            where=ctx.where_parameters(outside),
+            where=where or ctx.where_parameters(outside),
         )
     no_grad = [n for n in stuck if "ok" not in trace.grad_states.get(n, [])]
     reason = (
@@ -145,7 +158,7 @@ def frozen(ctx: CheckContext) -> Outcome:
         return failed(
             f"{listing(undeclared)} has requires_grad=False but is not declared frozen: a "
             "freeze that was never undone? if intended, declare "
-            f"frozen=[\"{glob_for(undeclared)}\"]",
+            f"frozen={suggest_patterns(undeclared, trace.frozen + trace.trainable)}",
             where=ctx.where_parameters(undeclared),
         )
     declared = matching([*trace.frozen, *trace.trainable], spec.frozen)
