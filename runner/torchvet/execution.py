@@ -68,7 +68,7 @@ def describe_exit(exitcode: int | None) -> str:
             "SIGABRT": "aborted by native code",
             "SIGBUS": "bus error in native code",
         }.get(name, "")
-        return f"killed by signal {-exitcode} ({name}{': ' + hint if hint else ''})"
+        return f"was killed by signal {-exitcode} ({name}{': ' + hint if hint else ''})"
     return f"exited with code {exitcode}"
 
 
@@ -209,12 +209,13 @@ class Executor:
                 self._drain(unit)
                 self._kill(unit)
                 timeout_s = unit.deadline - unit.started
+                table = "models" if unit.job.factory.kind == "model" else "datasets"
                 self._finish(
                     unit,
                     Status.ERROR,
-                    f"timed out after {timeout_s:g} s; the worker's process group was killed "
-                    f"(raise it with --timeout or [tool.torchvet.models.{unit.job.factory.name}] "
-                    "timeout)",
+                    f"timed out after {timeout_s:g} s (its whole process group was killed)",
+                    f"raise the limit with --timeout or [tool.torchvet.{table}."
+                    f"{unit.job.factory.name}] timeout",
                 )
                 running.pop(key, None)
 
@@ -261,23 +262,26 @@ class Executor:
                 unit.process.kill()
             unit.process.join(timeout=5)
 
-    def _finish(self, unit: _Running, status: Status, reason: str) -> None:
-        """Close the unit's report: checks that never reported get ``status``."""
+    def _finish(self, unit: _Running, status: Status, reason: str, hint: str = "") -> None:
+        """Close the unit's report: checks that never reported get ``status``, with
+        ``reason`` (what happened), where it happened, and ``hint`` (what to do)."""
+        fix = f"; {hint}" if hint else ""
         report = unit.report
         if not unit.done:
             where_file, where_line = report.file, report.line
             if unit.in_flight and unit.in_flight not in unit.seen:
                 report.results.append(
-                    CheckResult(unit.in_flight, status, f"{reason} during this check",
+                    CheckResult(unit.in_flight, status, f"{reason} during this check{fix}",
                                 file=where_file, line=where_line,
                                 duration=time.monotonic() - unit.check_started)
                 )
                 unit.seen.add(unit.in_flight)
-            culprit = f" during {unit.in_flight}" if unit.in_flight else ""
+            culprit = (f" during {unit.in_flight}" if unit.in_flight
+                       else " while building the unit (factory call or first forward)")
             for check_id in unit.plan:
                 if check_id not in unit.seen:
                     text = (reason if status is Status.CANCELLED
-                            else f"not run: {reason}{culprit}")
+                            else f"not run: {reason}{culprit}{fix}")
                     report.results.append(
                         CheckResult(check_id, status, text, file=where_file, line=where_line)
                     )

@@ -129,10 +129,15 @@ class ModelReport:
 
     @property
     def status(self) -> Status:
-        """The worst status among the results (passed when there are none)."""
-        if not self.results:
-            return Status.PASSED
-        return max((r.status for r in self.results), key=lambda s: s.severity)
+        """The worst status among the results; skips and xfails only count when nothing
+        else ran (a unit with passes and a skip has passed)."""
+        statuses = {r.status for r in self.results}
+        decisive = statuses - {Status.SKIPPED, Status.XFAILED}
+        if decisive:
+            return max(decisive, key=lambda s: s.severity)
+        if statuses:
+            return max(statuses, key=lambda s: s.severity)
+        return Status.PASSED
 
     def counts(self) -> Counter[Status]:
         return Counter(r.status for r in self.results)

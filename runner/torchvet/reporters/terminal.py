@@ -29,6 +29,17 @@ def use_color(stream: TextIO) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
+def group_problems(bad: list[tuple[ModelReport, CheckResult]]
+                   ) -> list[tuple[ModelReport, list[CheckResult]]]:
+    """Checks of one unit that failed for the same reason are shown once, worst first."""
+    groups: dict[tuple[object, ...], tuple[ModelReport, list[CheckResult]]] = {}
+    for report, result in bad:
+        key = (report.display_name, result.status, result.message.removeprefix("not run: "),
+               result.file, result.line)
+        groups.setdefault(key, (report, []))[1].append(result)
+    return sorted(groups.values(), key=lambda g: (-g[1][0].status.severity, g[0].display_name))
+
+
 def count_phrase(counts: Counter[Status]) -> str:
     parts = [f"{counts[s]} {s.value}" for s in _ORDER if counts.get(s)]
     return ", ".join(parts) or "no checks"
@@ -74,8 +85,8 @@ class TerminalReporter:
                if r.status.is_bad or r.status is Status.WARNED]
         if bad:
             self.rule("problems")
-            for report, result in sorted(bad, key=lambda mr: -mr[1].status.severity):
-                self.problem(report, result)
+            for report, results in group_problems(bad):
+                self.problem(report, results)
             if self.show_output:
                 self.outputs(run, {m.display_name for m, _ in bad})
         self.table(run)
@@ -92,8 +103,11 @@ class TerminalReporter:
         pad = max(4, self.width - len(text))
         self.write(self.paint("=" * (pad // 2) + text + "=" * (pad - pad // 2), status))
 
-    def problem(self, report: ModelReport, result: CheckResult) -> None:
-        title = f"{result.status.value.upper()} {report.display_name} · {result.id}"
+    def problem(self, report: ModelReport, results: list[CheckResult]) -> None:
+        result = results[0]
+        ids = ", ".join(r.id for r in results[:4]) + (
+            f" and {len(results) - 4} more" if len(results) > 4 else "")
+        title = f"{result.status.value.upper()} {report.display_name} · {ids}"
         self.write(self.paint(title, result.status))
         self.write(f"  {result.message}")
         if result.file:
