@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import assert_status, verdict, vet
 from torch import nn
-from torchvet.results import Status
 
+from conftest import assert_status, verdict, vet
 from tests.fixtures import models_buggy as buggy
 from tests.fixtures import models_real as real
+from torchvet.results import Status
 
 BUGGY_FILE = Path(buggy.__file__)
 WARN_CHECKS = {"forward.probabilities", "training.loss_at_init"}

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, run_cli
 from junitparser import JUnitXml
 
+from conftest import FIXTURES, ROOT, run_cli
 from torchvet.execution import describe_exit
 
 FAULTS = FIXTURES / "faults"
