@@ -1,1 +1,408 @@
-"""state.* checks (see DESIGN.md §3)."""
+"""state.*: what ``state_dict`` saves is everything the model needs.
+
+``state.roundtrip`` saves the pristine model's ``state_dict`` with ``torch.save``, loads
+it with ``torch.load(weights_only=True)`` (the default since torch 2.6, and the only safe
+way to load a checkpoint from elsewhere) into a *fresh* factory instance built with a
+different seed, with ``strict=True``, and runs the same eval forward. Anything the model
+keeps outside its parameters and buffers — layers in a plain list, a tensor attribute, a
+random non-persistent buffer — then shows up as a changed output, and the check names it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import pickle
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..context import CheckContext
+from ..pytree import leaves, structure
+from ..seeding import seed_everything
+from ..spec import Inputs, derived_seed
+from .base import Location, Outcome, Skip, check, failed, passed
+from .forward import one_line, shape_str
+
+# Attributes every nn.Module has; everything else in a module's __dict__ is user state.
+MODULE_INTERNALS = frozenset(vars(nn.Module()))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_SCAN_DEPTH = 3
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+@dataclass
+class Unregistered:
+    """A module attribute holding modules/parameters/tensors that ``nn.Module`` does not
+    know about: not in ``state_dict``, not moved by ``.to()``, not seen by optimizers."""
+
+    module_path: str  # "" for the root, "encoder.blocks.0" for a submodule
+    attr: str
+    kind: str  # "tensor" | "list" | "tuple" | "dict" | "set"
+    modules: int = 0
+    parameters: int = 0
+    tensors: list[tuple[str, torch.Tensor]] = field(default_factory=list)  # (name, value)
+    module_objects: list[tuple[str, nn.Module]] = field(default_factory=list)
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.module_path}.{self.attr}" if self.module_path else self.attr
+
+    @property
+    def name(self) -> str:
+        return f"self.{self.dotted}"
+
+    @property
+    def holds_weights(self) -> bool:
+        return self.modules > 0 or self.parameters > 0
+
+    def describe(self) -> str:
+        if self.kind == "tensor":
+            value = self.tensors[0][1]
+            what = "parameter" if isinstance(value, nn.Parameter) else "tensor"
+            return f"{self.name} is a plain {what} attribute"
+        parts = []
+        plain = len(self.tensors) - self.parameters
+        for count, noun in ((self.modules, "module"), (self.parameters, "parameter"),
+                            (plain, "tensor")):
+            if count:
+                parts.append(f"{count} {noun}{'s' if count != 1 else ''}")
+        return f"{self.name} is a plain {self.kind} of {' and '.join(parts)}"
+
+    def fix(self) -> str:
+        if self.kind == "tensor":
+            value = self.tensors[0][1]
+            if isinstance(value, nn.Parameter) or value.requires_grad:
+                return f"assign it as nn.Parameter (self.{self.attr} = nn.Parameter(...))"
+            return f"use self.register_buffer('{self.attr}', ...)"
+        mapping = self.kind == "dict"
+        if self.modules:
+            return "use nn.ModuleDict" if mapping else "use nn.ModuleList"
+        if self.parameters:
+            return "use nn.ParameterDict" if mapping else "use nn.ParameterList"
+        return "register each tensor with self.register_buffer(...) (or stack them into one)"
+
+
+def _walk(value: Any, name: str, depth: int) -> Iterator[tuple[str, Any]]:
+    """(name, object) of every module/tensor inside nested plain containers."""
+    if isinstance(value, (nn.Module, torch.Tensor)):
+        yield name, value
+        return
+    if depth <= 0:
+        return
+    if isinstance(value, dict):
+        for key, item in list(value.items()):
+            yield from _walk(item, f"{name}[{key!r}]", depth - 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{name}[{i}]", depth - 1)
+    elif isinstance(value, (set, frozenset)):
+        for item in value:
+            yield from _walk(item, f"{name}[?]", depth - 1)
+
+
+def user_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Submodules whose class is not torch's own (their internals are torch's business)."""
+    for path, module in model.named_modules():
+        if not type(module).__module__.startswith("torch."):
+            yield path, module
+
+
+def find_unregistered(model: nn.Module) -> list[Unregistered]:
+    """Attributes holding modules, parameters or tensors that are not registered."""
+    registered_modules = {id(m) for m in model.modules()}
+    registered_tensors = {id(t) for t in model.parameters()} | {id(b) for b in model.buffers()}
+    found: list[Unregistered] = []
+    for path, module in user_modules(model):
+        for attr, value in list(vars(module).items()):
+            if attr in MODULE_INTERNALS:
+                continue
+            if isinstance(value, torch.Tensor):
+                if id(value) not in registered_tensors:
+                    found.append(Unregistered(
+                        path, attr, "tensor",
+                        parameters=int(isinstance(value, nn.Parameter)),
+                        tensors=[(f"self.{attr}", value)],
+                    ))
+                continue
+            if not isinstance(value, _CONTAINERS) or isinstance(value, (str, bytes)):
+                continue
+            item = Unregistered(path, attr, type(value).__name__
+                                if type(value) in _CONTAINERS else "tuple")
+            for name, obj in _walk(value, f"self.{attr}", _SCAN_DEPTH):
+                if isinstance(obj, nn.Module):
+                    if id(obj) not in registered_modules:
+                        item.modules += 1
+                        item.module_objects.append((name, obj))
+                elif id(obj) not in registered_tensors:
+                    item.tensors.append((name, obj))
+                    item.parameters += int(isinstance(obj, nn.Parameter))
+            if item.modules or item.tensors:
+                found.append(item)
+    # weights first: a list of layers explains more than a stray constant
+    return sorted(found, key=lambda u: (not u.holds_weights, u.kind == "tensor"))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(
+            torch.equal(a.detach().cpu(), b.detach().cpu()))
+    try:
+        return bool(a == b)
+    except Exception:
+        return True
+
+
+def differing_state(pristine: nn.Module, fresh: nn.Module) -> list[tuple[str, str]]:
+    """(description, dotted path) of state outside ``state_dict`` that differs between two
+    instances: non-persistent buffers and plain scalar/tensor attributes."""
+    fresh_modules = dict(fresh.named_modules())
+    found: list[tuple[str, str]] = []
+    for path, module in pristine.named_modules():
+        other = fresh_modules.get(path)
+        if other is None:
+            continue
+        prefix = f"{path}." if path else ""
+        for name in sorted(module._non_persistent_buffers_set):
+            a, b = module._buffers.get(name), other._buffers.get(name)
+            if a is not None and b is not None and not _same(a, b):
+                found.append((
+                    f"buffer {prefix}{name} is registered with persistent=False, so state_dict "
+                    "omits it, and a fresh instance initialises it differently: make it "
+                    "persistent (or compute it deterministically)",
+                    f"{prefix}{name}",
+                ))
+        if type(module).__module__.startswith("torch."):
+            continue
+        theirs = vars(other)
+        for attr, value in vars(module).items():
+            if attr in MODULE_INTERNALS or attr not in theirs:
+                continue
+            if isinstance(value, (bool, int, float, complex)) and not _same(value, theirs[attr]):
+                found.append((
+                    f"self.{prefix}{attr} = {value!r} is a plain Python attribute that differs "
+                    f"in a fresh instance ({theirs[attr]!r}) and is not saved: store it as a "
+                    "buffer (or return it from get_extra_state)",
+                    f"{prefix}{attr}",
+                ))
+    return found
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+@dataclass
+class Difference:
+    """The first output leaf that differs between two forward passes."""
+
+    path: str
+    what: str  # a readable sentence fragment: "differs by 0.31", "changes shape ..."
+    max_diff: float = float("inf")
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.what}"
+
+
+def first_difference(ref: Any, got: Any, tolerance: Any) -> Difference | None:
+    """Compare two output pytrees; ``tolerance(ref_leaf)`` gives (atol, rtol)."""
+    ref_leaves, got_leaves = leaves(ref), leaves(got)
+    if [p for p, _ in ref_leaves] != [p for p, _ in got_leaves]:
+        return Difference("out", f"changes structure: {structure(ref)} -> {structure(got)}")
+    for (path, a), (_, b) in zip(ref_leaves, got_leaves, strict=True):
+        if a.shape != b.shape:
+            return Difference(path, f"changes shape {shape_str(a.shape)} -> {shape_str(b.shape)}")
+        if a.dtype != b.dtype:
+            return Difference(path, f"changes dtype {a.dtype} -> {b.dtype}".replace("torch.", ""))
+        a_, b_ = a.detach().cpu(), b.detach().cpu()
+        if not (a_.is_floating_point() or a_.is_complex()):
+            if not torch.equal(a_, b_):
+                changed = int(a_.ne(b_).sum())
+                return Difference(path, f"differs in {changed} of {a_.numel()} elements", 0.0)
+            continue
+        if a_.is_complex():
+            a_, b_ = torch.view_as_real(a_), torch.view_as_real(b_)
+        atol, rtol = tolerance(a)
+        a64, b64 = a_.double(), b_.double()
+        same_nonfinite = (a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))
+        diff = (a64 - b64).abs().masked_fill(same_nonfinite, 0.0)
+        bad = (diff > atol + rtol * a64.abs()) | diff.isnan()
+        if bool(bad.any()):
+            worst = float(diff.nan_to_num(float("inf")).max())
+            return Difference(path, f"differs by {worst:.3g} (atol {atol:g}, rtol {rtol:g})",
+                              worst)
+    return None
+
+
+def seeded_eval(ctx: CheckContext, model: Any, inputs: Inputs, set_eval: bool = True) -> Any:
+    """The eval forward, seeded exactly like :meth:`CheckContext.eval_output`."""
+    seed_everything(derived_seed(ctx.seed, "eval", ctx.batch_size, 0))
+    if set_eval:
+        model.eval()
+    with torch.no_grad():
+        return ctx.call(model, inputs)
+
+
+# --------------------------------------------------------------------------- the check
+
+
+def _weights_only_loadable(value: Any) -> BaseException | None:
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _extra_state_where(ctx: CheckContext, key: str) -> Location:
+    module_path = key.rpartition(".")[0]
+    owner: Any = ctx.model.get_submodule(module_path) if module_path else ctx.model
+    method = getattr(type(owner), "get_extra_state", None)
+    if method is not None:
+        try:
+            file = inspect.getsourcefile(method)
+            _, line = inspect.getsourcelines(method)
+        except (OSError, TypeError):
+            file = None
+        if file and ctx.locator.is_project_file(file):
+            return ctx.locator.relative(file), line
+    return ctx.locator.for_path(ctx.model, module_path) or ctx.where_model()
+
+
+def _unloadable(ctx: CheckContext, state: dict[str, Any], exc: BaseException,
+                stage: str) -> Outcome:
+    culprits = [(k, v) for k, v in state.items() if _weights_only_loadable(v) is not None]
+    if not culprits:
+        return failed(
+            f"the state_dict cannot go through torch.{stage}: {one_line(exc)}; keep only "
+            "tensors and plain Python values in it",
+            traceback.format_exc(),
+        )
+    key, value = culprits[0]
+    holder = (f"get_extra_state() of {key.rpartition('.')[0] or 'the model'}"
+              if key.endswith("_extra_state") else "a state_dict hook")
+    return failed(
+        f"state_dict[{key!r}] holds a {type(value).__module__}.{type(value).__qualname__} "
+        f"object from {holder} that torch.load(weights_only=True) refuses: return tensors, "
+        "numbers, strings, or lists/dicts of them (or allow the class with "
+        "torch.serialization.add_safe_globals)",
+        f"torch.{stage} failed: {one_line(exc)}\nunloadable keys: "
+        + ", ".join(k for k, _ in culprits),
+        _extra_state_where(ctx, key),
+    )
+
+
+def _key_mismatch(ctx: CheckContext, fresh: nn.Module, state: dict[str, Any],
+                  exc: BaseException) -> Outcome:
+    text = str(exc)
+    missing: list[str] = []
+    unexpected: list[str] = []
+    try:
+        result = fresh.load_state_dict(state, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    except Exception:
+        pass
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+                         " (in a fresh instance, not in the saved state)")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:4])}"
+                         f"{' ...' if len(unexpected) > 4 else ''} (saved, but a fresh "
+                         "instance has no such entry)")
+        key = (unexpected or missing)[0]
+        where = ctx.locator.for_path(ctx.model if unexpected else fresh, key.rpartition(".")[0])
+        return failed(
+            f"load_state_dict(strict=True) into a fresh instance fails: {'; '.join(parts)}: "
+            "the architecture must not depend on what happened after __init__ (modules "
+            "created in forward(), or a random or input-dependent structure); build every "
+            "layer in __init__",
+            text, where,
+        )
+    reasons = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    reason = reasons[0].rstrip(".") if reasons else one_line(exc)
+    key = reason.removeprefix("size mismatch for ").partition(":")[0]
+    where = (ctx.locator.for_path(ctx.model, key.rpartition(".")[0])
+             if reason.startswith("size mismatch for ") else None)
+    return failed(
+        f"load_state_dict(strict=True) into a fresh instance fails: {reason}: the sizes of "
+        "a fresh instance differ from the saved ones; build every layer with sizes fixed "
+        "in __init__ (not derived from data seen in forward or from randomness)",
+        text, where,
+    )
+
+
+def _explain_mismatch(ctx: CheckContext, fresh: nn.Module, diff: Difference) -> Outcome:
+    lead = (f"{diff} after a state_dict round trip (torch.save, torch.load(weights_only="
+            "True), load_state_dict(strict=True)) into a fresh instance")
+    details = []
+    unregistered = find_unregistered(ctx.model)
+    if unregistered:
+        first = unregistered[0]
+        details = [f"{u.describe()}: {u.fix()}" for u in unregistered]
+        return failed(
+            f"{first.describe()}, which state_dict does not save: {first.fix()} — {lead}",
+            "\n".join(details),
+            ctx.locator.for_path(ctx.model, first.dotted) or ctx.where_model(),
+        )
+    differing = differing_state(ctx.model, fresh)
+    if differing:
+        text, dotted = differing[0]
+        return failed(f"{text} — {lead}", "\n".join(t for t, _ in differing),
+                      ctx.locator.for_path(ctx.model, dotted) or ctx.where_model())
+    return failed(
+        f"{lead}, yet every parameter and buffer loaded: the output depends on state outside "
+        "the state_dict (a Python attribute set in forward, a global, a random draw not "
+        "controlled by torch's seed); keep model state in parameters and buffers",
+    )
+
+
+@check("state.roundtrip")
+def roundtrip(ctx: CheckContext) -> Outcome:
+    ctx.eval_output()  # the forward must work at all (forward.runs owns its failure)
+    inputs = ctx.inputs()
+    reference = seeded_eval(ctx, ctx.model, inputs)
+
+    state = ctx.model.state_dict()
+    buffer = io.BytesIO()
+    try:
+        torch.save(state, buffer)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        return _unloadable(ctx, dict(state), exc, "save")
+    buffer.seek(0)
+    try:
+        loaded = torch.load(buffer, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        return _unloadable(ctx, dict(state), exc, "load(weights_only=True)")
+
+    try:
+        fresh = ctx.rebuild()
+    except Exception as exc:
+        raise RuntimeError(
+            f"the factory raised {one_line(exc)} when called a second time for a fresh "
+            "instance; a factory must build a new model on every call"
+        ) from exc
+    try:
+        fresh.load_state_dict(loaded, strict=True)
+    except RuntimeError as exc:
+        return _key_mismatch(ctx, fresh, loaded, exc)
+
+    restored = seeded_eval(ctx, fresh, inputs)
+    diff = first_difference(reference, restored, lambda t: ctx.tolerance(t.dtype))
+    if diff is None:
+        tensors = len(loaded)
+        return passed(f"{tensors} state_dict entries restore the outputs in a fresh instance")
+    again = seeded_eval(ctx, ctx.model, inputs)
+    if first_difference(reference, again, lambda t: ctx.tolerance(t.dtype)) is not None:
+        raise Skip("two seeded eval passes of the same model already differ, so a round trip "
+                   "cannot be judged (see forward.determinism)")
+    return _explain_mismatch(ctx, fresh, diff)
