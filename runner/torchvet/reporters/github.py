@@ -1,11 +1,453 @@
-"""GitHub Actions reporter: annotations, job summary, step outputs (being written)."""
+"""GitHub Actions reporter: annotations, the job summary and step outputs.
+
+An observer: it only reads a finished :class:`RunReport`. Everything derived from the
+results (and so, possibly, from user code) is escaped for where it goes:
+
+- workflow commands on stdout (``::error file=..,line=..,title=..::message``) use the
+  runner's escaping: in the data ``%`` -> ``%25``, CR -> ``%0D``, LF -> ``%0A``; in
+  property values also ``:`` -> ``%3A`` and ``,`` -> ``%2C``. A message can therefore
+  never end a command early or start a second one.
+- the Markdown job summary (``$GITHUB_STEP_SUMMARY``) escapes HTML and Markdown, puts
+  raw text in ``<pre>`` blocks, and stays under GitHub's 1 MiB cap.
+- step outputs (``$GITHUB_OUTPUT``) use ``name=value`` for one-line values and the
+  heredoc form ``name<<DELIMITER`` with a random delimiter for multi-line ones.
+
+GitHub shows at most 10 annotations per level for a step: the most severe come first,
+the rest are counted in the summary, which lists every problem.
+"""
 
 from __future__ import annotations
 
+import html
+import os
+import re
+import secrets
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote
 
-from ..results import RunReport
+from ..results import CheckResult, ModelReport, RunReport, Status, exit_code_for
+
+ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
+SUMMARY_LIMIT = 1024 * 1024  # bytes per step summary (GitHub's limit)
+SUMMARY_MARGIN = 8 * 1024  # kept free below the limit
+MESSAGE_LIMIT = 4000  # characters of an annotation message
+ANNOTATION_DETAIL_LINES = 12  # last lines of the details appended to an annotation
+DETAILS_LIMIT = 32 * 1024  # characters of one failure's details in the summary
+OUTPUT_TAIL_LINES = 40  # captured output lines of a failing unit in the summary
+
+_LEVELS = {
+    Status.ERROR: "error",
+    Status.FAILED: "error",
+    Status.XPASSED: "error",
+    Status.WARNED: "warning",
+}
+ICONS = {
+    Status.PASSED: "✅",
+    Status.FAILED: "❌",
+    Status.ERROR: "💥",
+    Status.XPASSED: "❗",
+    Status.WARNED: "⚠️",
+    Status.SKIPPED: "⏭️",
+    Status.XFAILED: "☑️",
+    Status.CANCELLED: "🚫",
+}
+_TABLE_COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED]
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]/ +]")
 
 
-def publish(run: RunReport, *, fail_on: str, junit_path: str | None, stream: TextIO) -> None:
-    raise NotImplementedError("the GitHub reporter is not written yet")
+# --------------------------------------------------------------------------- escaping
+
+
+def escape_data(text: str) -> str:
+    """Escape the message part of a workflow command (after the second ``::``)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a property value of a workflow command (``file=``, ``title=``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str = "", **properties: str | int | None) -> str:
+    """One workflow command line (without the newline); ``None`` properties are left out."""
+    props = ",".join(
+        f"{key}={escape_property(str(value))}"
+        for key, value in properties.items()
+        if value is not None and str(value) != ""
+    )
+    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def strip_control(text: str) -> str:
+    """Drop ANSI escape sequences and control characters (tabs and newlines stay)."""
+    return _CONTROL.sub("", text)
+
+
+_MD_SPECIAL = set("\\`*_[]~")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+         "|": "&#124;", "@": "&#64;"}
+
+
+def md(text: str) -> str:
+    """Text for a Markdown paragraph or table cell: one line, no markup, no HTML, no
+    table pipes, no @-mentions."""
+    flat = " ".join(strip_control(text).split())
+    return "".join(_HTML.get(ch) or (f"\\{ch}" if ch in _MD_SPECIAL else ch) for ch in flat)
+
+
+def html_inline(text: str) -> str:
+    """Text inside an HTML block (``<summary>``): one line, HTML-escaped. Markdown is not
+    processed inside HTML blocks, so no backslashes; a blank line would end the block, so
+    the text is folded onto one line."""
+    flat = " ".join(strip_control(text).split())
+    return "".join(_HTML.get(ch, ch) for ch in flat)
+
+
+def html_pre(text: str) -> str:
+    """A ``<pre>`` block: GitHub's Markdown keeps it raw up to ``</pre>``, which the
+    escaping makes impossible to reach early."""
+    body = "".join(_HTML.get(ch, ch) for ch in strip_control(text).rstrip("\n"))
+    return f"<pre>{body}</pre>"
+
+
+def safe_name(text: str) -> str:
+    """A name fit for a step output another step may paste into a shell: anything but
+    letters, digits and ``_.-[]/ +`` becomes ``?``."""
+    return _SAFE_NAME.sub("?", " ".join(text.split()))
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+@dataclass(frozen=True)
+class Annotation:
+    level: str  # error | warning
+    title: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def render(self) -> str:
+        return command(self.level, self.message, file=self.file,
+                       line=self.line if self.file else None, title=self.title)
+
+
+def _location(report: ModelReport, result: CheckResult) -> tuple[str | None, int | None]:
+    """Repo-relative file and line of the culprit, else of the unit; absolute paths
+    (outside the workspace) cannot be annotated on a diff and are dropped."""
+    for file, line in ((result.file, result.line), (report.file, report.line)):
+        if file and not file.startswith(("/", "\\")) and ".." not in Path(file).parts:
+            return file.replace("\\", "/"), int(line) if line else 1
+    return None, None
+
+
+def _message(result: CheckResult) -> str:
+    """The one-line verdict, then the last lines of the details (for an exception: the
+    culprit frame and the full exception text)."""
+    text = strip_control(result.message or result.status.value).strip()
+    details = strip_control(result.details or "").strip()
+    if details and details != text:
+        text += "\n\n" + "\n".join(details.split("\n")[-ANNOTATION_DETAIL_LINES:])
+    if len(text) > MESSAGE_LIMIT:
+        text = text[: MESSAGE_LIMIT - 1] + "…"
+    return text
+
+
+def problems(run: RunReport) -> list[tuple[ModelReport, CheckResult]]:
+    """Every result worth an annotation, most severe first (stable within a level)."""
+    found = [(m, r) for m, r in run.all_results() if r.status in _LEVELS]
+    return sorted(found, key=lambda mr: -mr[1].status.severity)
+
+
+def build_annotations(run: RunReport) -> tuple[list[Annotation], Counter[str]]:
+    """The annotations to emit (at most :data:`ANNOTATION_CAP` per level) and how many
+    were left out per level."""
+    shown: list[Annotation] = []
+    per_level: Counter[str] = Counter()
+    omitted: Counter[str] = Counter()
+    for report, result in problems(run):
+        level = _LEVELS[result.status]
+        if per_level[level] >= ANNOTATION_CAP:
+            omitted[level] += 1
+            continue
+        per_level[level] += 1
+        file, line = _location(report, result)
+        status = "" if result.status in (Status.FAILED, Status.WARNED) else (
+            f" ({result.status.value})")
+        shown.append(Annotation(
+            level=level,
+            title=f"torchvet: {report.display_name} · {result.id}{status}",
+            message=_message(result),
+            file=file,
+            line=line,
+        ))
+    return shown, omitted
+
+
+# --------------------------------------------------------------------------- outcome
+
+
+def conclusion(run: RunReport) -> str:
+    """The worst outcome, whatever ``fail-on`` says: ``failure`` (a check failed, errored
+    or passed unexpectedly), ``warning``, ``success``, or ``cancelled`` (interrupted)."""
+    if run.interrupted:
+        return "cancelled"
+    counts = run.counts()
+    if any(status.is_bad for status in counts):
+        return "failure"
+    if counts.get(Status.WARNED):
+        return "warning"
+    return "success"
+
+
+def counts_for_outputs(run: RunReport) -> dict[str, int]:
+    counts = run.counts()
+    return {
+        "passed": counts[Status.PASSED],
+        "failed": counts[Status.FAILED] + counts[Status.XPASSED],
+        "errors": counts[Status.ERROR],
+        "skipped": counts[Status.SKIPPED] + counts[Status.XFAILED] + counts[Status.CANCELLED],
+        "warnings": counts[Status.WARNED],
+    }
+
+
+def workspace_path(path: str | None, env: Mapping[str, str]) -> str:
+    """``path`` relative to ``$GITHUB_WORKSPACE`` when it lies inside it (what later
+    steps, which run in the workspace, can open), else as given."""
+    if not path:
+        return ""
+    workspace = env.get("GITHUB_WORKSPACE")
+    if workspace:
+        try:
+            return Path(path).resolve().relative_to(Path(workspace).resolve()).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
+def outputs(run: RunReport, junit_path: str | None,
+            env: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    values = {name: str(n) for name, n in counts_for_outputs(run).items()}
+    values["conclusion"] = conclusion(run)
+    values["junit-file"] = workspace_path(junit_path, env)
+    values["failures"] = "\n".join(
+        f"{safe_name(m.display_name)}:{safe_name(r.id)}"
+        for m, r in problems(run) if r.status.is_bad
+    )
+    return values
+
+
+def format_outputs(values: Mapping[str, str]) -> str:
+    """``$GITHUB_OUTPUT`` text: ``name=value`` lines, or for a value holding a line
+    break ``name<<DELIM`` / value / ``DELIM`` with a random delimiter absent from it."""
+    chunks = []
+    for name, value in values.items():
+        if "=" in name or "<<" in name or "\n" in name or "\r" in name:
+            raise ValueError(f"invalid output name {name!r}")
+        if "\n" in value or "\r" in value:
+            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+            while delimiter in value:  # pragma: no cover - 128 random bits
+                delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+            chunks.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        else:
+            chunks.append(f"{name}={value}\n")
+    return "".join(chunks)
+
+
+def write_outputs(path: str | os.PathLike[str], values: Mapping[str, str]) -> None:
+    with open(path, "a", encoding="utf-8", newline="\n") as handle:
+        handle.write(format_outputs(values))
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _source_link(file: str, line: int | None, env: Mapping[str, str]) -> str:
+    """``<code>file:line</code>``, linked to the commit on GitHub when the run says where."""
+    label = f"<code>{html_inline(file)}:{line or 1}</code>"
+    server, repo, sha = (env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"),
+                         env.get("GITHUB_SHA"))
+    if not (server and repo and sha) or file.startswith("/"):
+        return label
+    url = (f"{server.rstrip('/')}/{quote(repo)}/blob/{quote(sha)}/"
+           f"{quote(file)}#L{line or 1}")
+    return f'<a href="{html.escape(url, quote=True)}">{label}</a>'
+
+
+def _counts_phrase(counts: Counter[Status]) -> str:
+    order = [Status.FAILED, Status.ERROR, Status.XPASSED, Status.WARNED, Status.PASSED,
+             Status.SKIPPED, Status.XFAILED, Status.CANCELLED]
+    return ", ".join(f"{counts[s]} {s.value}" for s in order if counts.get(s)) or "no checks"
+
+
+def _tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"[… {len(text) - limit} earlier characters left out …]\n" + text[-limit:]
+
+
+def _header(run: RunReport, fail_on: str, junit_path: str | None,
+            env: Mapping[str, str]) -> str:
+    counts = run.counts()
+    outcome = conclusion(run)
+    icon = {"success": "✅", "warning": "⚠️", "failure": "❌", "cancelled": "🚫"}[outcome]
+    models = sum(1 for r in run.reports if r.kind == "model")
+    datasets = len(run.reports) - models
+    meta = [
+        f"{models} model(s), {datasets} dataset(s)",
+        f"torch {md(run.torch_version or '?')}",
+        f"torchvet {md(run.torchvet_version or '?')}",
+        f"seed {run.seed}",
+        f"{run.duration:.1f} s",
+        f"fail-on {md(fail_on)}",
+    ]
+    if junit_path:
+        meta.append(f"JUnit {md(workspace_path(junit_path, env))}")
+    if run.interrupted:
+        meta.append("**interrupted**")
+    verdict = "passes" if exit_code_for(run, fail_on) == 0 else "fails"
+    return (
+        f"## {icon} torchvet: {_counts_phrase(counts)}\n\n"
+        f"{' · '.join(meta)} · this step {verdict}\n\n"
+    )
+
+
+def _table(reports: list[ModelReport]) -> tuple[str, list[str]]:
+    head = ("| Unit | Kind | Status | " + " | ".join(ICONS[s] + " " + s.value
+                                                   for s in _TABLE_COLUMNS)
+            + " | Time |\n|---|---|---|" + "--:|" * len(_TABLE_COLUMNS) + "--:|\n")
+    rows = []
+    for report in reports:
+        counts = report.counts()
+        status = report.status
+        cells = " | ".join(str(counts.get(s, 0)) for s in _TABLE_COLUMNS)
+        rows.append(f"| {md(report.display_name)} | {md(report.kind)} | "
+                    f"{ICONS[status]} {status.value} | {cells} | {report.duration:.2f} s |\n")
+    return head, rows
+
+
+def _problem_block(report: ModelReport, result: CheckResult, env: Mapping[str, str]) -> str:
+    file, line = _location(report, result)
+    summary = (f"{ICONS[result.status]} <b>{html_inline(report.display_name)}</b> · "
+               f"<code>{html_inline(result.id)}</code> ({result.status.value}): "
+               f"{html_inline(result.message or '')}")
+    parts = [f"<details>\n<summary>{summary}</summary>\n\n"]
+    if file:
+        parts.append(f"<p>at {_source_link(file, line, env)}</p>\n\n")
+    details = (result.details or "").strip()
+    if details and details != (result.message or "").strip():
+        parts.append(html_pre(_tail(details, DETAILS_LIMIT)) + "\n\n")
+    parts.append("</details>\n\n")
+    return "".join(parts)
+
+
+def _output_block(report: ModelReport) -> str:
+    lines = strip_control(report.output).rstrip().splitlines()
+    note = ""
+    if len(lines) > OUTPUT_TAIL_LINES:
+        note = f"[… {len(lines) - OUTPUT_TAIL_LINES} earlier lines left out …]\n"
+        lines = lines[-OUTPUT_TAIL_LINES:]
+    text = _tail(note + "\n".join(lines), DETAILS_LIMIT)
+    return (f"<details>\n<summary>Output of <b>{html_inline(report.display_name)}</b>"
+            f"</summary>\n\n{html_pre(text)}\n\n</details>\n\n")
+
+
+def render_summary(run: RunReport, *, fail_on: str = "failure",
+                   junit_path: str | None = None, omitted: Mapping[str, int] | None = None,
+                   env: Mapping[str, str] | None = None,
+                   limit: int = SUMMARY_LIMIT - SUMMARY_MARGIN) -> str:
+    """The Markdown job summary, at most ``limit`` bytes (UTF-8). Parts are added in
+    order of importance; what does not fit is counted in a closing note."""
+    env = os.environ if env is None else env
+    notes: list[str] = []
+    for level, count in sorted((omitted or {}).items()):
+        if count:
+            notes.append(f"{count} more {level}(s) not annotated (GitHub shows at most "
+                         f"{ANNOTATION_CAP} per level in a step); every problem is listed "
+                         "below.")
+    head = _header(run, fail_on, junit_path, env) + "".join(f"> {n}\n\n" for n in notes)
+    table_head, rows = _table(run.reports)
+    bad = problems(run)
+    bad_units = {m.display_name for m, _ in bad}
+    outputs_ = [r for r in run.reports if r.display_name in bad_units and r.output.strip()]
+    skipped = [(m, r) for m, r in run.all_results()
+               if r.status in (Status.SKIPPED, Status.XFAILED, Status.CANCELLED)]
+
+    pieces: list[tuple[str, str]] = [("table", table_head)]
+    pieces += [("row", row) for row in rows]
+    if bad:
+        pieces.append(("heading", "\n### Problems\n\n"))
+        pieces += [("problem", _problem_block(m, r, env)) for m, r in bad]
+    if outputs_:
+        pieces.append(("heading", "### Captured output of failing units\n\n"))
+        pieces += [("output", _output_block(r)) for r in outputs_]
+    if skipped:
+        items = "".join(
+            f"<li>{ICONS[r.status]} <b>{html_inline(m.display_name)}</b> · "
+            f"<code>{html_inline(r.id)}</code>: {html_inline(r.message)}</li>\n"
+            for m, r in skipped)
+        pieces.append(("skipped", f"<details>\n<summary>{len(skipped)} skipped or expected "
+                                  f"check(s)</summary>\n\n<ul>\n{items}</ul>\n\n</details>\n\n"))
+
+    reserve = 400  # room for the truncation note
+    text = head
+    size = len(text.encode())
+    left_out: Counter[str] = Counter()
+    for kind, piece in pieces:
+        if left_out:
+            left_out[kind] += 1
+            continue
+        piece_size = len(piece.encode())
+        if size + piece_size + reserve > limit:
+            left_out[kind] += 1
+            continue
+        text += piece
+        size += piece_size
+    if left_out:
+        what = ", ".join(f"{n} {label}" for label, n in (
+            ("unit row(s)", left_out["row"]), ("problem detail(s)", left_out["problem"]),
+            ("captured output(s)", left_out["output"]),
+            ("skipped list", left_out["skipped"])) if n)
+        text += (f"\n\n> ⚠️ Summary truncated to stay under GitHub's 1 MiB limit: "
+                 f"{what or 'some parts'} left out. The JUnit and JSON reports hold every "
+                 "result.\n")
+    return text
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def publish(run: RunReport, *, fail_on: str, junit_path: str | None, stream: TextIO,
+            annotate: bool = True, summarize: bool = True,
+            env: Mapping[str, str] | None = None) -> None:
+    """Emit the annotations on ``stream``, append the job summary to
+    ``$GITHUB_STEP_SUMMARY`` and the step outputs to ``$GITHUB_OUTPUT`` (each skipped
+    when its variable is unset). Call it outside any stop-commands block."""
+    env = os.environ if env is None else env
+    shown, omitted = build_annotations(run)
+    if annotate:
+        for annotation in shown:
+            stream.write(annotation.render() + "\n")
+        stream.flush()
+    else:
+        omitted = Counter()
+    summary_path = env.get("GITHUB_STEP_SUMMARY")
+    if summarize and summary_path:
+        try:
+            existing = os.path.getsize(summary_path)
+        except OSError:
+            existing = 0
+        limit = max(SUMMARY_LIMIT - SUMMARY_MARGIN - existing, 4096)
+        text = render_summary(run, fail_on=fail_on, junit_path=junit_path, omitted=omitted,
+                              env=env, limit=limit)
+        with open(summary_path, "a", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+    output_path = env.get("GITHUB_OUTPUT")
+    if output_path:
+        write_outputs(output_path, outputs(run, junit_path, env))
