@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .optim import Adam
 from .seeding import seed_everything
 from .spec import derived_seed
 
@@ -83,7 +84,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
         optimizer = (
             spec.optimizer(model.parameters())
             if spec.optimizer is not None
-            else torch.optim.Adam(model.parameters(), lr=1e-3)
+            else Adam(model.parameters(), lr=1e-3)
         )
     except Exception as exc:
         trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch._dynamo
 
-from . import checks as _checks  # noqa: F401 - registers every implementation
+from .checks import register_all
 from .checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
 from .checks.catalogue import first_match
 from .context import CheckContext
@@ -30,6 +29,8 @@ from .locate import Locator
 from .results import CheckResult, Status
 from .seeding import seed_everything
 from .spec import DataSpec, ModelSpec, SpecError, derived_seed, normalize_dataset, normalize_model
+
+register_all()
 
 Send = Callable[[tuple[Any, ...]], None]
 

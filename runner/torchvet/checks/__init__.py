@@ -1,3 +1,17 @@
-"""Check implementations, one module per area; importing this registers them all."""
+"""Checks: the catalogue (``catalogue``, no torch) and one implementation module per area.
 
-from . import data, export, forward, portability, state, training  # noqa: F401
+Importing this package does not import torch; :func:`register_all` imports the
+implementations (the worker does, once, in the fork server).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+AREA_MODULES = ("forward", "training", "state", "portability", "export", "data")
+
+
+def register_all() -> None:
+    """Import every implementation module so its ``@check`` functions register."""
+    for name in AREA_MODULES:
+        importlib.import_module(f"{__name__}.{name}")

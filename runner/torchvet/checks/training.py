@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..context import TRAIN_STEPS, CheckContext, TrainingFailure
+from ..optim import Adam
 from ..seeding import seed_everything
 from ..spec import derived_seed
 from ..training_run import validate_loss
@@ -197,7 +198,7 @@ def overfit(ctx: CheckContext) -> Outcome:
         seed_everything(derived_seed(ctx.seed, "overfit"))
         model = ctx.fresh_copy().train()
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(trainable, lr=lr)
+        optimizer = Adam(trainable, lr=lr)
         losses, goal = _fit(ctx, model, optimizer, inputs, target)
         best = min(losses)
         if best <= goal and math.isfinite(best):
@@ -221,7 +222,7 @@ def overfit(ctx: CheckContext) -> Outcome:
     )
 
 
-def _fit(ctx: CheckContext, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def _fit(ctx: CheckContext, model: torch.nn.Module, optimizer: Adam,
          inputs: Any, target: Any) -> tuple[list[float], float]:
     """Up to OVERFIT_STEPS steps on one batch; stops once the loss has halved."""
     losses: list[float] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections import Counter
@@ -18,6 +19,15 @@ _ORDER = [Status.FAILED, Status.ERROR, Status.XPASSED, Status.WARNED, Status.PAS
           Status.SKIPPED, Status.XFAILED, Status.CANCELLED]
 _COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED]
 OUTPUT_LINES = 30
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """User-derived text with control characters (ANSI escapes, NUL, CR) made visible, so
+    a message cannot rewrite the terminal or hide part of the report."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def use_color(stream: TextIO) -> bool:
@@ -74,7 +84,7 @@ class TerminalReporter:
         width = len(str(self.total or self.done))
         progress = f"[{self.done:>{width}}/{self.total or self.done}]"
         label = status.value.upper()
-        name = f"{report.display_name} ({report.kind})"
+        name = printable(f"{report.display_name} ({report.kind})")
         self.write(
             f"{progress} {name:<40} {self.paint(label, status):<7}  "
             f"{count_phrase(report.counts())}  ({report.duration:.2f}s)"
@@ -108,13 +118,13 @@ class TerminalReporter:
         ids = ", ".join(r.id for r in results[:4]) + (
             f" and {len(results) - 4} more" if len(results) > 4 else "")
         title = f"{result.status.value.upper()} {report.display_name} · {ids}"
-        self.write(self.paint(title, result.status))
-        self.write(f"  {result.message}")
+        self.write(self.paint(printable(title), result.status))
+        self.write(f"  {printable(result.message)}")
         if result.file:
-            self.write(f"  at {result.file}:{result.line or 1}")
+            self.write(f"  at {printable(result.file)}:{result.line or 1}")
         if result.details and result.details.strip() != result.message.strip():
             for line in result.details.rstrip().splitlines()[-25:]:
-                self.write(f"    {line}")
+                self.write(f"    {printable(line)}")
         self.write()
 
     def outputs(self, run: RunReport, names: set[str]) -> None:
@@ -126,7 +136,7 @@ class TerminalReporter:
                     self.write(f"[... {len(lines) - OUTPUT_LINES} earlier lines; the JSON "
                                "report has them all ...]")
                 for line in lines[-OUTPUT_LINES:]:
-                    self.write(line)
+                    self.write(printable(line))
 
     def table(self, run: RunReport) -> None:
         if not run.reports:

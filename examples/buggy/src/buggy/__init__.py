@@ -1,0 +1,1 @@
+"""Classic PyTorch bugs, one per factory. `torchvet run examples/buggy` names each."""

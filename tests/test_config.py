@@ -1,0 +1,76 @@
+"""[tool.torchvet]: every key validated, errors name the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from torchvet.config import ConfigError, UnitConfig, describe_keys, parse_config
+
+
+def parse(table: dict) -> object:
+    return parse_config({"tool": {"torchvet": table}}, "proj/pyproject.toml")
+
+
+def test_full_configuration() -> None:
+    config = parse({
+        "seed": 3, "fail-on": "warning", "jobs": 2, "timeout": 120, "batch_size": 4,
+        "checks": ["forward", "-forward.determinism"], "skip": {"export.*": "slow"},
+        "models": {
+            "vit": {"input_shape": [3, 224, 224], "timeout": 600, "frozen": ["patch_embed.*"],
+                    "tolerance": {"atol": 1e-4}, "xfail": ["state.roundtrip"]},
+            "bert": {"inputs": {"input_ids": {"shape": [16], "dtype": "int64", "high": 1000},
+                                "attention_mask": {"shape": [16], "dtype": "bool", "fill": 1}}},
+        },
+        "datasets": {"train": {"num_classes": 10, "label": "y", "max_samples": 64}},
+    })
+    assert (config.seed, config.fail_on, config.jobs) == (3, "warning", 2)
+    vit = config.for_unit("model", "vit")
+    assert vit.timeout == 600 and vit.batch_size == 4
+    assert vit.inputs == {"args": [{"shape": (3, 224, 224), "dtype": "float32"}], "kwargs": {}}
+    assert vit.frozen == ("patch_embed.*",) and vit.tolerance == {"atol": 1e-4}
+    assert vit.skip == {"export.*": "slow"}
+    assert vit.xfail == {"state.roundtrip": "declared in [tool.torchvet]"}
+    bert = config.for_unit("model", "bert")
+    assert bert.inputs["kwargs"]["input_ids"] == {"shape": (16,), "dtype": "int64", "high": 1000}
+    assert bert.timeout == 120
+    data = config.for_unit("dataset", "train")
+    assert (data.num_classes, data.label, data.max_samples) == (10, "y", 64)
+    assert config.unknown_units({"vit"}, {"train"}) == ["models.bert"]
+
+
+def test_command_line_overrides_sit_between_global_and_unit_tables() -> None:
+    config = parse({"timeout": 100, "models": {"slow": {"timeout": 900}}})
+    assert config.for_unit("model", "fast", {"timeout": 30}).timeout == 30
+    assert config.for_unit("model", "slow", {"timeout": 30}).timeout == 900
+    assert config.for_unit("model", "fast", {"timeout": None}).timeout == 100
+
+
+def test_defaults_without_a_table() -> None:
+    config = parse_config({}, "pyproject.toml")
+    assert config.for_unit("model", "x") == UnitConfig()
+
+
+@pytest.mark.parametrize(("table", "fragment"), [
+    ({"timout": 5}, "unknown key 'timout' (did you mean 'timeout'?)"),
+    ({"timeout": -1}, "timeout = -1 is invalid: expected a positive number"),
+    ({"seed": "zero"}, "seed = 'zero' is invalid: expected an integer"),
+    ({"fail_on": "always"}, 'expected one of "failure", "warning", "never"'),
+    ({"checks": "forward"} | {"skip": 3}, "skip = 3 is invalid"),
+    ({"models": {"m": {"input_dtype": "int64"}}}, "input_dtype needs input_shape"),
+    ({"models": {"m": {"input_shape": [3, "x"]}}}, "a list of integers"),
+    ({"models": {"m": {"tolerance": {"eps": 1}}}}, "only atol/rtol"),
+    ({"models": {"m": {"label": "y"}}}, "[tool.torchvet.models.m] unknown key 'label'"),
+    ({"models": {"m": {"inputs": {"ids": {"shape": [4], "dtype": "int65"}}}}}, "a dtype name"),
+    ({"models": []}, "[tool.torchvet.models] must be a table"),
+])
+def test_invalid_values_name_file_and_key(table: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(table)
+    assert "proj/pyproject.toml" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_every_key_is_documented() -> None:
+    rows = describe_keys()
+    assert all(description for _, _, description in rows)
+    assert {"timeout", "seed", "input_shape", "label"} <= {key for _, key, _ in rows}

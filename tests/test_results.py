@@ -1,0 +1,76 @@
+"""Result records: JSON round trip, unit status, exit codes, merging shards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from torchvet.results import (
+    CheckResult,
+    ModelReport,
+    RunReport,
+    Status,
+    exit_code_for,
+    merge_runs,
+)
+
+
+def report(name: str, *statuses: Status, label: str = "") -> ModelReport:
+    return ModelReport(
+        name=name, dist="d", target="m:f", file="src/m.py", line=3, label=label,
+        results=[CheckResult(f"forward.c{i}", s, f"msg {i}", "details", "src/m.py", 7, 0.0)
+                 for i, s in enumerate(statuses)],
+        output="captured\n",
+    )
+
+
+def test_json_round_trip_is_lossless() -> None:
+    run = RunReport([report("a", Status.PASSED, Status.FAILED), report("b", Status.SKIPPED)],
+                    seed=4, torch_version="2.13.0", torchvet_version="0.1.0", duration=1.5,
+                    interrupted=True)
+    data = json.loads(json.dumps(run.to_dict()))
+    again = RunReport.from_dict(data)
+    assert again.to_dict() == run.to_dict()
+    assert data["counts"] == {"failed": 1, "passed": 1, "skipped": 1}
+
+
+def test_unknown_schema_or_status_is_rejected() -> None:
+    with pytest.raises(ValueError, match="schema"):
+        RunReport.from_dict({"schema": 99})
+    with pytest.raises(ValueError, match="unknown status 'fine'"):
+        Status.from_str("fine")
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    ((Status.PASSED, Status.SKIPPED), Status.PASSED),
+    ((Status.SKIPPED, Status.SKIPPED), Status.SKIPPED),
+    ((Status.PASSED, Status.WARNED), Status.WARNED),
+    ((Status.PASSED, Status.FAILED, Status.ERROR), Status.ERROR),
+    ((Status.XFAILED, Status.PASSED), Status.PASSED),
+    ((Status.CANCELLED, Status.PASSED), Status.CANCELLED),
+])
+def test_unit_status_is_the_worst_decisive_result(statuses: tuple, expected: Status) -> None:
+    assert report("u", *statuses).status is expected
+
+
+def test_exit_codes_follow_fail_on() -> None:
+    warned = RunReport([report("a", Status.PASSED, Status.WARNED)])
+    failed = RunReport([report("a", Status.FAILED)])
+    xpassed = RunReport([report("a", Status.XPASSED)])
+    assert exit_code_for(warned, "failure") == 0
+    assert exit_code_for(warned, "warning") == 1
+    assert exit_code_for(failed, "failure") == 1
+    assert exit_code_for(failed, "never") == 0
+    assert exit_code_for(xpassed, "failure") == 1
+
+
+def test_merge_keeps_every_unit_and_cell() -> None:
+    shard1 = RunReport([report("a", Status.PASSED)], duration=2.0, torch_version="2.4")
+    shard2 = RunReport([report("b", Status.FAILED), report("a", Status.PASSED, label="torch 2.5")],
+                       duration=3.0)
+    merged = merge_runs([shard1, shard2])
+    assert [(r.name, r.label) for r in merged.reports] == [("a", ""), ("a", "torch 2.5"),
+                                                           ("b", "")]
+    assert merged.duration == 3.0 and merged.torch_version == "2.4"
+    assert merged.reports[1].display_name == "a[torch 2.5]"
