@@ -44,7 +44,8 @@ META = torch.device("meta")
 
 # Ops that legally take CPU tensors next to device tensors (CUDA accepts these too).
 _MIXING_ALLOWED = {
-    "to", "copy_", "type_as", "new_tensor", "new_empty", "new_zeros", "new_ones", "new_full",
+    "to", "copy_", "type_as", "view_as", "reshape_as", "expand_as", "is_same_size",
+    "ctc_loss", "new_tensor", "new_empty", "new_zeros", "new_ones", "new_full",
     "index_put", "index_put_", "__setitem__",
     "pack_padded_sequence", "_pack_padded_sequence", "pad_packed_sequence",
     "_pad_packed_sequence", "lstm", "gru", "rnn_tanh", "rnn_relu",
@@ -75,6 +76,9 @@ def _is_torch_file(filename: str) -> bool:
 
 
 _UNKNOWN = object()
+# Ops whose result is meant to live on the host (``lengths.cpu()`` for packing).
+_TO_HOST = {"cpu", "to", "numpy", "tolist", "item", "__bool__", "__int__", "__float__",
+            "__index__"}
 
 FACTORY_HINT = "pass device=x.device (or register the constant as a buffer)"
 
@@ -208,6 +212,8 @@ class DeviceTracer(TorchFunctionMode):
             if out is _UNKNOWN:
                 self.last_op = (name, self.project_frame())
                 raise
+            if name not in _TO_HOST:  # computed on the host only because meta cannot
+                return map_tensors(out, _to(META))
             origin = Origin("created", f".{name}() of a model input", self.project_frame(),
                             "move it back with .to(x.device) before it meets device tensors")
             for t in _flat_tensors(out):
@@ -452,7 +458,7 @@ def cuda_round(ctx: CheckContext) -> tuple[Outcome | None, str]:
                 "register constants as buffers",
                 traceback.format_exc(), ctx.where_exception(exc)), ""
         for path, tensor in leaves(gpu_out):
-            if tensor.device.type != "cuda" and tensor.dim() > 0:
+            if tensor.device.type != device.type and tensor.dim() > 0:
                 return failed(f"{path} ({_describe_tensor(tensor)}) stays on the CPU when the "
                               f"model runs on {device}: create it with device=x.device"), ""
         cpu_out = seeded_eval(ctx, cpu_model, cpu_inputs)
