@@ -28,6 +28,9 @@ from .jobs import Job
 from .results import CheckResult, ModelReport, Status
 
 OUTPUT_LIMIT = 64 * 1024
+# The first worker waits for the fork server's `import torch`: its clock (and timeout)
+# starts when it reports in, with this much grace before that.
+STARTUP_GRACE = 120.0
 WORKER_MODULE = "torchvet.worker"
 
 
@@ -180,7 +183,7 @@ class Executor:
             conn=receiver,
             plan=self.plan_of(job),
             started=now,
-            deadline=now + float(job.config.timeout),
+            deadline=now + float(job.config.timeout) + STARTUP_GRACE,
         )
 
     def _wait(self, running: dict[int, _Running]) -> None:
@@ -234,7 +237,10 @@ class Executor:
 
     def _handle(self, unit: _Running, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        if kind == "start":
+        if kind == "ready":
+            unit.started = time.monotonic()
+            unit.deadline = unit.started + float(unit.job.config.timeout)
+        elif kind == "start":
             unit.in_flight = message[1]
             unit.check_started = time.monotonic()
         elif kind == "result":

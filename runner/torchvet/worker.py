@@ -46,6 +46,7 @@ def run_job(job: Job, conn: Any) -> None:
     def send(message: tuple[Any, ...]) -> None:
         conn.send(message)
 
+    send(("ready",))
     try:
         UnitRun(job, send).run()
     finally:

@@ -100,6 +100,7 @@ class TerminalReporter:
             if self.show_output:
                 self.outputs(run, {m.display_name for m, _ in bad})
         self.table(run)
+        self.slowest(run)
         counts = run.counts()
         summary = f"{count_phrase(counts)} in {run.duration:.2f}s"
         if run.interrupted:
@@ -137,6 +138,18 @@ class TerminalReporter:
                                "report has them all ...]")
                 for line in lines[-OUTPUT_LINES:]:
                     self.write(printable(line))
+
+    def slowest(self, run: RunReport, top: int = 3) -> None:
+        """Where the time went: the slowest units and checks (what to skip or budget)."""
+        if len(run.reports) < 2 and sum(len(r.results) for r in run.reports) < 2:
+            return
+        units = sorted(run.reports, key=lambda r: -r.duration)[:top]
+        checks = sorted(((r.duration, m.display_name, r.id) for m, r in run.all_results()),
+                        reverse=True)[:top]
+        self.write("slowest units: " + ", ".join(
+            f"{printable(r.display_name)} {r.duration:.2f}s" for r in units))
+        self.write("slowest checks: " + ", ".join(
+            f"{printable(name)} · {cid} {seconds:.2f}s" for seconds, name, cid in checks))
 
     def table(self, run: RunReport) -> None:
         if not run.reports:
