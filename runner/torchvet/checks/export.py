@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,26 +242,37 @@ def _try_trace(model: nn.Module, inputs: Inputs) -> str:
 def torchscript(ctx: CheckContext) -> Outcome:
     model, inputs, reference = _model_and_inputs(ctx)
     started = time.perf_counter()
-    try:
-        with time_budget(CATALOGUE["export.torchscript"].budget):
-            try:
-                scripted = torch.jit.script(model)
-            except Exception as exc:
-                where = _where(ctx, exc)
-                fallback = _try_trace(ctx.fresh_copy().eval(), inputs)
-                return failed(
-                    f"torch.jit.script cannot compile the model: {_reason(exc)}{_at(where)}; "
-                    f"{fallback}",
-                    traceback.format_exc(), where)
-            got = seeded_eval(ctx, scripted, inputs)
-    except BudgetExceeded:
-        raise over_budget("export.torchscript", "torch.jit.script") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        try:
+            with time_budget(CATALOGUE["export.torchscript"].budget):
+                try:
+                    scripted = torch.jit.script(model)
+                except Exception as exc:
+                    where = _where(ctx, exc)
+                    fallback = _try_trace(ctx.fresh_copy().eval(), inputs)
+                    return failed(
+                        f"torch.jit.script cannot compile the model: {_reason(exc)}"
+                        f"{_at(where)}; {fallback}{_deprecation(caught)}",
+                        traceback.format_exc(), where)
+                got = seeded_eval(ctx, scripted, inputs)
+        except BudgetExceeded:
+            raise over_budget("export.torchscript", "torch.jit.script") from None
     elapsed = time.perf_counter() - started
     diff = _compare(ctx, reference, got)
     if diff:
         return failed(f"the scripted model's {diff} from eager: a Python-side value was "
                       "frozen at compile time; make it a tensor operation or an input")
-    return passed(f"torch.jit.script compiles the model and matches eager in {elapsed:.1f} s")
+    return passed(f"torch.jit.script compiles the model and matches eager in {elapsed:.1f} s"
+                  f"{_deprecation(caught)}")
+
+
+def _deprecation(caught: list[warnings.WarningMessage]) -> str:
+    if any(issubclass(w.category, DeprecationWarning) and "torch.jit" in str(w.message)
+           for w in caught):
+        return (f" (torch {torch.__version__.split('+')[0]} deprecates TorchScript: "
+                "export.torch_export checks its successor)")
+    return ""
 
 
 # --------------------------------------------------------------------------- torch.compile
