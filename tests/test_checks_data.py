@@ -607,3 +607,24 @@ def test_is_default_collate() -> None:
     assert is_default_collate(None)
     assert is_default_collate(torch.utils.data.default_collate)
     assert not is_default_collate(fx.pad_collate)
+
+
+# --------------------------------------------------------------------------- skip / xfail
+
+
+def test_dataset_factory_declares_skip_and_xfail() -> None:
+    def factory() -> dict[str, Any]:
+        return {"dataset": fx.Overlong(size=10), "batch_size": 4,
+                "skip": {"data.workers": "no spawn on this platform"},
+                "xfail": {"data.length": "the last shard is still downloading"}}
+
+    results = vet(factory, ["data.length", "data.workers"], kind="dataset")
+    assert_status(results["data.length"], Status.XFAILED,
+                  "xfail (the last shard is still downloading)", "the last index")
+    assert_status(results["data.workers"], Status.SKIPPED, "no spawn on this platform")
+
+
+def test_dataset_config_declares_skip() -> None:
+    result = verdict(fx.empty, "data.length", kind="dataset",
+                     config=UnitConfig(skip={"data.*": "filled at deploy time"}))
+    assert_status(result, Status.SKIPPED, "skipped (data.*): filled at deploy time")

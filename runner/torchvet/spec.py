@@ -344,6 +344,8 @@ class DataSpec:
     collate_fn: Callable[..., Any] | None = None
     label: str | int | None = None
     max_samples: int = 256
+    skip: dict[str, str] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -534,8 +536,12 @@ def normalize_dataset(obj: Any, config: UnitConfig) -> tuple[DataSpec, list[str]
             data.collate_fn = raw["collate_fn"]
         if raw.get("label") is not None:
             data.label = raw["label"]
+        data.skip = {**dict(config.skip), **dict(raw.get("skip") or {})}
+        data.xfail = {**dict(config.xfail), **dict(raw.get("xfail") or {})}
         return data, warnings
-    return _data_spec(obj, batch_size, config.num_classes, config, where="factory"), warnings
+    data = _data_spec(obj, batch_size, config.num_classes, config, where="factory")
+    data.skip, data.xfail = dict(config.skip), dict(config.xfail)
+    return data, warnings
 
 
 def _data_spec(

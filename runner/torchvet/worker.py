@@ -223,8 +223,9 @@ class UnitRun:
 def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
     """Run one check and capture its outcome (the ``CallInfo`` of torchvet)."""
     spec = ctx.spec
-    skips = spec.skip if spec is not None else {}
-    xfails = spec.xfail if spec is not None else {}
+    declared = spec if spec is not None else ctx.data  # a dataset unit declares its own
+    skips = declared.skip if declared is not None else {}
+    xfails = declared.xfail if declared is not None else {}
     started = time.perf_counter()
     declared_skip = first_match(check_id, skips)
     if declared_skip is not None:
