@@ -87,6 +87,11 @@ _UNKNOWN = object()
 _TO_HOST = {"cpu", "to", "numpy", "tolist", "item", "__bool__", "__int__", "__float__",
             "__index__"}
 
+def _asks_for_cpu(args: Any, kwargs: Any) -> bool:
+    values = [*args, *kwargs.values()]
+    return any(isinstance(v, (str, torch.device)) and str(v) == "cpu" for v in values)
+
+
 FACTORY_HINT = "pass device=x.device (or register the constant as a buffer)"
 
 
@@ -219,8 +224,8 @@ class DeviceTracer(TorchFunctionMode):
             if out is _UNKNOWN:
                 self.last_op = (name, self.project_frame())
                 raise
-            if name not in _TO_HOST:  # computed on the host only because meta cannot
-                return map_tensors(out, _to(META))
+            if name not in _TO_HOST and not _asks_for_cpu(args[1:], kwargs):
+                return map_tensors(out, _to(META))  # on the host only because meta cannot
             origin = Origin("created", f".{name}() of a model input", self.project_frame(),
                             "move it back with .to(x.device) before it meets device tensors")
             for t in _flat_tensors(out):
@@ -358,9 +363,12 @@ def _not_checkable(ctx: CheckContext, run: MetaRun) -> str:
     assert exc is not None
     op, where = run.tracer.last_op or ("an op", None)
     where = where or ctx.locator.for_exception(exc)
-    return (f"meta tensors hold no data and {op}(){_at(where)} needs values "
-            f"({one_line(exc)[:160]}), so the device move is not checked past it; run "
-            "torchvet on a CUDA machine (--device cuda) for a real device check")
+    if _DATA_DEPENDENT.search(str(exc)) or isinstance(exc, NotImplementedError):
+        why = f"meta tensors hold no data and {op}(){_at(where)} needs values"
+    else:
+        why = f"{op}(){_at(where)} does not run on the meta device"
+    return (f"{why} ({one_line(exc)[:160]}), so the device move is not checked past it; "
+            "run torchvet on a CUDA machine (--device cuda) for a real device check")
 
 
 def meta_verdict(ctx: CheckContext, run: MetaRun, mode: str) -> Outcome | None:
@@ -408,7 +416,8 @@ def gpu_tolerance(reference: torch.Tensor, declared: dict[str, float] | None = N
 def cpu_gpu_difference(cpu_out: Any, gpu_out: Any, declared: dict[str, float] | None = None
                        ) -> Difference | None:
     """The first output leaf that differs between the CPU and the GPU run."""
-    return first_difference(cpu_out, gpu_out, lambda t: gpu_tolerance(t, declared))
+    return first_difference(cpu_out, gpu_out, lambda t: gpu_tolerance(t, declared),
+                            exact_integers=False)
 
 
 @contextlib.contextmanager
@@ -486,27 +495,42 @@ def cuda_round(ctx: CheckContext) -> tuple[Outcome | None, str]:
                     "one by one, or widen tolerance={'atol': ..., 'rtol': ...} if expected"
                 ), ""
             notes.append("CPU/GPU outputs agree (TF32 off)")
-        gpu_model.train()
-        seed_everything(derived_seed(ctx.seed, "cuda-train"))
-        target = ctx.target()
-        target = map_tensors(target, _to(device)) if target is not None else None
         try:
-            with torch.enable_grad():
-                loss = ctx.training_loss(gpu_model, gpu_inputs, target)
-                if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
-                    raise LossProblem("no differentiable loss")
-                loss.backward()
+            train_step(ctx, gpu_model, device)
             torch.cuda.synchronize(device)
         except LossProblem:
             notes.append("backward not run: no usable loss (see training.loss)")
         except Exception as exc:
-            return failed(
-                f"the training step on {device} raised {one_line(exc)}: a tensor created "
-                "in forward or in the loss stayed on the CPU; create it with device=x.device",
-                traceback.format_exc(), ctx.where_exception(exc)), ""
+            details = traceback.format_exc()
+            try:
+                train_step(ctx, cpu_model, cpu)
+            except Exception:
+                notes.append("backward not compared: the training step fails on the CPU "
+                             "too (see training.*)")
+            else:
+                return failed(
+                    f"the training step on {device} raised {one_line(exc)} (it runs on the "
+                    "CPU): a tensor created in forward or in the loss stayed on the CPU; "
+                    "create it with device=x.device",
+                    details, ctx.where_exception(exc)), ""
         else:
             notes.append("forward+backward ran")
     return None, f"on {device}: " + "; ".join(notes)
+
+
+def train_step(ctx: CheckContext, model: nn.Module, device: torch.device) -> None:
+    """One train-mode forward and backward of the training loss on ``device``."""
+    size = ctx.train_batch_size
+    inputs = ctx.inputs(size).map(_to(device))
+    target = ctx.target(size)
+    target = map_tensors(target, _to(device)) if target is not None else None
+    model.train()
+    seed_everything(derived_seed(ctx.seed, "device-train"))
+    with torch.enable_grad():
+        loss = ctx.training_loss(model, inputs, target)
+        if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+            raise LossProblem("no differentiable loss")
+        loss.backward()
 
 
 # --------------------------------------------------------------------------- the checks
