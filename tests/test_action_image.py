@@ -1,0 +1,329 @@
+"""The action's image end to end: built from the repository's own Dockerfile and run the
+way the GitHub Actions runner runs a container action (TESTING.md), on the fixture
+repositories under tests/fixtures/action/.
+
+Needs a Docker engine and the base image (``scripts/docker/ensure-engine.sh``,
+``scripts/docker/stand-in-base-image.sh``). With ``CI=true`` a missing engine or base
+image is a failure (the scripts are tried first); elsewhere the tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from junitparser import JUnitXml
+from ruamel.yaml import YAML
+from test_github_reporter import read_outputs, replay_log
+
+from conftest import FIXTURES, ROOT
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ACTION_FIXTURES = FIXTURES / "action"
+IMAGE = "torchvet-action:test"
+BASE = "python:3.11-slim"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+PYPI = "https://pypi.org/simple"
+RUNNER_UID = 1001  # the runner's user on GitHub-hosted machines owns the workspace
+SENTINELS = {"GITHUB_TOKEN": "SENTINEL-github-token", "GH_TOKEN": "SENTINEL-gh-token",
+             "ACTIONS_RUNTIME_TOKEN": "SENTINEL-runtime-token",
+             "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "SENTINEL-oidc-token"}
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "docker" / name), *args],
+                          capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="session")
+def client() -> Any:
+    def connect() -> Any:
+        try:
+            found = docker.from_env(timeout=300)
+            found.ping()
+            return found
+        except Exception as exc:  # docker.errors.DockerException, connection errors
+            return exc
+
+    found = connect()
+    if isinstance(found, Exception) and IN_CI:
+        started = _script("ensure-engine.sh")
+        found = connect()
+        if isinstance(found, Exception):
+            pytest.fail(f"CI=true and the Docker engine cannot start: {found}\n"
+                        f"{started.stdout}{started.stderr}", pytrace=False)
+    if isinstance(found, Exception):
+        _unavailable(f"no Docker engine answers ({found}); run "
+                     "scripts/docker/ensure-engine.sh")
+    return found
+
+
+@pytest.fixture(scope="session")
+def image(client: Any) -> str:
+    """The image built from the repository's Dockerfile (the build time is printed)."""
+    try:
+        client.images.get(BASE)
+    except docker.errors.ImageNotFound:
+        if IN_CI:
+            made = _script("stand-in-base-image.sh", BASE)
+            assert made.returncode == 0, made.stdout + made.stderr
+        else:
+            _unavailable(f"the base image {BASE} is missing; run "
+                         "scripts/docker/stand-in-base-image.sh")
+    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(client)
+    started = time.monotonic()
+    try:
+        client.images.build(path=str(ROOT), tag=IMAGE, network_mode="host", rm=True,
+                            forcerm=True, buildargs={"TORCH_INDEX_URL": index}, timeout=1800)
+    except docker.errors.BuildError as exc:
+        log = "".join(str(chunk.get("stream") or chunk.get("error") or "")
+                      for chunk in exc.build_log)
+        pytest.fail(f"docker build failed: {exc}\n{log[-6000:]}", pytrace=False)
+    size = client.images.get(IMAGE).attrs["Size"]
+    print(f"\nbuilt {IMAGE} in {time.monotonic() - started:.1f}s, {size / 1e6:.0f} MB "
+          f"(torch from {index})")
+    return IMAGE
+
+
+def torch_index(client: Any) -> str:
+    """The CPU wheel index, unless the base image is the stand-in whose pip finds the CPU
+    torch wheel locally (then PyPI, as the CPU index is unreachable where it is used)."""
+    try:
+        client.containers.run(BASE, ["sh", "-c", "ls /opt/wheels/torch-*+cpu-*.whl"],
+                              network_mode="none", remove=True)
+        return PYPI
+    except Exception:
+        return CPU_INDEX
+
+
+def action_defaults() -> dict[str, str]:
+    action = YAML(typ="safe").load((ROOT / "action.yml").read_text(encoding="utf-8"))
+    return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
+
+
+@dataclass
+class ActionRun:
+    code: int
+    stdout: str
+    stderr: str
+    workspace: Path
+    outputs: dict[str, str]
+    outputs_text: str
+    summary: str
+    seconds: float
+
+    def file(self, name: str) -> Path:
+        return self.workspace / name
+
+
+def culprit_line(path: Path) -> int:
+    return next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+                if "# culprit" in text)
+
+
+@pytest.fixture
+def run_action(client: Any, image: str, tmp_path: Path) -> Iterator[Any]:
+    """Run the image on a copy of a fixture repository like the runner does:
+    ``docker run --workdir /github/workspace -v repo:/github/workspace
+    -v files:/github/file_commands -e INPUT_<NAME>... -e GITHUB_*`` with every input
+    declared in action.yml (defaults included) and the tokens the runner passes."""
+    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(client)
+
+    def run(fixture: str, **inputs: str) -> ActionRun:
+        workspace = tmp_path / "workspace"
+        files, home = tmp_path / "file_commands", tmp_path / "home"
+        shutil.copytree(ACTION_FIXTURES / fixture, workspace)
+        files.mkdir()
+        home.mkdir()
+        step = uuid.uuid4().hex
+        names = {k: f"{k.lower()}_{step}" for k in ("set_output", "step_summary", "set_env",
+                                                    "add_path", "save_state")}
+        for name in names.values():
+            (files / name).touch()
+        if os.geteuid() == 0:
+            for root in (workspace, files, home):
+                subprocess.run(["chown", "-R", f"{RUNNER_UID}:{RUNNER_UID}", str(root)],
+                               check=True)
+        values = {**action_defaults(), "torch-index-url": index,
+                  **{k.replace("_", "-"): v for k, v in inputs.items()}}
+        environment = {
+            **{f"INPUT_{name.upper()}": value for name, value in values.items()},
+            "HOME": "/github/home", "GITHUB_ACTIONS": "true", "CI": "true",
+            "GITHUB_WORKSPACE": "/github/workspace",
+            "GITHUB_OUTPUT": f"/github/file_commands/{names['set_output']}",
+            "GITHUB_STEP_SUMMARY": f"/github/file_commands/{names['step_summary']}",
+            "GITHUB_ENV": f"/github/file_commands/{names['set_env']}",
+            "GITHUB_PATH": f"/github/file_commands/{names['add_path']}",
+            "GITHUB_STATE": f"/github/file_commands/{names['save_state']}",
+            "GITHUB_REPOSITORY": "octo/models", "GITHUB_SHA": "0123abcd" * 5,
+            "GITHUB_SERVER_URL": "https://github.com", "GITHUB_EVENT_NAME": "pull_request",
+            "RUNNER_OS": "Linux", "RUNNER_TEMP": "/home/runner/work/_temp",
+            "ACTIONS_RUNTIME_URL": "https://pipelines.example/", **SENTINELS,
+        }
+        started = time.monotonic()
+        container = client.containers.run(
+            image, detach=True, working_dir="/github/workspace", network_mode="host",
+            environment=environment, volumes={
+                str(workspace): {"bind": "/github/workspace", "mode": "rw"},
+                str(files): {"bind": "/github/file_commands", "mode": "rw"},
+                str(home): {"bind": "/github/home", "mode": "rw"}})
+        try:
+            code = container.wait(timeout=900)["StatusCode"]
+            seconds = time.monotonic() - started
+            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        finally:
+            container.remove(force=True)
+        outputs_text = (files / names["set_output"]).read_text(encoding="utf-8")
+        return ActionRun(
+            code=code, stdout=stdout, stderr=stderr, workspace=workspace,
+            outputs=read_outputs(outputs_text), outputs_text=outputs_text,
+            summary=(files / names["step_summary"]).read_text(encoding="utf-8"),
+            seconds=seconds)
+
+    yield run
+
+
+def assert_safe_log(run: ActionRun) -> list[tuple[str, dict[str, str], str]]:
+    """Only torchvet's own commands reach the runner; no token reaches the log."""
+    assert replay_log(run.stderr) == [], run.stderr
+    commands = replay_log(run.stdout)
+    for name, props, data in commands:
+        assert name in ("group", "endgroup", "error", "warning"), (name, data)
+        if name in ("error", "warning"):
+            assert props.get("title", "").startswith("torchvet: "), (name, props, data)
+            assert data not in ("fake", "fake warning", "fake from the build")
+    for secret in SENTINELS.values():
+        for text in (run.stdout, run.stderr, run.summary, run.outputs_text):
+            assert secret not in text
+    return commands
+
+
+def assert_workspace_owned_by_runner(run: ActionRun) -> None:
+    if os.geteuid() != 0:
+        return
+    root_owned = [str(p.relative_to(run.workspace)) for p in [run.workspace,
+                                                               *run.workspace.rglob("*")]
+                  if p.lstat().st_uid != RUNNER_UID]
+    assert root_owned == [], "files left to root in the workspace"
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+def test_healthy_repository_passes(run_action: Any) -> None:
+    run = run_action("healthy")
+    print(f"\nhealthy fixture: {run.seconds:.1f}s")
+    assert run.code == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    commands = assert_safe_log(run)
+    assert [c[0] for c in commands if c[0] not in ("group", "endgroup")] == []
+    assert [c[2] for c in commands if c[0] == "group"] == [
+        "Install the project: pip install .", "torchvet run"]
+    out = run.outputs
+    assert int(out["passed"]) >= 20 and out["failed"] == out["errors"] == "0"
+    assert out["conclusion"] == "success" and out["failures"] == ""
+    assert out["junit-file"] == "torchvet-junit.xml"
+    assert run.summary.startswith("## ✅ torchvet: ")
+    assert "| mlp | model | ✅ passed |" in run.summary
+    assert "| points | dataset | ✅ passed |" in run.summary
+    xml = JUnitXml.fromfile(str(run.file("torchvet-junit.xml")))
+    suites = {suite.name: suite for suite in xml}
+    assert set(suites) == {"mlp", "classifier", "points"}
+    assert sum(s.failures + s.errors for s in suites.values()) == 0
+    assert sum(s.tests for s in suites.values()) == int(out["passed"]) + int(out["skipped"])
+    assert_workspace_owned_by_runner(run)
+
+
+def test_buggy_repository_fails_on_the_culprit_line(run_action: Any) -> None:
+    run = run_action("buggy")
+    assert run.code == 1, run.stdout[-5000:]
+    line = culprit_line(run.file("src/buggy_models/models.py"))
+    annotation = f"::error file=src/buggy_models/models.py,line={line},"
+    assert any(text.startswith(annotation) for text in run.stdout.splitlines()), run.stdout
+    commands = assert_safe_log(run)
+    titles = [props["title"] for name, props, _ in commands if name == "error"]
+    assert "torchvet: dead_layer · training.gradients" in titles
+    assert run.outputs["conclusion"] == "failure" and int(run.outputs["failed"]) >= 1
+    assert "dead_layer:training.gradients" in run.outputs["failures"].splitlines()
+    assert run.summary.startswith("## ❌ torchvet: ") and "this step fails" in run.summary
+    assert "<code>training.gradients</code> (failed)" in run.summary
+    assert f"<code>src/buggy_models/models.py:{line}</code>" in run.summary
+    xml = JUnitXml.fromfile(str(run.file("torchvet-junit.xml")))
+    cases = {(suite.name, case.name): case for suite in xml for case in suite}
+    failing = cases[("dead_layer", "training.gradients")]
+    assert failing.result and failing.result[0].message.startswith("unused_proj")
+    assert failing._elem.get("file") == "src/buggy_models/models.py"
+    assert failing._elem.get("line") == str(line)
+    assert all(not c.result or c.is_skipped for (s, _), c in cases.items() if s == "fine")
+
+
+def test_fail_on_never_reports_failures_and_exits_0(run_action: Any) -> None:
+    run = run_action("buggy", fail_on="never", junit_file="reports/junit.xml")
+    assert run.code == 0, run.stdout[-5000:]
+    assert any(name == "error" for name, _, _ in assert_safe_log(run))
+    assert run.outputs["conclusion"] == "failure" and int(run.outputs["failed"]) >= 1
+    assert run.outputs["junit-file"] == "reports/junit.xml"
+    assert run.file("reports/junit.xml").is_file()
+    assert "this step passes" in run.summary
+
+
+def test_hostile_repository_cannot_issue_commands_or_read_tokens(run_action: Any) -> None:
+    run = run_action("hostile", json_file="report.json")
+    assert run.code == 1, run.stdout[-5000:]
+    commands = assert_safe_log(run)
+    # user code printed these many times, inside the blocks only
+    assert run.stdout.count("::set-output name=conclusion::success") >= 2
+    assert {name for name, _, _ in commands} == {"group", "endgroup", "error"}
+    source = "src/hostile_models/models.py"
+    line = str(culprit_line(run.file(source)))
+    errors = [(props, data) for name, props, data in commands if name == "error"]
+    assert errors and all((p["file"], p["line"]) == (source, line) for p, _ in errors)
+    forward = next(data for props, data in errors
+                   if props["title"] == "torchvet: hostile · forward.runs")
+    assert forward.endswith(
+        "ValueError: hostile failure: 100% broken, really\nsecond line: a, b, c\r\n"
+        "::error::from the exception\nliteral %0A and %25 and %3A stay literal")
+    # the outputs file holds torchvet's outputs only
+    assert "hostile" not in run.outputs and "written-by-user-code" not in run.outputs_text
+    assert run.outputs["conclusion"] == "failure"
+    assert list(run.outputs).count("conclusion") == 1
+    assert run.outputs_text.count("conclusion=") == 1
+    # the user code looked for tokens and file-command paths and found none
+    report = run.file("report.json").read_text(encoding="utf-8")
+    for name in (*SENTINELS, "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV"):
+        assert f"env {name}=None" in report
+    assert not any(secret in report for secret in SENTINELS.values())
+    assert "<script" not in run.summary and "::error::fake" in run.summary
+    assert_workspace_owned_by_runner(run)
+
+
+def test_failed_install_is_a_clear_error(run_action: Any) -> None:
+    run = run_action("install-fails")
+    assert run.code == 2, run.stdout[-5000:]
+    commands = assert_safe_log(run)
+    errors = [(props, data) for name, props, data in commands if name == "error"]
+    assert len(errors) == 1
+    props, data = errors[0]
+    assert props["title"] == "torchvet: install failed"
+    assert data.startswith("'pip install .' failed in '.' (exit 1).")
+    assert "this build fails on purpose (missing libfoo)" in data  # pip's last lines
+    assert "::group::torchvet run" not in run.stdout  # nothing ran after the failure
+    assert run.outputs["conclusion"] == "error"
+    assert "torchvet could not run: install failed" in run.summary
