@@ -327,3 +327,24 @@ def test_failed_install_is_a_clear_error(run_action: Any) -> None:
     assert "::group::torchvet run" not in run.stdout  # nothing ran after the failure
     assert run.outputs["conclusion"] == "error"
     assert "torchvet could not run: install failed" in run.summary
+
+
+def test_bad_inputs_and_an_unreachable_torch_fail_before_any_user_code(
+        run_action: Any) -> None:
+    run = run_action("hostile", fail_on="sometimes", shard="5/4")
+    assert run.code == 2
+    errors = [(p["title"], d) for name, p, d in assert_safe_log(run) if name == "error"]
+    assert [t for t, _ in errors] == ["torchvet: invalid input 'fail-on'",
+                                      "torchvet: invalid input 'shard'"]
+    assert "::group::" not in run.stdout and run.outputs["conclusion"] == "error"
+
+
+def test_a_torch_version_that_cannot_be_installed_is_a_clear_error(run_action: Any) -> None:
+    run = run_action("healthy", torch_version="2.0.1", torch_index_url="file:///nonexistent")
+    assert run.code == 2, run.stdout[-3000:]
+    commands = assert_safe_log(run)
+    assert [c[2] for c in commands if c[0] == "group"] == ["Install torch 2.0.1"]
+    [(props, data)] = [(p, d) for name, p, d in commands if name == "error"]
+    assert props["title"] == "torchvet: torch install failed"
+    assert data.startswith("pip could not install torch==2.0.1 from file:///nonexistent")
+    assert run.outputs["conclusion"] == "error"
