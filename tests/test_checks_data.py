@@ -628,3 +628,14 @@ def test_dataset_config_declares_skip() -> None:
     result = verdict(fx.empty, "data.length", kind="dataset",
                      config=UnitConfig(skip={"data.*": "filled at deploy time"}))
     assert_status(result, Status.SKIPPED, "skipped (data.*): filled at deploy time")
+
+
+def test_shared_instance_with_a_generator_seeded_at_import_is_not_a_false_alarm() -> None:
+    result = verdict(fx.shared_seeded_instance, "data.reproducible", kind="dataset")
+    assert_status(result, Status.PASSED, "shared dataset instance")
+
+
+def test_shared_instance_with_clock_seeded_noise_fails() -> None:
+    result = verdict(fx.shared_clock_noise, "data.reproducible", kind="dataset")
+    assert_status(result, Status.FAILED, "differs between two copies of the factory's shared",
+                  "do not reach")
