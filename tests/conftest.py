@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from torchvet.config import UnitConfig
 from torchvet.inline import check_inline
 from torchvet.results import CheckResult, Status
