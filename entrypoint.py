@@ -77,9 +77,6 @@ NONE = ("none", "None", "NONE", "false", "False", "FALSE")
 _VERSION = re.compile(
     r"^[0-9]+(\.[0-9]+){0,3}((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[A-Za-z0-9.]+)?$")
 _SHARD = re.compile(r"^([0-9]+)/([0-9]+)$")
-_FILE_COMMANDS = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH",
-                  "GITHUB_STATE")
-_TOKENS = ("GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -250,11 +247,7 @@ def parse_inputs(env: Mapping[str, str]) -> tuple[Inputs, list[InputError]]:
 # --------------------------------------------------------------------------- environment
 
 
-def is_secret(name: str) -> bool:
-    """``GITHUB_TOKEN``, ``GH_TOKEN`` and the runner's ``ACTIONS_*TOKEN*`` (runtime, OIDC
-    request) variables."""
-    upper = name.upper()
-    return upper in _TOKENS or (upper.startswith("ACTIONS_") and "TOKEN" in upper)
+is_secret = gh.is_token  # GITHUB_TOKEN, GH_TOKEN, ACTIONS_*TOKEN*
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
@@ -266,7 +259,7 @@ def user_code_env(env: Mapping[str, str], **extra: str) -> dict[str, str]:
     file-command paths (so it cannot write step outputs or the summary), no inputs."""
     clean = {
         k: v for k, v in env.items()
-        if not is_secret(k) and k.upper() not in _FILE_COMMANDS and not k.startswith("INPUT_")
+        if not is_secret(k) and k.upper() not in gh.FILE_COMMANDS and not k.startswith("INPUT_")
     }
     clean.update(extra)
     return clean

@@ -429,3 +429,32 @@ def test_cli_github_mode_wraps_user_output_and_annotates_the_culprit(tmp_path: P
     assert values["conclusion"] == "failure" and int(values["failed"]) >= 1
     assert values["junit-file"] == "junit.xml"
     assert "dead\\_layer" in summary.read_text(encoding="utf-8")
+
+
+def test_withhold_removes_tokens_and_file_command_paths() -> None:
+    environ = {"GITHUB_TOKEN": "t", "ACTIONS_RUNTIME_TOKEN": "r", "GITHUB_OUTPUT": "/o",
+               "GITHUB_STEP_SUMMARY": "/s", "GITHUB_ENV": "/e", "GITHUB_WORKSPACE": "/w",
+               "HF_TOKEN": "h"}
+    before = dict(environ)
+    assert gh.withhold_from_user_code(environ) == before
+    assert environ == {"GITHUB_WORKSPACE": "/w", "HF_TOKEN": "h"}
+
+
+@pytest.mark.slow
+def test_cli_github_mode_keeps_user_code_away_from_outputs_and_tokens(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "action" / "hostile", workspace)
+    outputs = tmp_path / "outputs"
+    proc = run_cli("run", str(workspace), "--json", str(tmp_path / "r.json"), env={
+        "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(outputs), "GITHUB_TOKEN": "SENTINEL-1",
+        "ACTIONS_RUNTIME_TOKEN": "SENTINEL-2"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    commands = replay_log(proc.stdout)
+    assert {name for name, _, _ in commands} == {"error"}
+    assert all(p["title"].startswith("torchvet: hostile · ") for _, p, _ in commands)
+    report = (tmp_path / "r.json").read_text(encoding="utf-8")
+    assert "env GITHUB_OUTPUT=None" in report and "env GITHUB_TOKEN=None" in report
+    assert "SENTINEL" not in report + proc.stdout
+    values = read_outputs(outputs.read_text(encoding="utf-8"))
+    assert "hostile" not in values and values["conclusion"] == "failure"

@@ -189,6 +189,11 @@ def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunRepor
     from .execution import Executor, warm_up
     from .reporters.terminal import TerminalReporter
 
+    github_env = None
+    if options.github:  # no worker inherits the tokens or the step's output/summary paths
+        from .reporters.github import withhold_from_user_code
+
+        github_env = withhold_from_user_code()
     warm_up()
     jobs = build_jobs(sel, options)
     out = stream or sys.stdout
@@ -223,7 +228,8 @@ def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunRepor
 
         out.write(resume)
         out.flush()
-        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out)
+        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
+                       env=github_env)
     return run
 
 

@@ -23,7 +23,7 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -58,6 +58,33 @@ ICONS = {
 _TABLE_COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED]
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]/ +]")
+
+
+# --------------------------------------------------------------------------- environment
+
+# the step's file commands: whoever can write these sets outputs, env, PATH, the summary
+FILE_COMMANDS = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH",
+                 "GITHUB_STATE")
+TOKENS = ("GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
+
+
+def is_token(name: str) -> bool:
+    """``GITHUB_TOKEN``, ``GH_TOKEN`` and the runner's ``ACTIONS_*TOKEN*`` variables
+    (runtime and OIDC request tokens)."""
+    upper = name.upper()
+    return upper in TOKENS or (upper.startswith("ACTIONS_") and "TOKEN" in upper)
+
+
+def withhold_from_user_code(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Remove the GitHub tokens and the file-command paths from ``environ`` (default:
+    ``os.environ``, which worker processes inherit) and return it as it was, for
+    :func:`publish`. Call it before any worker process starts."""
+    environ = os.environ if environ is None else environ
+    saved = dict(environ)
+    for name in list(environ):
+        if is_token(name) or name.upper() in FILE_COMMANDS:
+            del environ[name]
+    return saved
 
 
 # --------------------------------------------------------------------------- escaping
