@@ -184,6 +184,28 @@ def test_autocast_fill_value_out_of_bf16_range_fails_at_its_line() -> None:
     assert (result.file, result.line) == (FIXTURE_FILE.name, line_of("# BUG: bf16"))
 
 
+def test_autocast_leaves_the_pristine_model_alone() -> None:
+    """A cache built lazily in forward must not keep bfloat16 in the model other checks
+    use."""
+
+    class LazyCache(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.cache: torch.Tensor | None = None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc(x)
+            if self.cache is None or self.cache.dtype != h.dtype:  # rebuilt per dtype
+                self.cache = h.detach().mean(0)
+            return h + self.cache
+
+    model = LazyCache()
+    results = vet(lambda: {"model": model, "inputs": torch.randn(2, 4)}, [AUTOCAST])
+    assert_status(results[AUTOCAST], Status.PASSED)
+    assert model.cache is not None and model.cache.dtype == torch.float32
+
+
 def test_autocast_skips_without_floating_parameters() -> None:
     assert_status(verdict(models.integer_model, AUTOCAST), Status.SKIPPED,
                   "no floating-point parameters")

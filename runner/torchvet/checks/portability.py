@@ -612,8 +612,10 @@ def autocast(ctx: CheckContext) -> Outcome:
     done = []
     for device_type, low in _autocast_runs(ctx):
         name = str(low).replace("torch.", "")
+        # a copy: lazily built caches (rotary tables...) must not keep a low-precision
+        # dtype in the pristine model the other checks use
         if device_type == ctx.device.type:
-            model, inputs = ctx.model, ctx.inputs()
+            model, inputs = ctx.fresh_copy(), ctx.inputs()
         else:
             target = _cuda_device(ctx)
             model, inputs = ctx.fresh_copy().to(target), ctx.inputs().map(_to(target))
