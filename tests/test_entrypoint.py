@@ -7,6 +7,7 @@ import importlib.util
 import io
 import shutil
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 
@@ -246,6 +247,7 @@ def _main(tmp_path: Path, **inputs: str) -> tuple[int, str, dict[str, str], str]
     out, summary = tmp_path / "outputs", tmp_path / "summary"
     env = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_OUTPUT": str(out),
            "GITHUB_STEP_SUMMARY": str(summary), "PATH": "/usr/bin:/bin",
+           "GITHUB_TOKEN": "SENTINEL-token",
            **{f"INPUT_{k.upper().replace('_', '-')}": v for k, v in inputs.items()}}
     stream = io.StringIO()
     code = ep.main([], env, stream)
@@ -339,3 +341,22 @@ def test_workspace_is_marked_a_git_safe_directory(tmp_path: Path,
     assert log.read_text().splitlines() == [
         "config --system --add safe.directory /github/workspace",
         "config --system --add safe.directory /github/workspace/sub"]
+
+
+def test_install_command_runs_in_the_project_with_torch_pinned(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / "proj").mkdir(parents=True)
+    code, log, values, _ = _main(
+        tmp_path, path="proj",
+        install_command='pwd; cat "$PIP_CONSTRAINT"; echo "::error::from the command"; '
+                        'echo "token=${GITHUB_TOKEN:-none}"; exit 7')
+    assert code == 2
+    lines = log.splitlines()
+    assert lines[0] == "::group::Install the project (install-command)"
+    assert str(workspace / "proj") in lines and "token=none" in lines
+    assert f"torch=={version('torch')}" in lines
+    assert "SENTINEL" not in log
+    [(props, data)] = _errors(log)  # the command's own ::error:: stayed in the block
+    assert props["title"] == "torchvet: install failed"
+    assert data.startswith("'pwd; cat") and "(exit 7)" in data
+    assert values["conclusion"] == "error"
