@@ -58,6 +58,12 @@ def test_torch_internal_value_probe_does_not_stop_the_meta_run() -> None:
     assert_status(result, Status.PASSED, "eval and train forwards")
 
 
+def test_validation_probe_inside_torch_does_not_stop_the_meta_run() -> None:
+    result = verdict(models.gaussian_head, DEVICE)
+    assert_status(result, Status.PASSED, "eval and train forwards")
+    assert "value probes inside torch" in result.details
+
+
 def test_zero_dim_cpu_constants_mix_like_on_cuda() -> None:
     assert_status(verdict(models.zero_dim_constant, DEVICE), Status.PASSED)
 
@@ -94,6 +100,8 @@ DEVICE_BUGS = {
     "from_numpy": (("torch.from_numpy()", ".to(x.device)"), "# BUG: from-numpy"),
     "output_on_cpu": (('out["valid"]', "stays on the CPU", "torch.ones()"),
                       "# BUG: cpu-output"),
+    "rnn_hidden_on_cpu": (("torch.zeros()", "pass device=x.device", "gru()"),
+                          "# BUG: hidden-state"),
     # meta itself lets matmul mix devices (CUDA does not): the op tracer catches it
     "matmul_cpu_weight": (("self.rotation is a plain tensor attribute", "matmul()"),
                           "# BUG: matmul-attribute"),

@@ -55,9 +55,11 @@ _MIXING_ALLOWED = {
     "ctc_loss", "new_tensor", "new_empty", "new_zeros", "new_ones", "new_full",
     "index_put", "index_put_", "__setitem__",
     "pack_padded_sequence", "_pack_padded_sequence", "pad_packed_sequence",
-    "_pad_packed_sequence", "lstm", "gru", "rnn_tanh", "rnn_relu",
+    "_pad_packed_sequence",
     "__repr__", "__str__", "__format__", "size", "dim", "numel", "__len__",
 }
+# Packed sequences keep their integer batch_sizes on the CPU; hidden states must move.
+_RNN_OPS = {"lstm", "gru", "rnn_tanh", "rnn_relu"}
 # Indexing a device tensor with CPU indices is legal; indexing a CPU tensor with device
 # indices is not.
 _INDEXING = {"__getitem__", "index", "_index"}
@@ -147,8 +149,9 @@ class DeviceTracer(TorchFunctionMode):
     """Watches a forward on the meta device for tensors that did not move."""
 
     def __init__(self, locator: Any, attributes: dict[int, Origin],
-                 known: dict[int, torch.Tensor] | None = None) -> None:
+                 known: dict[int, torch.Tensor] | None = None, assume: bool = True) -> None:
         super().__init__()
+        self.assume = assume
         self.locator = locator
         self.attributes = attributes
         self.known = known or {}
@@ -194,6 +197,9 @@ class DeviceTracer(TorchFunctionMode):
             return []
         if not any(_device_type(t) == "meta" for t in tensors):
             return []
+        if name in _RNN_OPS:
+            return [t for t in tensors if _device_type(t) != "meta" and t.dim() > 0
+                    and t.is_floating_point()]
         if name in _INDEXING and args and isinstance(args[0], torch.Tensor):
             if _device_type(args[0]) == "meta":
                 return []
@@ -209,10 +215,12 @@ class DeviceTracer(TorchFunctionMode):
             tensors = _flat_tensors((args, kwargs))
             if (tensors and all(_device_type(t) == "meta" for t in tensors)
                     and _is_torch_file(caller.f_code.co_filename)):
-                # torch's own fast-path probes (is this mask causal?) need values meta
-                # lacks; "no" takes the general path, which moves devices the same way
+                # value probes in torch's own code (argument validation, "is this mask
+                # causal?") need values meta lacks; either answer leads through the same
+                # device handling, and run_on_meta retries with the other answer when the
+                # first one ends in an error
                 self.assumed.append(f"{Path(caller.f_code.co_filename).name}:{caller.f_lineno}")
-                return False
+                return self.assume
         strays = self.illegal_strays(name, args, kwargs)
         if strays and len(self.mixing) < 8:
             self.mixing.append(Mixing(name, strays[0], self.origin(strays[0]),
@@ -298,7 +306,18 @@ class MetaRun:
 
 def run_on_meta(ctx: CheckContext, model: nn.Module, inputs: Inputs, train: bool,
                 known: dict[int, torch.Tensor] | None = None) -> MetaRun:
-    tracer = DeviceTracer(ctx.locator, plain_tensor_attributes(ctx, model), known)
+    """The forward on meta; torch-internal value probes are answered "yes" (validation
+    passes), and "no" on a second try when the first ends in an error."""
+    first = _meta_forward(ctx, model, inputs, train, known, assume=True)
+    if first.error is None or not first.tracer.assumed or first.tracer.mixing:
+        return first
+    second = _meta_forward(ctx, model, inputs, train, known, assume=False)
+    return second if second.error is None else first
+
+
+def _meta_forward(ctx: CheckContext, model: nn.Module, inputs: Inputs, train: bool,
+                  known: dict[int, torch.Tensor] | None, assume: bool) -> MetaRun:
+    tracer = DeviceTracer(ctx.locator, plain_tensor_attributes(ctx, model), known, assume)
     run = MetaRun(tracer)
     model.train(train)
     seed_everything(derived_seed(ctx.seed, "meta", train))
@@ -573,7 +592,10 @@ def device(ctx: CheckContext) -> Outcome:
         summary.append(note)
     else:
         summary.append(f"CUDA not checked: {why_not}")
-    return passed("; ".join(summary))
+    probes = sorted(set(eval_run.tracer.assumed + train_run.tracer.assumed))
+    details = (f"value probes inside torch answered without data on meta: {', '.join(probes)}"
+               if probes else "")
+    return passed("; ".join(summary), details)
 
 
 def _autocast_runs(ctx: CheckContext) -> list[tuple[str, torch.dtype]]:
