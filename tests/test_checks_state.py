@@ -156,6 +156,12 @@ def test_second_factory_call_failing_is_an_error_not_a_crash() -> None:
                   "global registry already holds this model")
 
 
+def test_factory_returning_one_shared_instance_skips_with_reason() -> None:
+    shared = models.PlainListMLP()
+    result = verdict(lambda: {"model": shared, "inputs": torch.randn(2, 8)}, CHECK)
+    assert_status(result, Status.SKIPPED, "same model instance on every call")
+
+
 def test_declared_skip_and_xfail_apply() -> None:
     def skipped() -> dict[str, Any]:
         return {**models.plain_list(), "skip": {"state.*": "checkpoints unused"}}
