@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT, run_cli
 from junitparser import JUnitXml
 
+from conftest import EXAMPLES, ROOT, run_cli
 from torchvet import __version__
 
 QUICKSTART = EXAMPLES / "quickstart"
