@@ -348,3 +348,39 @@ def test_a_torch_version_that_cannot_be_installed_is_a_clear_error(run_action: A
     assert props["title"] == "torchvet: torch install failed"
     assert data.startswith("pip could not install torch==2.0.1 from file:///nonexistent")
     assert run.outputs["conclusion"] == "error"
+
+
+def test_cancelling_the_job_reports_what_finished(client: Any, image: str,
+                                                  tmp_path: Path) -> None:
+    """`docker stop` (a cancelled job) sends SIGTERM to the entrypoint, PID 1: it passes
+    it on, torchvet marks the unfinished units cancelled, the outputs say so, exit 130."""
+    workspace, files = tmp_path / "workspace", tmp_path / "files"
+    shutil.copytree(ACTION_FIXTURES / "healthy", workspace)
+    files.mkdir()
+    (files / "out").touch()
+    (files / "summary").touch()
+    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(client)
+    container = client.containers.run(
+        image, detach=True, working_dir="/github/workspace", network_mode="host",
+        environment={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": "/github/workspace",
+                     "GITHUB_OUTPUT": "/github/file_commands/out",
+                     "GITHUB_STEP_SUMMARY": "/github/file_commands/summary",
+                     "INPUT_TORCH-INDEX-URL": index},
+        volumes={str(workspace): {"bind": "/github/workspace", "mode": "rw"},
+                 str(files): {"bind": "/github/file_commands", "mode": "rw"}})
+    try:
+        deadline = time.monotonic() + 300
+        while b"::group::torchvet run" not in container.logs():
+            assert time.monotonic() < deadline, container.logs().decode()[-3000:]
+            time.sleep(0.5)
+        time.sleep(3)  # the checks take well over 10 s
+        container.stop(timeout=60)
+        code = container.wait(timeout=120)["StatusCode"]
+        stdout = container.logs(stderr=False).decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+    assert code == 130, stdout[-3000:]
+    assert replay_log(stdout)  # the blocks were closed
+    outputs = read_outputs((files / "out").read_text(encoding="utf-8"))
+    assert outputs["conclusion"] == "cancelled" and int(outputs["skipped"]) > 0
+    assert "the run was interrupted" in (files / "summary").read_text(encoding="utf-8")

@@ -458,3 +458,11 @@ def test_cli_github_mode_keeps_user_code_away_from_outputs_and_tokens(tmp_path: 
     assert "SENTINEL" not in report + proc.stdout
     values = read_outputs(outputs.read_text(encoding="utf-8"))
     assert "hostile" not in values and values["conclusion"] == "failure"
+
+
+def test_an_interrupted_run_says_so() -> None:
+    run = run_of(unit("m", result("forward.runs", Status.CANCELLED, "cancelled")),
+                 interrupted=True)
+    text = gh.render_summary(run, env={})
+    assert text.startswith("## 🚫 torchvet: 1 cancelled")
+    assert "the run was interrupted" in text and "this step" not in text

@@ -337,11 +337,12 @@ def _header(run: RunReport, fail_on: str, junit_path: str | None,
     if junit_path:
         meta.append(f"JUnit {md(workspace_path(junit_path, env))}")
     if run.interrupted:
-        meta.append("**interrupted**")
-    verdict = "passes" if exit_code_for(run, fail_on) == 0 else "fails"
+        verdict = "the run was interrupted"
+    else:
+        verdict = "this step " + ("passes" if exit_code_for(run, fail_on) == 0 else "fails")
     return (
         f"## {icon} torchvet: {_counts_phrase(counts)}\n\n"
-        f"{' · '.join(meta)} · this step {verdict}\n\n"
+        f"{' · '.join(meta)} · {verdict}\n\n"
     )
 
 
