@@ -1,0 +1,28 @@
+"""The real-architecture suite: every default check passes on every model — no failure,
+no error, no warning — and the only skips are the loss-dependent checks of models that
+declare no loss."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import vet
+
+from tests.fixtures.models_real import REAL_MODELS
+from torchvet.checks.catalogue import select
+from torchvet.results import Status
+
+NEEDS_LOSS = {"forward.probabilities", "training.overfit", "training.loss_at_init"}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_MODELS))
+def test_every_default_check_passes(name: str) -> None:
+    results = vet(REAL_MODELS[name])
+    has_data = any(cid.startswith("data.") for cid in results)
+    expected = {m.id for m in select("model", has_data=has_data)}
+    assert expected <= set(results), expected - set(results)
+    problems = {cid: f"{r.status.value}: {r.message}" for cid, r in results.items()
+                if r.status not in (Status.PASSED, Status.SKIPPED)}
+    assert not problems, problems
+    skipped = {cid: r.message for cid, r in results.items() if r.status is Status.SKIPPED}
+    assert set(skipped) <= NEEDS_LOSS, skipped
+    assert all("no loss or step declared" in m for m in skipped.values()), skipped
