@@ -329,10 +329,10 @@ def list_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
 def _short(file: str | None, root: Path) -> str:
     if not file:
         return ""
-    try:
-        return Path(file).relative_to(root).as_posix()
-    except ValueError:
-        return file
+    prefix = str(root).rstrip(os.sep) + os.sep  # string ops: list prints 1000s of these
+    if file.startswith(prefix):
+        return file[len(prefix):].replace(os.sep, "/")
+    return file
 
 
 @cli.command("checks")

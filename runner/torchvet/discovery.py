@@ -12,6 +12,7 @@ import ast
 import fnmatch
 import importlib.metadata as metadata
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -236,16 +237,56 @@ def _locate_in_distribution(module: str, distribution: metadata.Distribution) ->
     return None
 
 
+_LOCATED: dict[tuple[str, tuple[str, ...]], Path | None] = {}
+
+
 def locate_module(module: str, search_path: Sequence[str]) -> Path | None:
-    """The source file of a dotted module name, found on disk without importing."""
+    """The source file of a dotted module name, found on disk without importing
+    (memoised per run: a model zoo declares many factories per module)."""
+    key = (module, tuple(search_path))
+    if key not in _LOCATED:
+        _LOCATED[key] = _locate_module(module, search_path)
+    return _LOCATED[key]
+
+
+def _locate_module(module: str, search_path: Sequence[str]) -> Path | None:
     parts = module.split(".")
     for entry in search_path:
-        base = Path(entry)
-        candidate = base.joinpath(*parts)
-        for option in (candidate.with_suffix(".py"), candidate / "__init__.py"):
-            if option.is_file():
-                return option.resolve()
+        base = os.path.join(entry, *parts)
+        for option in (base + ".py", os.path.join(base, "__init__.py")):
+            if os.path.isfile(option):
+                return Path(option).resolve()
     return None
+
+
+# A top-level ``def``/``class``/assignment starts at column 0; scanning lines for them is
+# ~100x faster than ast.parse, which matters for ``torchvet list`` on a model zoo (1000
+# entry points over files of thousands of lines). ast stays the fallback for names the
+# scan does not find (tuple unpacking, a name defined only inside ``if``/``try``).
+_TOP_LEVEL = re.compile(
+    r"^(?:(?:async[ \t]+)?def|class)[ \t]+([A-Za-z_]\w*)"
+    r"|^([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=)",
+    re.MULTILINE,
+)
+_DEFINITIONS: dict[tuple[str, int, int], dict[str, int]] = {}
+
+
+def _definitions(path: Path) -> tuple[dict[str, int], str] | None:
+    """Top-level names of a source file -> first line (cached per file version)."""
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key in _DEFINITIONS:
+            return _DEFINITIONS[key], ""
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found: dict[str, int] = {}
+    for match in _TOP_LEVEL.finditer(text):
+        name = match.group(1) or match.group(2)
+        found.setdefault(name, text.count("\n", 0, match.start()) + 1)
+    _DEFINITIONS[key] = found
+    return found, text
 
 
 def find_definition_line(path: Path, attr: str) -> int | None:
@@ -253,8 +294,14 @@ def find_definition_line(path: Path, attr: str) -> int | None:
     if not attr:
         return None
     head = attr.split(".")[0]
+    indexed = _definitions(path)
+    if indexed is None:
+        return None
+    names, text = indexed
+    if head in names:
+        return names[head]
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        tree = ast.parse(text or path.read_text(encoding="utf-8", errors="replace"))
     except (OSError, SyntaxError, ValueError):
         return None
     for node in tree.body:
