@@ -34,6 +34,7 @@ from .discovery import (
     shard,
     split_patterns,
 )
+from .docker_run import docker_command
 from .results import RunReport, exit_code_for
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -444,6 +445,9 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
     write_reports(merged, RunOptions(fail_on=fail_on, junit=junit, json_path=json_path),
                   terminal)
     raise SystemExit(exit_code_for(merged, fail_on))
+
+
+cli.add_command(docker_command)  # torchvet docker (docker_run.py; imports docker lazily)
 
 
 # --------------------------------------------------------------------------- entry
