@@ -76,6 +76,7 @@ class Selection:
     factories: list[Factory]
     all_factories: list[Factory]
     notes: list[str] = field(default_factory=list)
+    changes: Any = None  # changes.Selection under --changed-since: why each unit runs
 
 
 def select_factories(
@@ -84,6 +85,8 @@ def select_factories(
     exclude: Sequence[str],
     installed: bool | None,
     shard_spec: str | None = None,
+    changed_since: str | None = None,
+    durations: Sequence[str] = (),
 ) -> Selection:
     try:
         project, found = discover(path, include_installed=installed)
@@ -105,9 +108,14 @@ def select_factories(
     if not selected:
         names = ", ".join(f.name for f in found)
         fatal(f"no factory matches --models {include or '*'} --exclude {skip}; found: {names}")
+    changes = None
+    if changed_since:
+        selected, changes = _changed_units(project, config, found, selected, changed_since)
+    if durations and not shard_spec:
+        fatal("--durations balances --shard: give --shard I/N too")
     if shard_spec:
         index, total = parse_shard(shard_spec)
-        selected = shard(selected, index, total)
+        selected = _shard(selected, index, total, durations)
     notes = [
         f"{config.source}: [tool.torchvet.{name}] matches no discovered factory"
         for name in config.unknown_units(
@@ -115,7 +123,35 @@ def select_factories(
             {f.name for f in found if f.kind == "dataset"},
         )
     ]
-    return Selection(project, config, selected, found, notes)
+    return Selection(project, config, selected, found, notes, changes)
+
+
+def _changed_units(project: Project, config: Config, found: list[Factory],
+                   selected: list[Factory], ref: str) -> tuple[list[Factory], Any]:
+    """--changed-since: the selected units the changes since ``ref`` can affect."""
+    from .changes import ChangesError, select_changed
+
+    feeds = {name: str(table["dataset"]) for name, table in config.models.items()
+             if table.get("dataset")}
+    try:
+        changes = select_changed(project, found, ref, feeds)
+    except ChangesError as exc:
+        fatal(str(exc))
+    return changes.selected(selected), changes
+
+
+def _shard(selected: list[Factory], index: int, total: int,
+           durations: Sequence[str]) -> list[Factory]:
+    """--shard, balanced by the unit durations of --durations reports when given."""
+    if not durations:
+        return shard(selected, index, total)
+    from .sharding import DurationsError, load_durations, select_shard
+
+    try:
+        recorded = load_durations(durations)
+    except DurationsError as exc:
+        fatal(str(exc))
+    return select_shard(selected, index, total, recorded)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -195,7 +231,8 @@ def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunRepor
         from .reporters.github import withhold_from_user_code
 
         github_env = withhold_from_user_code()
-    warm_up()
+    if sel.factories:  # an empty selection (--changed-since, --shard) needs no torch
+        warm_up()
     jobs = build_jobs(sel, options)
     out = stream or sys.stdout
     resume = _stop_commands(out) if options.github else None
@@ -275,6 +312,12 @@ EXCLUDE_OPT = click.option(
     "--exclude", multiple=True, metavar="GLOB",
     help="Leave out factories whose name matches (repeatable or comma-separated).",
 )
+CHANGED_OPT = click.option(
+    "--changed-since", metavar="REF", default=None,
+    help="Only units whose factory module, or a project module it imports, changed since "
+         "the git REF (merge base...HEAD plus uncommitted changes); a change to pyproject "
+         "or other configuration selects every unit. E.g. the pull request's base SHA.",
+)
 INSTALLED_OPT = click.option(
     "--installed/--no-installed", default=None,
     help="Also take entry points from installed distributions (default: only when the "
@@ -309,20 +352,28 @@ def cli() -> None:
 @PATH_ARG
 @MODELS_OPT
 @EXCLUDE_OPT
+@CHANGED_OPT
 @INSTALLED_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print the factories as JSON.")
 def list_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
-                 installed: bool | None, as_json: bool) -> None:
+                 changed_since: str | None, installed: bool | None, as_json: bool) -> None:
     """List the model and dataset factories found at PATH (default: .), without importing
-    them."""
-    sel = select_factories(path, models, exclude, installed)
+    them; with --changed-since, the ones a change affects and why."""
+    sel = select_factories(path, models, exclude, installed, changed_since=changed_since)
+    changes = sel.changes
     if as_json:
-        click.echo(json.dumps([f.to_dict() for f in sel.factories], indent=2))
+        rows = [f.to_dict() | ({"changed": changes.why(f)} if changes else {})
+                for f in sel.factories]
+        click.echo(json.dumps(rows, indent=2))
         return
-    width = max(len(f.name) for f in sel.factories)
+    if changes is not None:
+        click.echo(changes.summary(len(sel.factories), len(sel.all_factories)))
+    width = max((len(f.name) for f in sel.factories), default=0)
     for f in sel.factories:
         where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
         click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
+        if changes is not None and not changes.everything:
+            click.echo(f"{'':<8} {'':<{width}}  because {changes.why(f)}")
     for note in sel.notes:
         click.echo(f"note: {note}", err=True)
 
@@ -371,6 +422,11 @@ def checks_command(as_json: bool) -> None:
               help="Units checked at once, each with cores/N torch threads [default: cores].")
 @click.option("--shard", metavar="I/N", default=None,
               help="Run only the I-th of N deterministic slices of the units (CI matrix).")
+@click.option("--durations", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Balance --shard by the unit durations in these `torchvet run --json` "
+                   "reports (longest first onto the least-loaded shard; unknown units count "
+                   "as the median) instead of by name.")
+@CHANGED_OPT
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
               show_default=True, help="Where the checks run; auto picks cuda when available.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None,
@@ -387,9 +443,12 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
-                github: bool | None, installed: bool | None) -> None:
+                github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
+                changed_since: str | None = None) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
-    sel = select_factories(path, models, exclude, installed, shard)
+    sel = select_factories(path, models, exclude, installed, shard, changed_since, durations)
+    if sel.changes is not None:  # nothing affected is a success: the run is empty
+        sel.notes.insert(0, sel.changes.summary(len(sel.factories), len(sel.all_factories)))
     config = sel.config
     options = RunOptions(
         seed=seed if seed is not None else (config.seed or 0),

@@ -1,0 +1,87 @@
+"""``--shard i/n``: split the units over CI jobs, balanced by how long they took last time.
+
+With recorded durations (``--durations report.json``, the ``duration`` of each unit in a
+``torchvet run --json`` report, several reports merged) the units are placed greedily,
+longest first, each onto the shard with the least total so far (ties: fewer units, then
+the lower shard number); a unit the reports do not know counts as the median of those
+they do. Without durations the units are dealt round-robin in name order
+(:func:`torchvet.discovery.shard`). Both are deterministic: every job of a matrix computes
+the same split, and every unit lands in exactly one shard.
+
+This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .discovery import Factory, shard
+
+Key = tuple[str, str]  # (kind, name)
+
+
+class DurationsError(Exception):
+    """A --durations file that is not a torchvet JSON report."""
+
+
+def load_durations(paths: Sequence[str | Path]) -> dict[Key, float]:
+    """Seconds per (kind, name) from ``torchvet run --json`` reports (later files win)."""
+    found: dict[Key, float] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DurationsError(f"--durations {path}: cannot read a JSON report ({exc})"
+                                 ) from None
+        units = data.get("reports") if isinstance(data, dict) else None
+        if not isinstance(units, list):
+            raise DurationsError(f"--durations {path}: not a torchvet JSON report (no "
+                                 "'reports' list); write one with torchvet run --json FILE")
+        for unit in units:
+            try:
+                key = (str(unit.get("kind") or "model"), str(unit["name"]))
+                seconds = float(unit.get("duration") or 0.0)
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise DurationsError(f"--durations {path}: a unit without name/duration"
+                                     ) from None
+            if seconds >= 0:
+                found[key] = seconds
+    return found
+
+
+def estimates(factories: Sequence[Factory], durations: Mapping[Key, float]
+              ) -> dict[Key, float]:
+    """Each unit's expected seconds: recorded, else the median of the recorded ones."""
+    known = [durations[(f.kind, f.name)] for f in factories if (f.kind, f.name) in durations]
+    default = statistics.median(known) if known else 1.0
+    return {(f.kind, f.name): durations.get((f.kind, f.name), default) for f in factories}
+
+
+def balanced_shards(factories: Sequence[Factory], total: int,
+                    durations: Mapping[Key, float]) -> list[list[Factory]]:
+    """All ``total`` shards: longest first onto the least-loaded shard."""
+    if total < 1:
+        raise ValueError(f"shard count {total}: expected >= 1")
+    cost = estimates(factories, durations)
+    ordered = sorted(factories, key=lambda f: (-cost[(f.kind, f.name)], f.kind, f.name))
+    shards: list[list[Factory]] = [[] for _ in range(total)]
+    loads = [0.0] * total
+    for f in ordered:
+        target = min(range(total), key=lambda i: (loads[i], len(shards[i]), i))
+        shards[target].append(f)
+        loads[target] += cost[(f.kind, f.name)]
+    return [sorted(s, key=lambda f: (f.kind != "model", f.name)) for s in shards]
+
+
+def select_shard(factories: Sequence[Factory], index: int, total: int,
+                 durations: Mapping[Key, float] | None = None) -> list[Factory]:
+    """The ``index``-th (1-based) of ``total`` shards: balanced when ``durations`` holds
+    any, else round-robin by name."""
+    if total < 1 or not 1 <= index <= total:
+        raise ValueError(f"shard {index}/{total}: expected 1 <= i <= n")
+    if not durations:
+        return shard(factories, index, total)
+    return balanced_shards(factories, total, durations)[index - 1]
