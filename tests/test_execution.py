@@ -179,3 +179,30 @@ def test_sigterm_is_handled_like_an_interrupt(tmp_path: Path) -> None:
     assert proc.returncode == 130
     data = json.loads(report.read_text())
     assert {r["status"] for u in data["reports"] for r in u["results"]} == {"cancelled"}
+
+
+def test_interrupt_while_starting_a_unit_cancels_every_unfinished_unit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvet.config import UnitConfig
+    from torchvet.discovery import Factory
+    from torchvet.execution import Executor
+    from torchvet.jobs import Job
+
+    jobs = [Job(Factory(name, "model", "d", "m:f"), UnitConfig(), checks=("forward.runs",))
+            for name in ("a", "b")]
+    executor = Executor(jobs, parallel=2)
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor, "_start", interrupted)
+    reports = executor.run()
+    assert executor.interrupted
+    assert [[r.status.value for r in rep.results] for rep in reports] == [["cancelled"]] * 2
+
+
+def test_usage_errors_are_annotated_in_github_actions(tmp_path: Path) -> None:
+    proc = run_cli("run", str(tmp_path / "missing"), env={"GITHUB_ACTIONS": "true"})
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("::error title=torchvet::")
+    assert "no such directory" in proc.stdout

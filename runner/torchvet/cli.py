@@ -527,6 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Fatal as exc:
         click.echo(f"torchvet: error: {exc}", err=True)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            from .reporters.github import command
+
+            click.echo(command("error", str(exc), title="torchvet"))
         return EXIT_USAGE
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -117,6 +117,7 @@ class Executor:
         self.capture = capture
         self.interrupted = False
         self._context = mp_context()
+        self._closed: set[int] = set()  # keys of units whose report is final
 
     # -- planning ------------------------------------------------------------------
     @staticmethod
@@ -150,7 +151,9 @@ class Executor:
                 for unit in list(running.values()):
                     self._kill(unit)
                     self._finish(unit, Status.CANCELLED, "cancelled: the run was interrupted")
-                for job in pending:
+                for job in self.jobs:
+                    if id(job) in self._closed:
+                        continue
                     report = reports[id(job)]
                     for check_id in self.plan_of(job):
                         report.results.append(
@@ -298,6 +301,7 @@ class Executor:
         with contextlib.suppress(OSError):
             unit.conn.close()
         unit.done = True
+        self._closed.add(unit.key)
         self._notify(report)
 
     def _notify(self, report: ModelReport) -> None:
