@@ -9,6 +9,8 @@ FROM python:${PYTHON_VERSION}-slim
 # The CPU wheel index keeps the image free of the multi-GB CUDA build.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# numpy: torch warns on every import without it, and most projects need it anyway.
+ARG NUMPY_VERSION=2.2.6
 
 LABEL org.opencontainers.image.title="torchvet" \
       org.opencontainers.image.description="Vet PyTorch models on every pull request" \
@@ -36,7 +38,7 @@ RUN python -m pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSI
 
 # torchvet from the build context (.dockerignore keeps it to the package sources).
 COPY . /opt/torchvet/
-RUN python -m pip install /opt/torchvet \
+RUN python -m pip install /opt/torchvet "numpy==${NUMPY_VERSION}" \
     && rm -rf /opt/torchvet/build /opt/torchvet/runner/*.egg-info \
     && torchvet --version
 
