@@ -280,6 +280,22 @@ def test_a_torch_install_failure_is_an_error_naming_pips_reason() -> None:
     assert message in result.details
 
 
+def test_an_unreachable_index_is_named_as_the_reason() -> None:
+    message = ("pip could not install torch==2.3.1 from https://download.pytorch.org/whl/cpu "
+               "(exit 1). pip's last lines:\n"
+               "WARNING: Retrying (Retry(total=0)) after connection broken by "
+               "'NewConnectionError('<HTTPSConnection>: Failed to establish a new "
+               "connection: [Errno -2] Name or service not known')': /whl/cpu/torch/\n"
+               "ERROR: No matching distribution found for torch==2.3.1")
+    renderer = LogRenderer()
+    renderer.feed(gh.command("error", message, title="torchvet: torch install failed"))
+    report = setup_report(version="2.3.1", label="torch 2.3.1", code=2,
+                          annotations=renderer.annotations, tail=[])
+    assert report.reports[0].results[0].message == (
+        "torch 2.3.1 could not be installed: pip: No matching distribution found for "
+        "torch==2.3.1 (a package index could not be reached: check the URL and the network)")
+
+
 def test_a_container_without_report_or_annotation_is_an_error_with_its_log() -> None:
     report = setup_report(version="", label="", code=137, annotations=[],
                           tail=["Killed"])
@@ -446,6 +462,8 @@ class FakeContainer:
     def logs(self, stream: bool, follow: bool) -> Iterator[bytes]:
         assert stream and follow
         yield from self.chunks
+        if self.daemon.log_error:
+            raise self.daemon.log_error
 
     def wait(self) -> dict[str, int]:
         return {"StatusCode": self.code}
@@ -470,7 +488,9 @@ class FakeDaemon:
         self.created: list[FakeContainer] = []
         self.pulled: list[str] = []
         self.lock = threading.Lock()
-        self.containers = SimpleNamespace(create=self._create)
+        self.ran: list[dict[str, Any]] = []
+        self.log_error: Exception | None = None
+        self.containers = SimpleNamespace(create=self._create, run=self._run)
         self.images = SimpleNamespace(get=self._get)
         self.api = SimpleNamespace(pull=self._pull)
 
@@ -479,6 +499,9 @@ class FakeDaemon:
         with self.lock:
             self.created.append(container)
         return container
+
+    def _run(self, image: str, **kwargs: Any) -> None:
+        self.ran.append({"image": image, **kwargs})
 
     def _get(self, name: str) -> Any:
         if name not in self.image_names:
@@ -692,6 +715,40 @@ def test_build_without_the_sources_says_where_to_get_them(project: Path, tmp_pat
     options = DockerOptions(path=str(project), build=True, context=str(tmp_path))
     with pytest.raises(DockerError, match=r"no Dockerfile and entrypoint\.py .*git clone"):
         run(options, stream=io.StringIO(), connect_docker=lambda: (daemon.module(), daemon))
+
+
+def test_a_daemon_lost_mid_run_is_a_clear_error(project: Path) -> None:
+    daemon = FakeDaemon(cell_behaviour({}), {"img:1"})
+    daemon.log_error = ConnectionError("Connection aborted.")
+    with pytest.raises(DockerError, match=r"^lost the Docker daemon while the container "
+                                          r"ran \(Connection aborted\.\): check"):
+        run(DockerOptions(path=str(project), image="img:1"), stream=io.StringIO(),
+            connect_docker=lambda: (daemon.module(), daemon))
+    assert [c.removed for c in daemon.created] == [True]
+
+
+def test_files_a_container_left_as_root_are_removed_by_a_throwaway_container(
+        project: Path, monkeypatch: Any) -> None:
+    import torchvet.docker_run as docker_run
+
+    real = docker_run.remove_tree
+    calls: list[Path] = []
+
+    def remove_tree(path: Path) -> bool:  # the first try fails, as for a non-root user
+        calls.append(path)
+        return len(calls) > 1 and real(path)
+
+    monkeypatch.setattr(docker_run, "remove_tree", remove_tree)
+    daemon = FakeDaemon(cell_behaviour({}), {"img:1"})
+    assert run(DockerOptions(path=str(project), image="img:1"), stream=io.StringIO(),
+               connect_docker=lambda: (daemon.module(), daemon)) == 0
+    [helper] = daemon.ran
+    scratch = calls[0]
+    assert helper["image"] == "img:1" and helper["remove"] is True
+    assert helper["entrypoint"][:2] == ["rm", "-rf"]
+    assert helper["volumes"] == {str(scratch): {"bind": "/scratch", "mode": "rw"}}
+    assert helper["network_mode"] == "none"
+    assert calls == [scratch, scratch] and not scratch.exists()
 
 
 def test_reports_keep_round_tripping(tmp_path: Path) -> None:

@@ -378,9 +378,24 @@ class Matrix:
         try:
             self._run_cell(client, cell, scratch)
         finally:
-            remove_tree(scratch)
+            self.clean(client, scratch)
             with contextlib.suppress(Exception):
                 client.close()
+
+    def clean(self, client: Any, scratch: Path) -> None:
+        """Remove the cell's temporary tree; what a container left there as root (a
+        non-root user cannot delete it) is removed by a throwaway container first."""
+        if remove_tree(scratch):
+            return
+        with contextlib.suppress(Exception):
+            client.containers.run(
+                self.image, entrypoint=["rm", "-rf", "/scratch/workspace",
+                                        "/scratch/file_commands", "/scratch/home"],
+                volumes={str(scratch): {"bind": "/scratch", "mode": "rw"}},
+                network_mode="none", remove=True, labels={LABEL: self.run_id})
+        if not remove_tree(scratch):
+            self.printer.note(f"could not remove {scratch} (files a container left as "
+                              f"root); remove it with sudo rm -rf {scratch}")
 
     def _run_cell(self, client: Any, cell: Cell, scratch: Path) -> None:
         files, home = scratch / "file_commands", scratch / "home"
@@ -426,8 +441,14 @@ class Matrix:
                 container.start()
             except self.docker.errors.APIError as exc:
                 raise DockerError(explain_run_error(exc, self.options.gpus)) from None
-            self.stream_log(container, cell)
-            cell.code = int(container.wait().get("StatusCode", -1))
+            try:
+                self.stream_log(container, cell)
+                cell.code = int(container.wait().get("StatusCode", -1))
+            except (self.docker.errors.DockerException, OSError) as exc:
+                raise DockerError(
+                    f"lost the Docker daemon while {cell.label or 'the container'} ran "
+                    f"({api_reason(exc)}): check that it still runs (docker info) and "
+                    "rerun") from None
         finally:
             cell.seconds = time.monotonic() - started
             with self.lock:

@@ -142,13 +142,21 @@ def setup_check(title: str) -> str:
     return "setup.container"
 
 
+_UNREACHABLE = ("NewConnectionError", "Failed to establish a new connection",
+                "Name or service not known", "Temporary failure in name resolution",
+                "Network is unreachable", "ConnectTimeoutError", "ProxyError")
+
+
 def pip_reason(message: str) -> str:
-    """pip's own words: its last ``ERROR:`` line, else the last line."""
+    """pip's own words: its last ``ERROR:`` line (else the last line), and whether an
+    index could not be reached at all (pip then only says nothing matched)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ERROR:")]
-    if errors:
-        return errors[-1].removeprefix("ERROR:").strip()
-    return lines[-1] if lines else ""
+    reason = errors[-1].removeprefix("ERROR:").strip() if errors else (
+        lines[-1] if lines else "")
+    if any(marker in message for marker in _UNREACHABLE):
+        reason += " (a package index could not be reached: check the URL and the network)"
+    return reason
 
 
 def setup_report(*, version: str, label: str, code: int | None,
