@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -665,6 +666,28 @@ def test_in_place_mounts_the_project_itself_one_cell_at_a_time(project: Path) ->
     assert seen["workspaces"] == [project, project] and seen["most"] == 1
     assert [c.env["INPUT_JOBS"] for c in daemon.created] == ["4", "4"]
     assert (project / "build").is_dir()  # what --in-place documents
+
+
+def test_ctrl_c_keeps_what_finished_and_marks_the_cells_not_run_cancelled(
+        project: Path, tmp_path: Path) -> None:
+    behave = cell_behaviour({})
+
+    def interrupted(container: FakeContainer) -> tuple[list[bytes], int]:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the first cell runs
+        return behave(container)
+
+    daemon = FakeDaemon(interrupted, {"img:1"})
+    out = io.StringIO()
+    options = DockerOptions(path=str(project), image="img:1", torch=["2.13.0", "2.4"],
+                            jobs=1, json_path=str(tmp_path / "m.json"))
+    code = run(options, stream=out, connect_docker=lambda: (daemon.module(), daemon))
+    assert code == 130, out.getvalue()
+    assert "interrupted: stopping the containers" in out.getvalue()
+    assert len(daemon.created) == 1 and daemon.created[0].removed
+    merged = json_report.read(tmp_path / "m.json")
+    assert merged.interrupted
+    assert {r.display_name: r.status for r in merged.reports} == {
+        "mlp[torch 2.13.0]": Status.PASSED, "setup[torch 2.4]": Status.CANCELLED}
 
 
 def test_gpus_reach_the_container_and_a_daemon_without_them_is_a_clear_error(

@@ -624,6 +624,12 @@ def run(options: DockerOptions, stream: TextIO | None = None,
             matrix.run(cells, at_once)
         except KeyboardInterrupt:  # between the cells' end and here
             matrix.interrupt()
+    for cell in cells:  # never started, or stopped before it reported
+        if cell.report is None:
+            cell.cancelled = True
+            cell.report = setup_report(version=cell.version, label=cell.label,
+                                       code=cell.code, annotations=cell.renderer.annotations,
+                                       tail=list(cell.tail), cancelled=True)
 
     from .reporters.terminal import TerminalReporter
 
