@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import assert_status, verdict, vet
 from tests.fixtures import models_portability as models
-from torchvet.checks import export
+from torchvet import budget
 from torchvet.checks.catalogue import CATALOGUE, select
 from torchvet.results import Status
 
@@ -120,7 +120,7 @@ def test_time_budget_interrupts_and_restores_the_outer_alarm() -> None:
     signal.setitimer(signal.ITIMER_REAL, 30.0)
     try:
         started = time.monotonic()
-        with pytest.raises(export.BudgetExceeded), export.time_budget(0.2):
+        with pytest.raises(budget.BudgetExceeded), budget.time_budget(0.2):
             while time.monotonic() - started < 5:
                 time.sleep(0.01)
         assert time.monotonic() - started < 2
@@ -136,7 +136,7 @@ def test_time_budget_leaves_an_earlier_outer_alarm_alone() -> None:
     previous = signal.signal(signal.SIGALRM, lambda *a: None)
     signal.setitimer(signal.ITIMER_REAL, 20.0)
     try:
-        with export.time_budget(60.0):
+        with budget.time_budget(60.0):
             handler = signal.getsignal(signal.SIGALRM)
         assert handler is not None and getattr(handler, "__name__", "") == "<lambda>"
         assert signal.getitimer(signal.ITIMER_REAL)[0] > 15
@@ -161,5 +161,5 @@ def test_a_check_past_its_budget_skips_with_a_reason(monkeypatch: pytest.MonkeyP
     started = time.monotonic()
     result = verdict(models.bn_cnn, COMPILE)
     assert time.monotonic() - started < 4
-    assert_status(result, Status.SKIPPED, "did not finish within the 0.01 s budget",
+    assert_status(result, Status.SKIPPED, "did not finish within its 0.01 s budget",
                   "export.compile")

@@ -228,3 +228,38 @@ def test_seed_changes_inputs_but_not_verdicts_on_real_architectures(seed: int) -
 def test_buggy_fixtures_keep_their_bug_comment_on_the_reported_line() -> None:
     source = inspect.getsource(buggy)
     assert source.count("# BUG") >= 15
+
+
+class SlowForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.05)
+        return self.fc(x)
+
+
+def test_a_check_past_its_budget_is_stopped_and_skipped_with_the_fix() -> None:
+    from torchvet.config import UnitConfig
+
+    config = UnitConfig(budgets={"forward.batch_sizes": 0.1})
+    results = vet(SlowForward, ["forward.runs", "forward.batch_sizes"], config=config)
+    assert_status(results["forward.runs"], Status.PASSED)
+    assert_status(results["forward.batch_sizes"], Status.SKIPPED,
+                  "did not finish within its 0.1 s budget",
+                  'budgets = { "forward.batch_sizes" =')
+
+
+def test_overfit_skips_up_front_when_its_steps_cannot_fit_the_budget() -> None:
+    from torchvet.config import UnitConfig
+
+    def factory() -> dict[str, Any]:
+        return {"model": SlowForward(), "loss": nn.CrossEntropyLoss()}
+
+    config = UnitConfig(budgets={"training.overfit": 1.0})
+    result = verdict(factory, "training.overfit", config=config)
+    assert_status(result, Status.SKIPPED, "exceed the 1 s budget of training.overfit")
+    assert result.duration < 1.0

@@ -87,6 +87,15 @@ def _shape(value: Any) -> tuple[int | None, ...]:
     return tuple(None if v < 0 else v for v in value)
 
 
+def _budgets(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+        for v in value.values()
+    ):
+        raise TypeError('a table of check = seconds, e.g. { "training.overfit" = 300 }')
+    return {str(k): float(v) for k, v in value.items()}
+
+
 def _fail_on(value: Any) -> str:
     if value not in ("failure", "warning", "never"):
         raise TypeError('one of "failure", "warning", "never"')
@@ -160,6 +169,7 @@ _COMMON: dict[str, tuple[Validator, str]] = {
     "xfail": (_reasons, '{check_or_glob = "reason"}: checks expected to fail'),
     "num_classes": (_positive_int, "label range [0, num_classes) for classification data"),
     "max_samples": (_positive_int, "samples scanned by the data checks (default 256)"),
+    "budgets": (_budgets, "{check_or_glob = seconds}: time budgets past which checks stop"),
 }
 
 _MODEL_ONLY: dict[str, tuple[Validator, str]] = {
@@ -203,6 +213,7 @@ class UnitConfig:
     xfail: Mapping[str, str] = field(default_factory=dict)
     num_classes: int | None = None
     max_samples: int = DEFAULT_MAX_SAMPLES
+    budgets: Mapping[str, float] = field(default_factory=dict)
     inputs: Mapping[str, Any] | None = None
     output_shape: tuple[int | None, ...] | None = None
     output_dtype: str | None = None

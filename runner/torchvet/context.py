@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -81,6 +81,7 @@ class CheckContext:
         build: Callable[[], Any],
         spec: ModelSpec | None = None,
         data: DataSpec | None = None,
+        budgets: Mapping[str, float] | None = None,
     ) -> None:
         self.factory = factory
         self.seed = seed
@@ -90,6 +91,7 @@ class CheckContext:
         self.spec = spec
         self.data = data if data is not None else (spec.data if spec else None)
         self.current_check = ""
+        self.budgets = dict(budgets or {})
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
 
     # -- memoisation -------------------------------------------------------------
@@ -112,6 +114,12 @@ class CheckContext:
             raise
         self._memo[key] = (True, value, owner or self.current_check)
         return value
+
+    def budget(self, check_id: str | None = None) -> float:
+        """Seconds ``check_id`` (default: the running check) may take."""
+        from .budget import budget_for
+
+        return budget_for(check_id or self.current_check, self.budgets)
 
     def forget(self) -> None:
         """Drop every memoised computation (after a trial forward that failed)."""

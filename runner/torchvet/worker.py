@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .checks import register_all
 from .checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
 from .checks.catalogue import first_match
@@ -168,7 +169,8 @@ class UnitRun:
             if spec.timeout:
                 self.send(("timeout", float(spec.timeout)))
             spec.model.to(device)
-        return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data)
+        return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data,
+                            budgets=job.config.budgets)
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
@@ -236,8 +238,12 @@ def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
         return CheckResult(check_id, Status.ERROR, f"no implementation registered for {check_id}")
     ctx.current_check = check_id
     seed_everything(derived_seed(ctx.seed, check_id))
+    budget = ctx.budget(check_id)
     try:
-        outcome = func(ctx)
+        with time_budget(budget):
+            outcome = func(ctx)
+    except BudgetExceeded:
+        outcome = Outcome(Status.SKIPPED, over_budget_reason(check_id, budget))
     except DependencyFailed as exc:
         outcome = Outcome(Status.SKIPPED, str(exc))
     except Skip as exc:

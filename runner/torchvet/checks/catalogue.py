@@ -9,6 +9,9 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MODEL = ("model",)
 DATA = ("model", "dataset")
@@ -23,7 +26,7 @@ class CheckMeta:
     units: tuple[str, ...] = MODEL
     default: bool = True
     needs_data: bool = False
-    budget: float = 30.0
+    budget: float = 60.0  # seconds; see torchvet.budget
 
     @property
     def area(self) -> str:
@@ -62,7 +65,7 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
     CheckMeta(
         "training.overfit",
         "on one fixed batch the real loss halves within 50 steps",
-        budget=60.0,
+        budget=120.0,
     ),
     CheckMeta("training.loss_at_init", "cross-entropy loss at init is near ln(C) (warns)"),
     CheckMeta(
@@ -107,8 +110,9 @@ def matches(check_id: str, pattern: str) -> bool:
     return pattern in (check_id, area) or fnmatch.fnmatchcase(check_id, pattern)
 
 
-def first_match(check_id: str, patterns: Mapping[str, str]) -> tuple[str, str] | None:
-    """(pattern, reason) of the first pattern selecting ``check_id``."""
+def first_match(check_id: str, patterns: Mapping[str, T]) -> tuple[str, T] | None:
+    """(pattern, value) of the first pattern selecting ``check_id`` (a skip reason, a
+    budget, ...)."""
     for pattern, reason in patterns.items():
         if matches(check_id, pattern):
             return pattern, reason

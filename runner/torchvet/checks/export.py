@@ -14,14 +14,10 @@ with a reason instead of eating the model's timeout.
 
 from __future__ import annotations
 
-import contextlib
 import linecache
-import signal
-import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,59 +27,10 @@ from torch import nn
 from ..context import CheckContext
 from ..pytree import leaves
 from ..spec import Inputs
-from .base import Location, Outcome, Skip, check, failed, passed, warned
-from .catalogue import CATALOGUE
+from .base import Location, Outcome, check, failed, passed, warned
 from .state import first_difference, seeded_eval
 
 COMPILE_BACKEND = "aot_eager"
-
-
-class BudgetExceeded(BaseException):
-    """Raised in the main thread when a check outlives its budget.
-
-    A BaseException, so that torch's own ``except Exception`` handlers do not swallow it.
-    """
-
-
-@contextlib.contextmanager
-def time_budget(seconds: float) -> Iterator[None]:
-    """Raise :class:`BudgetExceeded` after ``seconds`` (main thread, POSIX; else no limit).
-
-    An outer alarm (pytest-timeout, for one) that would fire first is left alone; a later
-    one is re-armed with its remaining time afterwards.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or not hasattr(signal, "setitimer") or seconds <= 0):
-        yield
-        return
-    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
-    if outer_delay and outer_delay <= seconds:
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise BudgetExceeded(seconds)
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    started = time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
-        if outer_delay:
-            left = max(outer_delay - (time.monotonic() - started), 1e-3)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
-
-
-def over_budget(check_id: str, what: str) -> Skip:
-    budget = CATALOGUE[check_id].budget
-    return Skip(
-        f"{what} did not finish within the {budget:g} s budget of {check_id}; skipped "
-        f"(declare skip={{'{check_id}': 'too slow'}} to silence this, or check the model's "
-        "export by hand)"
-    )
 
 
 def _where(ctx: CheckContext, exc: BaseException) -> Location:
@@ -184,17 +131,17 @@ def torch_export(ctx: CheckContext) -> Outcome:
     started = time.perf_counter()
     flattened = ""
     try:
-        with time_budget(CATALOGUE["export.torch_export"].budget):
-            try:
-                program = _export(model, inputs)
-            except Exception as exc:
-                flattened = _unregistered_output(exc) or ""
-                if not flattened:
-                    return _export_failure(ctx, exc)
-                program = _export(_FlatOutputs(model), inputs)
-            got = seeded_eval(ctx, program.module(), inputs, set_eval=False)
-    except BudgetExceeded:
-        raise over_budget("export.torch_export", "torch.export.export") from None
+        program = _export(model, inputs)
+    except Exception as exc:
+        flattened = _unregistered_output(exc) or ""
+        if not flattened:
+            return _export_failure(ctx, exc)
+        try:
+            program = _export(_FlatOutputs(model), inputs)
+        except Exception as again:
+            return _export_failure(ctx, again)
+    try:
+        got = seeded_eval(ctx, program.module(), inputs, set_eval=False)
     except Exception as exc:
         return _export_failure(ctx, exc)
     elapsed = time.perf_counter() - started
@@ -245,19 +192,15 @@ def torchscript(ctx: CheckContext) -> Outcome:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecationWarning)
         try:
-            with time_budget(CATALOGUE["export.torchscript"].budget):
-                try:
-                    scripted = torch.jit.script(model)
-                except Exception as exc:
-                    where = _where(ctx, exc)
-                    fallback = _try_trace(ctx.fresh_copy().eval(), inputs)
-                    return failed(
-                        f"torch.jit.script cannot compile the model: {_reason(exc)}"
-                        f"{_at(where)}; {fallback}{_deprecation(caught)}",
-                        traceback.format_exc(), where)
-                got = seeded_eval(ctx, scripted, inputs)
-        except BudgetExceeded:
-            raise over_budget("export.torchscript", "torch.jit.script") from None
+            scripted = torch.jit.script(model)
+        except Exception as exc:
+            where = _where(ctx, exc)
+            fallback = _try_trace(ctx.fresh_copy().eval(), inputs)
+            return failed(
+                f"torch.jit.script cannot compile the model: {_reason(exc)}"
+                f"{_at(where)}; {fallback}{_deprecation(caught)}",
+                traceback.format_exc(), where)
+        got = seeded_eval(ctx, scripted, inputs)
     elapsed = time.perf_counter() - started
     diff = _compare(ctx, reference, got)
     if diff:
@@ -322,15 +265,11 @@ def compile_(ctx: CheckContext) -> Outcome:
     dynamo.reset()
     counters.clear()
     try:
-        with time_budget(CATALOGUE["export.compile"].budget):
-            explanation = dynamo.explain(model)(*args, **kwargs)
-            unsupported = list(counters.get("unimplemented", {}))
-            dynamo.reset()
-            compiled = torch.compile(model, backend=COMPILE_BACKEND)
-            got = seeded_eval(ctx, compiled, inputs)
-    except BudgetExceeded:
-        raise over_budget("export.compile", f"torch.compile (backend {COMPILE_BACKEND})"
-                          ) from None
+        explanation = dynamo.explain(model)(*args, **kwargs)
+        unsupported = list(counters.get("unimplemented", {}))
+        dynamo.reset()
+        compiled = torch.compile(model, backend=COMPILE_BACKEND)
+        got = seeded_eval(ctx, compiled, inputs)
     except Exception as exc:
         where = _where(ctx, exc)
         return failed(

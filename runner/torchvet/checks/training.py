@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -227,6 +228,7 @@ def _fit(ctx: CheckContext, model: torch.nn.Module, optimizer: Adam,
     """Up to OVERFIT_STEPS steps on one batch; stops once the loss has halved."""
     losses: list[float] = []
     goal = math.inf
+    started = time.perf_counter()
     for _ in range(OVERFIT_STEPS + 1):
         optimizer.zero_grad(set_to_none=True)
         value = ctx.training_loss(model, inputs, target)
@@ -238,7 +240,22 @@ def _fit(ctx: CheckContext, model: torch.nn.Module, optimizer: Adam,
             break
         value.backward()
         optimizer.step()
+        if len(losses) == 1:
+            _fits_budget(ctx, time.perf_counter() - started)
     return losses, goal
+
+
+def _fits_budget(ctx: CheckContext, step_seconds: float) -> None:
+    """Skip up front when the steps this check may need cannot fit its budget."""
+    budget = ctx.budget("training.overfit")
+    needed = step_seconds * OVERFIT_STEPS * len(OVERFIT_LEARNING_RATES)
+    if needed > budget:
+        raise Skip(
+            f"one training step takes {step_seconds:.2f} s, so up to "
+            f"{OVERFIT_STEPS * len(OVERFIT_LEARNING_RATES)} steps would exceed the "
+            f"{budget:g} s budget of training.overfit; raise it with [tool.torchvet] "
+            f'budgets = {{ "training.overfit" = {max(needed * 1.2, 1):.0f} }}'
+        )
 
 
 LOSS_AT_INIT_BATCH = 16
