@@ -57,7 +57,6 @@ class LogRenderer:
         self.raw = raw
         self.token: str | None = None
         self.annotations: list[Annotation] = []
-        self.groups: list[str] = []
 
     def feed(self, line: str) -> list[str]:
         """The lines to print for one log line (none for hidden commands)."""
@@ -75,7 +74,6 @@ class LogRenderer:
             self.token = data.strip().lower()
             return shown or []
         if name == "group":
-            self.groups.append(data)
             return shown or [f"▶ {data}"]
         if name == "endgroup":
             return shown or []
