@@ -62,6 +62,7 @@ DEFAULTS: dict[str, str] = {
     "timeout": "",
     "seed": "",
     "shard": "",
+    "changed-since": "",
     "annotations": "true",
     "summary": "true",
 }
@@ -76,6 +77,7 @@ NONE = ("none", "None", "NONE", "false", "False", "FALSE")
 
 _VERSION = re.compile(
     r"^[0-9]+(\.[0-9]+){0,3}((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[A-Za-z0-9.]+)?$")
+_GIT_REF = re.compile(r"^[A-Za-z0-9._/@^~{}-]+$")
 _SHARD = re.compile(r"^([0-9]+)/([0-9]+)$")
 
 
@@ -120,6 +122,7 @@ class Inputs:
     timeout: float | None = None
     seed: int | None = None
     shard: str | None = None
+    changed_since: str | None = None
     annotations: bool = True
     summary: bool = True
 
@@ -215,6 +218,14 @@ def parse_inputs(env: Mapping[str, str]) -> tuple[Inputs, list[InputError]]:
             raise InputError("timeout", f"'{value}' is not a positive number of seconds")
         return number
 
+    def git_ref(value: str) -> str | None:
+        if not value:
+            return None
+        if value.startswith("-") or not _GIT_REF.match(value):
+            raise InputError("changed-since", f"'{value}' is not a git ref or commit "
+                                              "(e.g. ${{ github.event.pull_request.base.sha }})")
+        return value
+
     def shard(value: str) -> str | None:
         if not value:
             return None
@@ -234,6 +245,7 @@ def parse_inputs(env: Mapping[str, str]) -> tuple[Inputs, list[InputError]]:
     inputs.timeout = check("timeout", timeout)
     inputs.seed = check("seed", seed)
     inputs.shard = check("shard", shard)
+    inputs.changed_since = check("changed-since", git_ref)
     annotations = check("annotations", lambda v: _bool("annotations", v))
     summary = check("summary", lambda v: _bool("summary", v))
     inputs.annotations = True if annotations is None else annotations
@@ -326,7 +338,7 @@ def cli_command(python: str, inputs: Inputs, project: Path, json_path: Path,
         argv += ["--junit", str(junit_path)]
     for flag, value in (("--checks", inputs.checks), ("--models", inputs.models),
                         ("--exclude", inputs.exclude), ("--fail-on", inputs.fail_on),
-                        ("--shard", inputs.shard)):
+                        ("--shard", inputs.shard), ("--changed-since", inputs.changed_since)):
         if value:
             argv += [flag, value]
     if inputs.jobs is not None:

@@ -49,7 +49,7 @@ def test_action_yml_declares_the_inputs_and_outputs() -> None:
     assert set(action["inputs"]) == {
         "path", "install", "install-command", "torch-version", "torch-index-url", "models",
         "exclude", "checks", "device", "fail-on", "junit-file", "json-file", "jobs",
-        "timeout", "seed", "shard", "annotations", "summary"}
+        "timeout", "seed", "shard", "changed-since", "annotations", "summary"}
     assert {"passed", "failed", "errors", "skipped", "warnings", "conclusion",
             "junit-file"} <= set(action["outputs"])
     for name, spec in action["inputs"].items():

@@ -53,6 +53,7 @@ def test_all_inputs_parse() -> None:
         "forward,training\n-data.workers", "INPUT_DEVICE": "auto", "INPUT_FAIL-ON": "warning",
         "INPUT_JUNIT-FILE": "reports/j.xml", "INPUT_JSON-FILE": "reports/r.json",
         "INPUT_JOBS": "4", "INPUT_TIMEOUT": "90.5", "INPUT_SEED": "7", "INPUT_SHARD": "2/3",
+        "INPUT_CHANGED-SINCE": "origin/main",
         "INPUT_ANNOTATIONS": "false", "INPUT_SUMMARY": "True",
     }
     inputs, errors = ep.parse_inputs(env)
@@ -63,7 +64,7 @@ def test_all_inputs_parse() -> None:
         models="resnet*,vit_*", exclude="big,huge", checks="forward,training,-data.workers",
         device="auto", fail_on="warning", junit_file="reports/j.xml",
         json_file="reports/r.json", jobs=4, timeout=90.5, seed=7, shard="2/3",
-        annotations=False, summary=True)
+        changed_since="origin/main", annotations=False, summary=True)
 
 
 def test_defaults_match_action_yml() -> None:
@@ -99,6 +100,8 @@ def test_none_disables_install_and_reports() -> None:
     ("seed", "-1", "not a non-negative integer"),
     ("shard", "3/2", "not i/n"),
     ("shard", "1-2", "not i/n"),
+    ("changed-since", "--output=/etc/passwd", "not a git ref"),
+    ("changed-since", "main; echo", "not a git ref"),
     ("annotations", "yes", "not a boolean"),
     ("summary", "on", "not a boolean"),
     ("install", "'.[test]", "check the quotes"),
@@ -155,11 +158,13 @@ def test_project_install_pins_the_installed_torch(tmp_path: Path) -> None:
 def test_cli_command_passes_only_the_given_options(tmp_path: Path) -> None:
     inputs, _ = ep.parse_inputs({"INPUT_CHECKS": "forward", "INPUT_SEED": "0",
                                  "INPUT_TIMEOUT": "30", "INPUT_JOBS": "2",
-                                 "INPUT_SHARD": "1/2", "INPUT_MODELS": "a,b"})
+                                 "INPUT_SHARD": "1/2", "INPUT_MODELS": "a,b",
+                                 "INPUT_CHANGED_SINCE": "3f2a9c1"})
     argv = ep.cli_command(PY, inputs, Path("/ws/p"), Path("/tmp/r.json"), Path("/ws/j.xml"))
     assert argv == [PY, "-m", "torchvet", "run", "/ws/p", "--no-github", "--json",
                     "/tmp/r.json", "--device", "cpu", "--junit", "/ws/j.xml", "--checks",
-                    "forward", "--models", "a,b", "--shard", "1/2", "--jobs", "2",
+                    "forward", "--models", "a,b", "--shard", "1/2", "--changed-since",
+                    "3f2a9c1", "--jobs", "2",
                     "--timeout", "30", "--seed", "0"]
     argv = ep.cli_command(PY, ep.Inputs(), Path("/p"), Path("/r.json"), None)
     assert "--junit" not in argv and "--fail-on" not in argv and "--seed" not in argv

@@ -686,6 +686,9 @@ def _info(client: Any) -> dict[str, Any]:
               help="Units checked at once in total: at most N matrix cells run at a time "
                    "and share N (input jobs) [default: the daemon's cores].")
 @click.option("--shard", metavar="I/N", default=None, help="Input shard.")
+@click.option("--changed-since", metavar="REF", default=None,
+              help="Input changed-since: only the units a change since this git ref can "
+                   "affect.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
               show_default=True, help="Input device; cuda needs --gpus and a CUDA torch.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None,
@@ -728,7 +731,8 @@ def _info(client: Any) -> dict[str, Any]:
               help="Show the container's log as the runner gets it (workflow commands).")
 def docker_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                    exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
-                   timeout: float | None, jobs: int | None, shard: str | None, device: str,
+                   timeout: float | None, jobs: int | None, shard: str | None,
+                   changed_since: str | None, device: str,
                    junit: str | None, json_path: str | None, summary: str | None,
                    torch: tuple[str, ...], torch_index_url: str | None,
                    install: str | None, install_command: str | None, subpath: str,
@@ -756,7 +760,8 @@ def docker_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
         python_version=python_version, image_torch=image_torch,
         torch=[], torch_index_url=torch_index_url, install=install,
         install_command=install_command, checks=checks, models=models, exclude=exclude,
-        fail_on=fail_on, seed=seed, timeout=timeout, jobs=jobs, shard=shard, device=device,
+        fail_on=fail_on, seed=seed, timeout=timeout, jobs=jobs, shard=shard,
+        changed_since=changed_since, device=device,
         gpus=gpus, network=network, in_place=in_place, junit=junit, json_path=json_path,
         summary=summary, raw_log=raw_log)
     try:

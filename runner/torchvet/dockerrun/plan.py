@@ -53,6 +53,7 @@ ACTION_DEFAULTS: dict[str, str] = {
     "timeout": "",
     "seed": "",
     "shard": "",
+    "changed-since": "",
     "annotations": "true",
     "summary": "true",
 }
@@ -90,6 +91,7 @@ class DockerOptions:
     timeout: float | None = None
     jobs: int | None = None
     shard: str | None = None
+    changed_since: str | None = None
     device: str = "cpu"
     gpus: str | None = None
     network: str = "host"
@@ -166,6 +168,7 @@ def cell_inputs(options: DockerOptions, torch_version: str, jobs: int | None
         "timeout": f"{options.timeout:g}" if options.timeout is not None else "",
         "seed": str(options.seed) if options.seed is not None else "",
         "shard": options.shard or "",
+        "changed-since": options.changed_since or "",
     })
     return values
 
