@@ -5,8 +5,8 @@ declare no loss."""
 from __future__ import annotations
 
 import pytest
-from conftest import vet
 
+from conftest import vet
 from tests.fixtures.models_real import REAL_MODELS
 from torchvet.checks.catalogue import select
 from torchvet.results import Status
