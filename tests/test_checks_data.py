@@ -473,8 +473,8 @@ def test_workers_skip_large_datasets_with_a_reason(monkeypatch: pytest.MonkeyPat
 @pytest.mark.slow
 def test_spawn_workers_match_a_randomly_augmented_dataset() -> None:
     result = verdict(fx.augmented, "data.workers", kind="dataset")
-    assert_status(result, Status.PASSED, "2 spawn workers", "match the main-process batches",
-                  "[0] random, compared by shape")
+    assert_status(result, Status.PASSED, "a spawn worker in",
+                  "its batches match the main-process batches", "[0] random, compared by shape")
     assert result.duration < CATALOGUE["data.workers"].budget
 
 
@@ -496,7 +496,7 @@ def test_spawn_workers_see_different_values() -> None:
 @pytest.mark.slow
 def test_spawn_workers_on_a_stream() -> None:
     result = verdict(fx.stream, "data.workers", kind="dataset")
-    assert_status(result, Status.PASSED, "stream batches of the same layout")
+    assert_status(result, Status.PASSED, "its stream batch has the same layout")
 
 
 @pytest.mark.slow
@@ -515,7 +515,7 @@ def test_spawn_workers_import_the_dataset_from_the_projects_import_roots(
     }
     pairs = results["pairs"]["data.workers"]
     assert pairs["status"] == "passed", pairs
-    assert "2 spawn workers" in pairs["message"]
+    assert "a spawn worker in" in pairs["message"]
     lam = results["lambda_pairs"]["data.workers"]
     assert lam["status"] == "warned", lam
     assert "dataset.transform is a lambda" in lam["message"]
