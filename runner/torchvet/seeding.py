@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from types import ModuleType
 
@@ -14,10 +15,37 @@ except ImportError:  # pragma: no cover - numpy is installed wherever torch warn
     _np = None
 
 
+@functools.lru_cache(maxsize=1)
+def _accelerators() -> bool:
+    """Whether an accelerator generator may need seeding (CUDA, XPU, MPS, MTIA)."""
+    checks = (
+        lambda: torch.cuda.is_available(),
+        lambda: hasattr(torch, "xpu") and torch.xpu.is_available(),
+        lambda: torch.backends.mps.is_available(),
+        lambda: hasattr(torch, "mtia") and torch.mtia.is_available(),
+    )
+    for available in checks:
+        try:
+            if available():
+                return True
+        except Exception:  # a backend that cannot even say: seed it the long way
+            return True
+    return False
+
+
 def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), :mod:`random` and numpy's global generator."""
+    """Seed torch (CPU and any accelerator), :mod:`random` and numpy's global generator.
+
+    Without an accelerator only the CPU generator is seeded: ``torch.manual_seed`` also
+    queues a seed for every lazily initialised backend, each with a
+    ``traceback.format_stack()`` (about 1 ms per call from a check's stack, and the
+    checks seed hundreds of times per unit).
+    """
     seed = int(seed) % (2**32)
     random.seed(seed)
-    torch.manual_seed(seed)
+    if _accelerators():
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
     if _np is not None:
         _np.random.seed(seed)
