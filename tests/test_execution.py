@@ -206,3 +206,16 @@ def test_usage_errors_are_annotated_in_github_actions(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stdout.startswith("::error title=torchvet::")
     assert "no such directory" in proc.stdout
+
+
+def test_units_with_spawn_workers_start_first_otherwise_discovery_order() -> None:
+    from torchvet.config import UnitConfig
+    from torchvet.discovery import Factory
+    from torchvet.execution import start_order
+    from torchvet.jobs import Job
+
+    def job(name: str, kind: str = "model", dataset: str | None = None) -> Job:
+        return Job(Factory(name, kind, "dist", f"m:{name}"), UnitConfig(dataset=dataset))
+
+    jobs = [job("a"), job("b", dataset="shapes"), job("c"), job("shapes", "dataset")]
+    assert [j.factory.name for j in sorted(jobs, key=start_order)] == ["shapes", "b", "a", "c"]
