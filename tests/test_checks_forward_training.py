@@ -37,6 +37,7 @@ EXPECTED_LINE = {
     "batch_stats_in_eval": "h = F.batch_norm(",
     "eval_noise": "# BUG: noise also",
     "probabilities_into_ce": "class ProbabilityHead",
+    "sigmoid_into_bce_with_logits": "class SigmoidHead",
     "huge_logits_at_init": "class HugeLogits",
     "shuffled_labels": "def shuffled_labels",
     "loss_item": "def step(model: nn.Module, x: torch.Tensor)",
@@ -263,3 +264,29 @@ def test_overfit_skips_up_front_when_its_steps_cannot_fit_the_budget() -> None:
     result = verdict(factory, "training.overfit", config=config)
     assert_status(result, Status.SKIPPED, "exceed the 1 s budget of training.overfit")
     assert result.duration < 1.0
+
+
+def test_probabilities_is_not_fooled_by_a_reused_tensor_id() -> None:
+    """An attention softmax freed before the logits exist can leave its id to them (the
+    tiny_gpt false alarm of the benchmark): only the very tensor a softmax returned counts."""
+    import torch
+    import torch.nn.functional as F
+
+    from torchvet.checks.forward import _LossCapture, looks_like_probabilities
+
+    capture = _LossCapture()
+    with capture:
+        attention = torch.softmax(torch.randn(4, 6), dim=-1)
+        freed = id(attention)
+        del attention
+        kept = []
+        for _ in range(10_000):
+            logits = torch.randn(4, 6) * 3
+            if id(logits) == freed:
+                break
+            kept.append(logits)
+        else:
+            raise AssertionError("no tensor reused the freed id: the test cannot show the bug")
+        F.cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+        F.cross_entropy(torch.softmax(logits, dim=-1), torch.tensor([0, 1, 2, 3]))
+    assert [looks_like_probabilities(k, capture) for k in range(2)] == [False, True]

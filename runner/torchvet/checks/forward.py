@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+import weakref
 from typing import Any
 
 import torch
@@ -400,20 +401,26 @@ PROBABILITY_OPS = {"softmax", "sigmoid"}
 
 
 class _LossCapture(optrace.TorchFunctionMode):
-    """Records what logit losses are fed, and which tensors came out of softmax/sigmoid."""
+    """Records what logit losses are fed, and whether a softmax/sigmoid produced it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, torch.Tensor, Any]] = []
-        self.probabilities: set[int] = set()
+        self.fed_probabilities: set[int] = set()  # indices into calls
+        # Weak references, checked for identity: an id alone is reused once an
+        # intermediate (an attention softmax) is freed, and a later logits tensor may get it.
+        self._probability_outputs: dict[int, weakref.ref[torch.Tensor]] = {}
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = optrace.op_name(func)
         if name in PROBABILITY_OPS and isinstance(out, torch.Tensor):
-            self.probabilities.add(id(out))
+            self._probability_outputs[id(out)] = weakref.ref(out)
         if name in LOGIT_LOSSES and args and isinstance(args[0], torch.Tensor):
+            ref = self._probability_outputs.get(id(args[0]))
+            if ref is not None and ref() is args[0]:
+                self.fed_probabilities.add(len(self.calls))
             self.calls.append((name, args[0].detach(), out))
         return out
 
@@ -435,8 +442,11 @@ def capture_loss_calls(ctx: CheckContext, batch: int) -> _LossCapture:
     return ctx.memo(("loss-capture", batch), compute)
 
 
-def looks_like_probabilities(name: str, logits: torch.Tensor, capture: _LossCapture) -> bool:
-    if id(logits) in capture.probabilities:
+def looks_like_probabilities(index: int, capture: _LossCapture) -> bool:
+    """Whether the ``index``-th logit-loss call was fed a softmax/sigmoid output, or (for
+    cross_entropy) values in [0, 1] that sum to 1 over the class dimension."""
+    name, logits, _ = capture.calls[index]
+    if index in capture.fed_probabilities:
         return True
     if name == "cross_entropy" and logits.dim() >= 2 and logits.is_floating_point():
         in_range = bool(((logits >= 0) & (logits <= 1)).all())
@@ -448,11 +458,12 @@ def looks_like_probabilities(name: str, logits: torch.Tensor, capture: _LossCapt
 @check("forward.probabilities")
 def probabilities(ctx: CheckContext) -> Outcome:
     capture = capture_loss_calls(ctx, ctx.train_batch_size)
-    relevant = [(n, t) for n, t, _ in capture.calls if n in LOGIT_LOSSES]
+    relevant = [k for k, (n, _, _) in enumerate(capture.calls) if n in LOGIT_LOSSES]
     if not relevant:
         raise Skip("the loss calls neither cross_entropy nor binary_cross_entropy_with_logits")
-    for name, logits, in relevant:
-        if looks_like_probabilities(name, logits, capture):
+    for index in relevant:
+        name = capture.calls[index][0]
+        if looks_like_probabilities(index, capture):
             return warned(
                 f"{LOGIT_LOSSES[name]} is fed probabilities (values in [0, 1]"
                 f"{' summing to 1' if name == 'cross_entropy' else ''}), but it applies "
