@@ -1,0 +1,1 @@
+"""Benchmark models for torchvet (bench/run.py): small, healthy, varied."""

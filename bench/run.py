@@ -1,0 +1,382 @@
+"""torchvet's benchmark: every figure and ratio of issue 5 in one run.
+
+Measured in one run, interleaved repetition by repetition (so a noisy neighbour hurts
+every row alike), each a fresh process:
+
+- ``import torch``                     python -c "import torch"
+- full catalogue -j 1 / -j 2           torchvet run bench/project -j N
+- compute floor                        bench/floor.py replay (in-process seconds, torch
+                                       imported once, not timed): exactly the builds,
+                                       forwards, backwards, autograd.grad calls, optimizer
+                                       steps and sample loads the catalogue performs,
+                                       counted once per run by bench/floor.py count
+- pytest seed suite                    python -m pytest (bench/project/seed_tests)
+- torchvet, seed-equivalent checks     torchvet run --checks forward.shape,forward.dtype,
+                                       training.update,training.loss,data.collate,data.labels
+- torchvet --help / torchvet list      list on a generated project of 1000 entry points
+- scaling                              10 models vs the same 10 models x 4 (-j 2)
+
+Medians, min and max over the repetitions; ratios from the medians; a table at the end.
+
+    python bench/run.py                 # the full benchmark (5 repetitions, ~25 min)
+    python bench/run.py --repeats 7
+    python bench/run.py --quick         # 1 repetition, 3 models (what the tests run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PROJECT = HERE / "project"
+SEED_CHECKS = ("forward.shape,forward.dtype,training.update,training.loss,data.collate,"
+               "data.labels")
+QUICK_MODELS = ("mlp_tiny", "lenet", "tabular")
+LIST_ENTRY_POINTS = 1000
+SCALE_SMALL, SCALE_FACTOR = 10, 4
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env["NO_COLOR"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "runner"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def run(cmd: Sequence[str], *, cwd: Path = ROOT, ok: Sequence[int] = (0,)) -> tuple[float, str]:
+    """Wall seconds of ``cmd`` and its stdout; exits with its output if it fails."""
+    started = time.perf_counter()
+    proc = subprocess.run(list(cmd), cwd=cwd, env=environment(), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode not in ok:
+        raise SystemExit(f"bench: {' '.join(cmd)} exited {proc.returncode}\n"
+                         f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return wall, proc.stdout
+
+
+def torchvet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torchvet", *args]
+
+
+# --------------------------------------------------------------------------- projects
+
+
+def entry_points() -> dict[str, dict[str, str]]:
+    import tomllib
+
+    data = tomllib.loads((PROJECT / "pyproject.toml").read_text())
+    eps = data["project"]["entry-points"]
+    return {"model": dict(eps["torchvet.models"]), "dataset": dict(eps["torchvet.datasets"])}
+
+
+def write_project(root: Path, models: dict[str, str], datasets: dict[str, str]) -> Path:
+    """A project whose entry points point into bench/project/src (linked, not copied)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "src").symlink_to(PROJECT / "src", target_is_directory=True)
+    lines = ['[project]', 'name = "torchvet-bench-generated"', 'version = "0"', '',
+             '[project.entry-points."torchvet.models"]']
+    lines += [f'{name} = "{value}"' for name, value in models.items()]
+    if datasets:
+        lines += ['', '[project.entry-points."torchvet.datasets"]']
+        lines += [f'{name} = "{value}"' for name, value in datasets.items()]
+    (root / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+LIST_MODULE_HEAD = '''"""Generated: {count} model factories, the shape of a timm model file."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Net{index}(nn.Module):
+    """A small network; the factories below configure it."""
+
+    def __init__(self, width: int = 32, depth: int = 2, classes: int = 10) -> None:
+        super().__init__()
+        layers = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width)]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+'''
+
+LIST_FACTORY = '''
+
+def make_{name}(pretrained: bool = False) -> dict:
+    """Width {width}, depth {depth}: declared as torchvet.models entry point {name}."""
+    model = Net{index}(width={width}, depth={depth})
+    return {{"model": model, "inputs": lambda b: torch.randn(b, {width})}}
+'''
+
+
+def list_project(root: Path, count: int, per_module: int = 20) -> Path:
+    """``count`` entry points over modules of ``per_module`` factories (never imported)."""
+    package = root / "src" / "zoo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    entries = []
+    for m in range((count + per_module - 1) // per_module):
+        names = [f"net{m:03d}_{k:02d}" for k in range(per_module)][: count - m * per_module]
+        text = LIST_MODULE_HEAD.format(count=len(names), index=m)
+        for k, name in enumerate(names):
+            text += LIST_FACTORY.format(name=name, index=m, width=16 * (1 + k % 4),
+                                        depth=1 + k % 3)
+            entries.append(f'{name} = "zoo.family{m:03d}:make_{name}"')
+        (package / f"family{m:03d}.py").write_text(text)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "zoo"\nversion = "0"\n\n[project.entry-points."torchvet.models"]\n'
+        + "\n".join(entries) + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Row:
+    label: str
+    samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def cells(self) -> str:
+        if not self.samples:
+            return f"{'-':>9} {'-':>9} {'-':>9}"
+        return (f"{self.median:9.2f} {min(self.samples):9.2f} {max(self.samples):9.2f}")
+
+
+@dataclass
+class Bench:
+    quick: bool
+    repeats: int
+    scratch: Path
+    rows: dict[str, Row] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, key: str, label: str, note: str = "") -> Row:
+        if key not in self.rows:
+            self.rows[key] = Row(label, note=note)
+        return self.rows[key]
+
+    def add(self, key: str, label: str, seconds: float, note: str = "") -> None:
+        self.row(key, label, note).samples.append(seconds)
+
+
+def check_no_torch(args: Sequence[str]) -> bool:
+    code = ("import sys\nfrom torchvet.cli import main\n"
+            f"rc = main({list(args)!r})\n"
+            "sys.stdout.flush()\nsys.exit(3 if 'torch' in sys.modules else rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True,
+                          text=True)
+    return proc.returncode == 0
+
+
+def check_durations(report: Path) -> dict[str, float]:
+    """Seconds per check id summed over the units of a --json report."""
+    data = json.loads(report.read_text())
+    totals: dict[str, float] = {}
+    for unit in data["reports"]:
+        for result in unit["results"]:
+            totals[result["id"]] = totals.get(result["id"], 0.0) + result["duration"]
+    return totals
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="repetitions (default 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 repetition on 3 models: checks that the benchmark runs")
+    parser.add_argument("--json", dest="json_path", help="also write the figures here")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="torchvet-bench-") as tmp:
+        bench = Bench(args.quick, repeats, Path(tmp))
+        measure(bench)
+        table = render(bench, time.perf_counter() - started)
+    print(table)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(
+            {k: {"label": r.label, "samples": r.samples} for k, r in bench.rows.items()}
+            | {"extra": bench.extra}, indent=2))
+    return 0
+
+
+def measure(bench: Bench) -> None:
+    eps = entry_points()
+    quick = bench.quick
+    models = {n: v for n, v in eps["model"].items() if not quick or n in QUICK_MODELS}
+    datasets = {} if quick else eps["dataset"]
+    project = write_project(bench.scratch / "bench", models, datasets)
+    names = sorted(models)
+    small = names[::2][:SCALE_SMALL] if not quick else names[:2]
+    small_eps = {n: models[n] for n in small}
+    scale_small = write_project(bench.scratch / "scale-small", small_eps, {})
+    scale_big = write_project(bench.scratch / "scale-big", {
+        f"{n}_copy{k}": v for k in range(SCALE_FACTOR) for n, v in small_eps.items()}, {})
+    zoo = list_project(bench.scratch / "zoo", LIST_ENTRY_POINTS)
+    events = bench.scratch / "events.json"
+    pytest_filter = ["-k", " or ".join(QUICK_MODELS)] if quick else []
+    bench.extra.update(models=len(models), datasets=len(datasets), scale_small=small,
+                       cores=cores())
+
+    log(f"counting the catalogue's tensor work on {len(models)} model(s), "
+        f"{len(datasets)} dataset(s) ...")
+    run([sys.executable, str(HERE / "floor.py"), "count", str(project), str(events)])
+    recorded = json.loads(events.read_text())
+    bench.extra["floor_counts"] = {n: u["counts"] for n, u in recorded.items()}
+    bench.extra["floor_not_passed"] = {n: u["not_passed"] for n, u in recorded.items()
+                                       if u["not_passed"]}
+    threads = str(cores())
+
+    def floor() -> float:
+        _, out = run([sys.executable, str(HERE / "floor.py"), "replay", str(project),
+                      str(events), "--threads", threads])
+        return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+
+    def lazy_imports() -> float:
+        code = ("import torch, time\nt = time.perf_counter()\nimport torch._dynamo\n"
+                "import torch.fx.experimental.symbolic_shapes\n"
+                "print(time.perf_counter() - t)\n")
+        _, out = run([sys.executable, "-c", code])
+        return float(out.strip())
+
+    reports = bench.scratch / "reports"
+    reports.mkdir()
+    steps: list[tuple[str, str, Callable[[int], float]]] = [
+        ("torch", "import torch (fresh interpreter)",
+         lambda i: run([sys.executable, "-c", "import torch"])[0]),
+        ("lazy", "  + torch._dynamo, symbolic_shapes (lazy)", lambda i: lazy_imports()),
+        ("floor", "compute floor (in-process, torch imported)", lambda i: floor()),
+        ("j1", "torchvet run, default catalogue, -j 1",
+         lambda i: run(torchvet("run", str(project), "-j", "1", "--json",
+                                str(reports / f"j1-{i}.json")))[0]),
+        ("j2", "torchvet run, default catalogue, -j 2",
+         lambda i: run(torchvet("run", str(project), "-j", "2"))[0]),
+        ("pytest", "pytest seed suite (1 process)",
+         lambda i: run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *pytest_filter], cwd=PROJECT)[0]),
+        ("seed1", "torchvet run --checks <seed-equivalent>, -j 1",
+         lambda i: run(torchvet("run", str(project), "-j", "1", "--checks", SEED_CHECKS))[0]),
+        ("seed2", "torchvet run --checks <seed-equivalent>, -j 2",
+         lambda i: run(torchvet("run", str(project), "-j", "2", "--checks", SEED_CHECKS))[0]),
+        ("help", "torchvet --help", lambda i: run(torchvet("--help"))[0]),
+        ("list", f"torchvet list ({LIST_ENTRY_POINTS} entry points)",
+         lambda i: run(torchvet("list", str(zoo)))[0]),
+        ("s_small", f"scaling: {len(small)} models, -j 2",
+         lambda i: run(torchvet("run", str(scale_small), "-j", "2"))[0]),
+        ("s_big", f"scaling: {SCALE_FACTOR * len(small)} models, -j 2",
+         lambda i: run(torchvet("run", str(scale_big), "-j", "2"))[0]),
+    ]
+    for i in range(bench.repeats):
+        for key, label, fn in steps:
+            seconds = fn(i)
+            bench.add(key, label, seconds)
+            log(f"[{i + 1}/{bench.repeats}] {label}: {seconds:.2f} s")
+    bench.extra["help_no_torch"] = check_no_torch(["--help"])
+    bench.extra["list_no_torch"] = check_no_torch(["list", str(zoo)])
+    per_check: dict[str, list[float]] = {}
+    for report in sorted(reports.glob("j1-*.json")):
+        for check_id, seconds in check_durations(report).items():
+            per_check.setdefault(check_id, []).append(seconds)
+    bench.extra["j1_check_seconds"] = {k: statistics.median(v) for k, v in per_check.items()}
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def render(bench: Bench, elapsed: float) -> str:
+    r = bench.rows
+    x = bench.extra
+    lines = [
+        f"torchvet benchmark · {x['models']} model(s), {x['datasets']} dataset(s) · "
+        f"{bench.repeats} repetition(s) · {x['cores']} core(s) · {platform.machine()} · "
+        f"Python {platform.python_version()} · {elapsed / 60:.1f} min",
+        "",
+        f"{'measurement':<50} {'median s':>9} {'min':>9} {'max':>9}",
+        "-" * 80,
+    ]
+    lines += [f"{row.label:<50} {row.cells()}" for row in r.values()]
+    m = {k: v.median for k, v in r.items()}
+    floor_plus = m["floor"] + m["torch"]
+    scale = m["s_big"] / m["s_small"]
+    fixed = (SCALE_FACTOR * m["s_small"] - m["s_big"]) / (SCALE_FACTOR - 1)
+    per_model = (m["s_big"] - m["s_small"]) / ((SCALE_FACTOR - 1) * len(x["scale_small"]))
+    checks = x["j1_check_seconds"]
+    workers = checks.get("data.workers", 0.0)
+    ratios = [
+        ("-j 1 / (floor + import torch)", m["j1"] / floor_plus, "<= 1.25",
+         m["j1"] / floor_plus <= 1.25),
+        ("  same, data.workers' time taken out of -j 1", (m["j1"] - workers) / floor_plus,
+         "(info)", None),
+        ("torchvet seed-equivalent -j 1 / pytest suite", m["seed1"] / m["pytest"], "<= 1.0",
+         m["seed1"] / m["pytest"] <= 1.0),
+        ("torchvet seed-equivalent -j 2 / pytest suite", m["seed2"] / m["pytest"], "(info)",
+         None),
+        ("speed-up -j 1 / -j 2", m["j1"] / m["j2"], ">= 1.6", m["j1"] / m["j2"] >= 1.6),
+        ("torchvet --help (s), torch not imported", m["help"], "< 0.5",
+         m["help"] < 0.5 and x["help_no_torch"]),
+        (f"torchvet list, {LIST_ENTRY_POINTS} entry points (s), torch not imported",
+         m["list"], "< 0.5", m["list"] < 0.5 and x["list_no_torch"]),
+        (f"scaling {SCALE_FACTOR * len(x['scale_small'])} / {len(x['scale_small'])} models",
+         scale, "4 +-15%", abs(scale / SCALE_FACTOR - 1) <= 0.15),
+    ]
+    lines += ["", f"{'ratio (from the medians)':<58} {'value':>7}  {'target':<9} verdict",
+              "-" * 86]
+    for label, value, target, ok in ratios:
+        verdict = "" if ok is None else ("met" if ok else "MISSED")
+        lines.append(f"{label:<58} {value:7.2f}  {target:<9} {verdict}")
+    top = sorted(checks.items(), key=lambda kv: -kv[1])[:6]
+    lines += [
+        "",
+        f"floor + import torch = {floor_plus:.2f} s; scaling fit: {fixed:.2f} s fixed + "
+        f"{per_model:.2f} s per model at -j 2",
+        "-j 1 seconds by check (median, summed over units): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in top),
+        f"scaling models: {', '.join(x['scale_small'])}",
+        "floor counts per unit (build/forward/backward/grad/step/sample): "
+        + "; ".join(f"{n} {_counts(c)}" for n, c in x["floor_counts"].items()),
+    ]
+    if x["floor_not_passed"]:
+        lines.append(f"WARNING: checks that did not pass while counting: {x['floor_not_passed']}")
+    return "\n".join(lines)
+
+
+def _counts(c: dict[str, int]) -> str:
+    return "/".join(str(c.get(k, 0)) for k in ("build", "forward", "backward", "grad", "step",
+                                                "sample"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
