@@ -219,3 +219,17 @@ def test_units_with_spawn_workers_start_first_otherwise_discovery_order() -> Non
 
     jobs = [job("a"), job("b", dataset="shapes"), job("c"), job("shapes", "dataset")]
     assert [j.factory.name for j in sorted(jobs, key=start_order)] == ["shapes", "b", "a", "c"]
+
+
+def test_fork_server_preloads_the_meta_machinery_only_for_checks_that_need_it() -> None:
+    from torchvet.config import UnitConfig
+    from torchvet.discovery import Factory
+    from torchvet.execution import META_MODULES, WORKER_MODULE, preload_for
+    from torchvet.jobs import Job
+
+    def job(*checks: str) -> Job:
+        return Job(Factory("m", "model", "dist", "m:m"), UnitConfig(), checks=checks)
+
+    assert preload_for([job("forward.shape", "training")]) == (WORKER_MODULE,)
+    assert preload_for([job("forward"), job()]) == (WORKER_MODULE, *META_MODULES)
+    assert preload_for([job("export.compile")]) == (WORKER_MODULE, *META_MODULES)

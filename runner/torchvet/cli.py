@@ -231,9 +231,9 @@ def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunRepor
         from .reporters.github import withhold_from_user_code
 
         github_env = withhold_from_user_code()
-    if sel.factories:  # an empty selection (--changed-since, --shard) needs no torch
-        warm_up()
     jobs = build_jobs(sel, options)
+    if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+        warm_up(jobs)
     out = stream or sys.stdout
     resume = _stop_commands(out) if options.github else None
     terminal = TerminalReporter(stream=out, total=len(jobs))

@@ -12,6 +12,7 @@ This module never imports torch; the fork server does.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -39,22 +40,49 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def mp_context() -> Any:
+# A meta-device forward (portability.device, export.*) imports torch's symbolic-shapes
+# machinery and torch._dynamo: 2-3 s on first use. Preloading them puts that cost in the
+# fork server once per run instead of in every worker, but only when a selected check
+# needs them.
+META_MODULES = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
+META_CHECKS = ("portability.device", "export.*")
+
+
+def preload_for(jobs: Sequence[Job]) -> tuple[str, ...]:
+    """The modules the fork server imports before forking workers for ``jobs``."""
+    planned = {check for job in jobs for check in job.planned_checks()}
+    if any(fnmatch.fnmatchcase(c, p) for c in planned for p in META_CHECKS):
+        return (WORKER_MODULE, *META_MODULES)
+    return (WORKER_MODULE,)
+
+
+def mp_context(preload: Sequence[str] = (WORKER_MODULE,)) -> Any:
     """The multiprocessing context workers start from (forkserver preloading torch)."""
     method = start_method()
     ctx: Any = multiprocessing.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload([WORKER_MODULE])
+        ctx.set_forkserver_preload(list(preload))
     return ctx
 
 
-def warm_up() -> None:
+def warm_up(jobs: Sequence[Job]) -> None:
     """Start the fork server now, so its ``import torch`` overlaps the parent's work."""
     if start_method() == "forkserver":
-        mp_context()
+        mp_context(preload_for(jobs))
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+
+
+def fork_server_address() -> str | None:
+    """Where the running fork server listens (workers borrow it: fresh_process)."""
+    if start_method() != "forkserver":
+        return None
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    address = getattr(forkserver._forkserver, "_forkserver_address", None)
+    return address if isinstance(address, str) else None
 
 
 def start_order(job: Job) -> int:
@@ -125,8 +153,9 @@ class Executor:
         self.on_result = on_result
         self.capture = capture
         self.interrupted = False
-        self._context = mp_context()
+        self._context = mp_context(preload_for(self.jobs))
         self._closed: set[int] = set()  # keys of units whose report is final
+        self._fork_server: str | None = None  # known once the first worker started it
 
     # -- planning ------------------------------------------------------------------
     @staticmethod
@@ -180,6 +209,9 @@ class Executor:
         if self.capture:
             output_path = str(scratch / f"{len(os.listdir(scratch))}-{job.factory.name}.out")
             job = replace(job, output_path=output_path)
+        if self._fork_server is None:
+            self._fork_server = fork_server_address() or ""
+        job = replace(job, fork_server=self._fork_server or None)
         receiver, sender = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_entry, args=(job, sender), name=f"torchvet:{job.factory.name}", daemon=False

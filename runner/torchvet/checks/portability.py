@@ -28,13 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-# A meta-device forward imports torch's symbolic-shapes machinery (sympy) and, through the
-# Python decompositions meta runs for BatchNorm and friends, torch._dynamo: 2-4 s on the
-# first call. Importing them here puts that cost in the fork server, which preloads the
-# checks once per run, instead of in every worker.
-import torch._dynamo
-import torch.fx.experimental.symbolic_shapes
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
