@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -507,7 +508,7 @@ def test_spawn_workers_import_the_dataset_from_the_projects_import_roots(
         __import__("vetdata")  # only the project's src/ root makes it importable
     report = tmp_path / "report.json"
     proc = run_cli("run", str(project), "--checks", "data.workers", "-j", "1",
-                   "--json", str(report))
+                   "--exclude", "stuck_pairs", "--json", str(report))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = {
         unit["name"]: {r["id"]: r for r in unit["results"]}
@@ -515,7 +516,13 @@ def test_spawn_workers_import_the_dataset_from_the_projects_import_roots(
     }
     pairs = results["pairs"]["data.workers"]
     assert pairs["status"] == "passed", pairs
-    assert "a spawn worker in" in pairs["message"]
+    # forked from the run's fork server (torch imported, no project module), not spawned
+    assert "a fresh (spawn-like) worker in" in pairs["message"]
+    assert pairs["duration"] < 2.0, "the fresh worker should cost a fork, not import torch"
+    scaled = results["global_pairs"]["data.workers"]
+    assert scaled["status"] == "warned", scaled
+    assert "AssertionError: SCALE is not set" in scaled["message"]
+    assert "state its pickle does not carry" in scaled["message"]
     lam = results["lambda_pairs"]["data.workers"]
     assert lam["status"] == "warned", lam
     assert "dataset.transform is a lambda" in lam["message"]
@@ -639,3 +646,33 @@ def test_shared_instance_with_clock_seeded_noise_fails() -> None:
     result = verdict(fx.shared_clock_noise, "data.reproducible", kind="dataset")
     assert_status(result, Status.FAILED, "differs between two copies of the factory's shared",
                   "do not reach")
+
+
+@pytest.mark.slow
+def test_fork_server_workers_end_with_their_unit(tmp_path: Path) -> None:
+    """A DataLoader worker forked by the fork server is outside the unit's process group:
+    when a timeout kills the unit, the worker must still go, not linger after the run."""
+    pidfile = tmp_path / "worker.pids"
+    pidfile.touch()
+    proc = run_cli("run", str(FIXTURES / "data_project"), "--checks", "data.workers",
+                   "-k", "stuck_pairs", "--timeout", "6", "-j", "1",
+                   env={"VETDATA_PIDFILE": str(pidfile)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "timed out" in proc.stdout or "timeout" in proc.stdout, proc.stdout
+    pids = [int(line) for line in pidfile.read_text().split()]
+    assert pids, "the stuck dataset never ran in a worker"
+    deadline = time.monotonic() + 5
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in pids if _alive(pid)]
+    assert not alive, f"DataLoader workers outlived the run: {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")

@@ -23,6 +23,7 @@ class Job:
     report_root: str = "."
     cwd: str = "."
     output_path: str | None = None
+    fork_server: str | None = None  # the run's fork server address (fresh_process)
 
     @property
     def patterns(self) -> tuple[str, ...]:

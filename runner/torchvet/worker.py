@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import fresh_process
 from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .checks import register_all
 from .checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
@@ -43,6 +44,7 @@ def run_job(job: Job, conn: Any) -> None:
     if job.output_path:
         _capture_output(job.output_path)
     torch.set_num_threads(max(1, job.threads))
+    fresh_process.borrow_fork_server(job.fork_server)
 
     def send(message: tuple[Any, ...]) -> None:
         conn.send(message)

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import io
 import math
+import os
 import pickle
 import sys
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import fresh_process
 from ..context import CheckContext
 from ..data_batches import (
     DatasetSource,
@@ -1536,20 +1538,20 @@ def _worker_batches(scan: Scan, data: DataSpec) -> list[list[int]]:
 
 def _spawn_compare(ctx: CheckContext, data: DataSpec, scan: Scan, indices: list[list[int]],
                    worker_init: Any, size: int) -> Outcome:
-    import multiprocessing
-
     from torch.utils.data import DataLoader
 
     dataset = pickle.loads(pickle.dumps(data.dataset, protocol=pickle.HIGHEST_PROTOCOL))
     batch_size = max(1, data.batch_size)
-    spawn = multiprocessing.get_context("spawn")
+    fresh, kind = fresh_process.context()
+    if fresh_process.uses_fork_server(fresh):
+        worker_init = fresh_process.ExitWithUnit(os.getpid(), worker_init)
     if scan.streamed:
         loader: Any = DataLoader(dataset, batch_size=batch_size, collate_fn=data.collate_fn,
-                                 num_workers=WORKERS, multiprocessing_context=spawn,
+                                 num_workers=WORKERS, multiprocessing_context=fresh,
                                  timeout=WORKER_TIMEOUT, worker_init_fn=worker_init)
     else:
         loader = DataLoader(dataset, batch_sampler=indices, collate_fn=data.collate_fn,
-                            num_workers=WORKERS, multiprocessing_context=spawn,
+                            num_workers=WORKERS, multiprocessing_context=fresh,
                             timeout=WORKER_TIMEOUT, worker_init_fn=worker_init)
     started = time.perf_counter()
     got: list[Any] = []
@@ -1566,7 +1568,7 @@ def _spawn_compare(ctx: CheckContext, data: DataSpec, scan: Scan, indices: list[
     finally:
         _stop_workers(iterator)
     seconds = time.perf_counter() - started
-    timing = f"a spawn worker in {seconds:.1f} s"
+    timing = f"a {kind} worker in {seconds:.1f} s"
     if scan.streamed:
         if not got:
             return warned(f"spawn workers yielded no batch from the stream ({timing}), though "
