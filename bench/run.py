@@ -242,6 +242,8 @@ def measure(bench: Bench) -> None:
     small = names[::2][:SCALE_SMALL] if not quick else names[:2]
     small_eps = {n: models[n] for n in small}
     scale_small = write_project(bench.scratch / "scale-small", small_eps, {})
+    scale_mid = write_project(bench.scratch / "scale-mid", {
+        f"{n}_copy{k}": v for k in range(SCALE_FACTOR // 2) for n, v in small_eps.items()}, {})
     scale_big = write_project(bench.scratch / "scale-big", {
         f"{n}_copy{k}": v for k in range(SCALE_FACTOR) for n, v in small_eps.items()}, {})
     zoo = list_project(bench.scratch / "zoo", LIST_ENTRY_POINTS)
@@ -295,6 +297,8 @@ def measure(bench: Bench) -> None:
          lambda i: run(torchvet("list", str(zoo)))[0]),
         ("s_small", f"scaling: {len(small)} models, -j 2",
          lambda i: run(torchvet("run", str(scale_small), "-j", "2"))[0]),
+        ("s_mid", f"scaling: {SCALE_FACTOR // 2 * len(small)} models, -j 2",
+         lambda i: run(torchvet("run", str(scale_mid), "-j", "2"))[0]),
         ("s_big", f"scaling: {SCALE_FACTOR * len(small)} models, -j 2",
          lambda i: run(torchvet("run", str(scale_big), "-j", "2"))[0]),
     ]
@@ -333,6 +337,10 @@ def render(bench: Bench, elapsed: float) -> str:
     scale = m["s_big"] / m["s_small"]
     fixed = (SCALE_FACTOR * m["s_small"] - m["s_big"]) / (SCALE_FACTOR - 1)
     per_model = (m["s_big"] - m["s_small"]) / ((SCALE_FACTOR - 1) * len(x["scale_small"]))
+    mid_models = SCALE_FACTOR // 2 * len(x["scale_small"])
+    upper = (m["s_big"] - m["s_mid"]) / (SCALE_FACTOR * len(x["scale_small"]) - mid_models)
+    lower = (m["s_mid"] - m["s_small"]) / (mid_models - len(x["scale_small"]))
+    linearity = upper / lower if lower > 0 else float("nan")
     checks = x["j1_check_seconds"]
     workers = checks.get("data.workers", 0.0)
     ratios = [
@@ -351,6 +359,7 @@ def render(bench: Bench, elapsed: float) -> str:
          m["list"], "< 0.5", m["list"] < 0.5 and x["list_no_torch"]),
         (f"scaling {SCALE_FACTOR * len(x['scale_small'])} / {len(x['scale_small'])} models",
          scale, "4 +-15%", abs(scale / SCALE_FACTOR - 1) <= 0.15),
+        ("  per-model cost 20->40 / 10->20 models (linear: 1.0)", linearity, "(info)", None),
     ]
     lines += ["", f"{'ratio (from the medians)':<58} {'value':>7}  {'target':<9} verdict",
               "-" * 86]

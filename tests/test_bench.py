@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 ROWS = {"torch", "lazy", "floor", "j1", "j2", "pytest", "seed1", "seed2", "help", "list",
-        "s_small", "s_big"}
+        "s_small", "s_mid", "s_big"}
 
 
 @pytest.mark.slow
