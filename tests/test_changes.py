@@ -251,6 +251,14 @@ def test_unknown_ref_and_no_repository(repo: Path, tmp_path: Path) -> None:
         select_changed(project, factories, "HEAD")
 
 
+def test_a_ref_that_git_would_read_as_an_option_is_refused(repo: Path) -> None:
+    project, factories = discover(repo, include_installed=False)
+    target = repo / "written-by-git.txt"
+    with pytest.raises(ChangesError, match="cannot start with '-'"):
+        select_changed(project, factories, f"--output={target}")
+    assert not target.exists()
+
+
 def test_module_imports_resolves_relative_and_constant_dynamic_imports(tmp_path: Path) -> None:
     file = tmp_path / "pkg" / "sub" / "mod.py"
     text = textwrap.dedent("""\

@@ -103,6 +103,9 @@ def _git(args: Sequence[str], cwd: Path) -> str:
 def changed_files(root: Path, ref: str) -> tuple[Path, list[str]]:
     """(repository top, paths changed since ``ref`` relative to it): committed since the
     merge base with ``ref``, plus staged, unstaged and untracked files."""
+    if ref.startswith("-"):  # git would read it as an option (git diff --output=FILE)
+        raise ChangesError(f"--changed-since {ref}: a git ref cannot start with '-'; pass a "
+                           "branch, tag or commit SHA such as origin/main")
     try:
         top = Path(_git(["rev-parse", "--show-toplevel"], root).strip()).resolve()
     except ChangesError as exc:
