@@ -88,7 +88,8 @@ def fork_server_address() -> str | None:
 def start_order(job: Job) -> int:
     """Units known to be slow start first, so that with ``-j N`` no worker is left alone
     with a long unit at the end: datasets and models fed a dataset (their data checks
-    start spawn workers), then the rest in discovery order (``sorted`` is stable)."""
+    scan samples and start a DataLoader worker), then the rest in discovery order
+    (``sorted`` is stable)."""
     if job.factory.kind == "dataset":
         return 0
     return 1 if job.config.dataset else 2
