@@ -43,6 +43,14 @@ def assert_status(result: CheckResult, status: Status, *fragments: str) -> None:
         assert fragment in result.message, f"{fragment!r} not in {result.message!r}"
 
 
+def line_in(path: Path, snippet: str) -> int:
+    """1-based number of the first line of ``path`` that contains ``snippet``."""
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if snippet in text:
+            return number
+    raise AssertionError(f"{snippet!r} not in {path}")
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python -m torchvet ARGS`` in a subprocess (the way users run it)."""

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import torchvet.checks.data as data_checks
-from conftest import FIXTURES, assert_status, run_cli, verdict, vet
+from conftest import FIXTURES, assert_status, line_in, run_cli, verdict, vet
 from tests.fixtures import data_fixtures as fx
 from torchvet.checks.catalogue import CATALOGUE
 from torchvet.config import UnitConfig
@@ -37,11 +37,7 @@ CHEAP = ["data.length", "data.samples", "data.finite", "data.labels", "data.coll
 
 
 def line_of(snippet: str, path: Path = FIXTURE_FILE) -> int:
-    """1-based line of the first line in ``path`` containing ``snippet``."""
-    for number, text in enumerate(path.read_text().splitlines(), 1):
-        if snippet in text:
-            return number
-    raise AssertionError(f"{snippet!r} not in {path}")
+    return line_in(path, snippet)
 
 
 def method_line(cls: type, name: str) -> int:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_status, verdict, vet
+from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_portability as models
 from torchvet import budget
 from torchvet.checks.catalogue import CATALOGUE, select
@@ -26,10 +26,7 @@ EXPORTABLE = [models.bn_cnn, models.buffers, models.dict_output, models.tuple_ou
 
 
 def line_of(marker: str) -> int:
-    for number, text in enumerate(FIXTURE_FILE.read_text().splitlines(), start=1):
-        if marker in text:
-            return number
-    raise AssertionError(f"{marker!r} not in {FIXTURE_FILE}")
+    return line_in(FIXTURE_FILE, marker)
 
 
 def test_export_checks_are_opt_in() -> None:

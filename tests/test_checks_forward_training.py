@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_status, verdict, vet
+from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_buggy as buggy
 from tests.fixtures import models_real as real
 from torchvet.results import Status
@@ -49,10 +49,7 @@ EXPECTED_LINE = {
 
 
 def line_of(snippet: str) -> int:
-    for number, text in enumerate(BUGGY_FILE.read_text().splitlines(), start=1):
-        if snippet in text:
-            return number
-    raise AssertionError(f"{snippet!r} not in {BUGGY_FILE}")
+    return line_in(BUGGY_FILE, snippet)
 
 
 @pytest.mark.parametrize("name", sorted(buggy.BUGS))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import assert_status, verdict, vet
+from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
 from torchvet.checks import portability
@@ -28,10 +28,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def line_of(marker: str) -> int:
-    for number, text in enumerate(FIXTURE_FILE.read_text().splitlines(), start=1):
-        if marker in text:
-            return number
-    raise AssertionError(f"{marker!r} not in {FIXTURE_FILE}")
+    return line_in(FIXTURE_FILE, marker)
 
 
 # --------------------------------------------------------------------------- healthy

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_status, verdict
+from conftest import assert_status, line_in, verdict
 from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
 from torchvet.checks.state import Unregistered, find_unregistered, first_difference
@@ -21,10 +21,7 @@ CHECK = "state.roundtrip"
 
 
 def line_of(marker: str) -> int:
-    for number, text in enumerate(FIXTURE_FILE.read_text().splitlines(), start=1):
-        if marker in text:
-            return number
-    raise AssertionError(f"{marker!r} not in {FIXTURE_FILE}")
+    return line_in(FIXTURE_FILE, marker)
 
 
 @pytest.mark.parametrize("factory", models.HEALTHY, ids=lambda f: f.__name__)
