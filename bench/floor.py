@@ -3,7 +3,7 @@
 Two steps, each in its own process:
 
 ``count``
-    Runs the default catalogue in-process (``torchvet.inline.check_inline``, the same
+    Runs the default catalogue in-process (``torchvet.check_inline``, the same
     ``UnitRun`` the workers use) on every unit of a project, with instruments that record,
     in order, every *model build* (factory call), every *top-level model forward* (train or
     eval mode, grad on or off, batch size, device, autocast dtype, inside a ``step`` or
@@ -46,8 +46,8 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "runner"))
 
-from torchvet.discovery import discover  # noqa: E402
-from torchvet.optim import Adam  # noqa: E402
+from torchvet.project.discovery import discover  # noqa: E402
+from torchvet.unit.optim import Adam  # noqa: E402
 
 Event = dict[str, Any]
 
@@ -271,8 +271,8 @@ def units(project: str, only: list[str]) -> list[Any]:
 
 
 def count(project: str, out: str, only: list[str]) -> None:
-    from torchvet.config import load_config
-    from torchvet.inline import check_inline
+    from torchvet import check_inline
+    from torchvet.project.config import load_config
     from torchvet.results import Status
 
     proj, _ = discover(project, include_installed=False)
@@ -335,8 +335,8 @@ class Replayer:
         obj = self.factory()
         if self.spec is not None or self.data is not None:
             return  # a rebuild: the factory call is the work
-        from torchvet.config import UnitConfig
-        from torchvet.spec import normalize_dataset, normalize_model
+        from torchvet.project.config import UnitConfig
+        from torchvet.unit.spec import normalize_dataset, normalize_model
 
         if self.kind == "model":
             self.spec = normalize_model(obj, "unit", UnitConfig(), self.seed)

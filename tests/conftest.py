@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from torchvet.config import UnitConfig
-from torchvet.inline import check_inline
+from torchvet.project.config import UnitConfig
 from torchvet.results import CheckResult, Status
+from torchvet.unit.inline import check_inline
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -1,4 +1,4 @@
-"""--changed-since: which units a change since a git ref can affect (torchvet.changes).
+"""--changed-since: which units a change since a git ref can affect (torchvet.project.changes).
 
 Every test builds a small git repository: a src-layout project whose factories import
 each other through relative, absolute and nested-package imports, one through a
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from torchvet.changes import ChangesError, Selection, module_imports, select_changed
-from torchvet.discovery import discover
+from torchvet.project.changes import ChangesError, Selection, module_imports, select_changed
+from torchvet.project.discovery import discover
 
 PYPROJECT = """\
 [project]

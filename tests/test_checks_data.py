@@ -19,8 +19,9 @@ import torchvet.checks.data as data_checks
 from conftest import FIXTURES, assert_status, line_in, run_cli, verdict, vet
 from tests.fixtures import data_fixtures as fx
 from torchvet.checks.catalogue import CATALOGUE
-from torchvet.config import UnitConfig
-from torchvet.data_batches import (
+from torchvet.project.config import UnitConfig
+from torchvet.results import Status
+from torchvet.unit.data_batches import (
     DatasetSource,
     batch_at,
     is_default_collate,
@@ -28,8 +29,7 @@ from torchvet.data_batches import (
     label_key,
     split_sample,
 )
-from torchvet.results import Status
-from torchvet.spec import DataSpec
+from torchvet.unit.spec import DataSpec
 
 FIXTURE_FILE = Path(fx.__file__)
 CHEAP = ["data.length", "data.samples", "data.finite", "data.labels", "data.collate",

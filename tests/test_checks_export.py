@@ -15,9 +15,9 @@ from torch import nn
 
 from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_portability as models
-from torchvet import budget
 from torchvet.checks.catalogue import CATALOGUE, select
 from torchvet.results import Status
+from torchvet.unit import budget
 
 FIXTURE_FILE = Path(models.__file__)
 EXPORT, SCRIPT, COMPILE = "export.torch_export", "export.torchscript", "export.compile"

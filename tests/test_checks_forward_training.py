@@ -241,7 +241,7 @@ class SlowForward(nn.Module):
 
 
 def test_a_check_past_its_budget_is_stopped_and_skipped_with_the_fix() -> None:
-    from torchvet.config import UnitConfig
+    from torchvet.project.config import UnitConfig
 
     config = UnitConfig(budgets={"forward.batch_sizes": 0.1})
     results = vet(SlowForward, ["forward.runs", "forward.batch_sizes"], config=config)
@@ -252,7 +252,7 @@ def test_a_check_past_its_budget_is_stopped_and_skipped_with_the_fix() -> None:
 
 
 def test_overfit_skips_up_front_when_its_steps_cannot_fit_the_budget() -> None:
-    from torchvet.config import UnitConfig
+    from torchvet.project.config import UnitConfig
 
     def factory() -> dict[str, Any]:
         return {"model": SlowForward(), "loss": nn.CrossEntropyLoss()}

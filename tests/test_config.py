@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from torchvet.config import ConfigError, UnitConfig, describe_keys, parse_config
+from torchvet.project.config import ConfigError, UnitConfig, describe_keys, parse_config
 
 
 def parse(table: dict) -> object:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from torchvet.discovery import (
+from torchvet.project.discovery import (
     DiscoveryError,
     discover,
     filter_factories,

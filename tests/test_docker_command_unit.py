@@ -32,8 +32,7 @@ from test_entrypoint import ep
 
 from conftest import FIXTURES, ROOT, run_cli
 from torchvet import __version__
-from torchvet.cli import cli
-from torchvet.docker_run import (
+from torchvet.action.docker.command import (
     DockerError,
     LineBuffer,
     docker_command,
@@ -41,8 +40,8 @@ from torchvet.docker_run import (
     explain_run_error,
     run,
 )
-from torchvet.dockerrun.logs import LogRenderer, read_outputs, setup_report
-from torchvet.dockerrun.plan import (
+from torchvet.action.docker.logs import LogRenderer, read_outputs, setup_report
+from torchvet.action.docker.plan import (
     ACTION_DEFAULTS,
     FILE_COMMANDS,
     HOME,
@@ -59,7 +58,8 @@ from torchvet.dockerrun.plan import (
     parse_gpus,
     parse_torch_versions,
 )
-from torchvet.dockerrun.workspace import snapshot
+from torchvet.action.docker.workspace import snapshot
+from torchvet.cli import cli
 from torchvet.reporters import github as gh
 from torchvet.reporters import json_report
 from torchvet.results import CheckResult, ModelReport, RunReport, Status
@@ -752,7 +752,7 @@ def test_a_daemon_lost_mid_run_is_a_clear_error(project: Path) -> None:
 
 def test_files_a_container_left_as_root_are_removed_by_a_throwaway_container(
         project: Path, monkeypatch: Any) -> None:
-    import torchvet.docker_run as docker_run
+    import torchvet.action.docker.command as docker_run
 
     real = docker_run.remove_tree
     calls: list[Path] = []

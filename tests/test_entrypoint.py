@@ -3,30 +3,19 @@ user code, the relay of untrusted output, and the setup errors."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import io
 import shutil
 import sys
 from importlib.metadata import version
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from test_github_reporter import read_outputs, replay_log
 
 from conftest import FIXTURES, ROOT
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("torchvet_entrypoint", ROOT / "entrypoint.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ep = _load()
+ep = importlib.import_module("torchvet.action.entrypoint")
 PY = "/usr/bin/python3"
 
 

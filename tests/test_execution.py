@@ -15,7 +15,7 @@ import pytest
 from junitparser import JUnitXml
 
 from conftest import FIXTURES, ROOT, run_cli
-from torchvet.execution import describe_exit
+from torchvet.engine.executor import describe_exit
 
 FAULTS = FIXTURES / "faults"
 
@@ -183,10 +183,10 @@ def test_sigterm_is_handled_like_an_interrupt(tmp_path: Path) -> None:
 
 def test_interrupt_while_starting_a_unit_cancels_every_unfinished_unit(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from torchvet.config import UnitConfig
-    from torchvet.discovery import Factory
-    from torchvet.execution import Executor
-    from torchvet.jobs import Job
+    from torchvet.engine.executor import Executor
+    from torchvet.engine.jobs import Job
+    from torchvet.project.config import UnitConfig
+    from torchvet.project.discovery import Factory
 
     jobs = [Job(Factory(name, "model", "d", "m:f"), UnitConfig(), checks=("forward.runs",))
             for name in ("a", "b")]
@@ -209,10 +209,10 @@ def test_usage_errors_are_annotated_in_github_actions(tmp_path: Path) -> None:
 
 
 def test_units_with_spawn_workers_start_first_otherwise_discovery_order() -> None:
-    from torchvet.config import UnitConfig
-    from torchvet.discovery import Factory
-    from torchvet.execution import start_order
-    from torchvet.jobs import Job
+    from torchvet.engine.executor import start_order
+    from torchvet.engine.jobs import Job
+    from torchvet.project.config import UnitConfig
+    from torchvet.project.discovery import Factory
 
     def job(name: str, kind: str = "model", dataset: str | None = None) -> Job:
         return Job(Factory(name, kind, "dist", f"m:{name}"), UnitConfig(dataset=dataset))
@@ -222,10 +222,10 @@ def test_units_with_spawn_workers_start_first_otherwise_discovery_order() -> Non
 
 
 def test_fork_server_preloads_the_meta_machinery_only_for_checks_that_need_it() -> None:
-    from torchvet.config import UnitConfig
-    from torchvet.discovery import Factory
-    from torchvet.execution import META_MODULES, WORKER_MODULE, preload_for
-    from torchvet.jobs import Job
+    from torchvet.engine.executor import META_MODULES, WORKER_MODULE, preload_for
+    from torchvet.engine.jobs import Job
+    from torchvet.project.config import UnitConfig
+    from torchvet.project.discovery import Factory
 
     def job(*checks: str) -> Job:
         return Job(Factory("m", "model", "dist", "m:m"), UnitConfig(), checks=checks)

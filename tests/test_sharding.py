@@ -1,4 +1,4 @@
-"""--shard i/n balanced by recorded durations (torchvet.sharding) and its CLI wiring."""
+"""--shard i/n balanced by recorded durations (torchvet.project.sharding) and its CLI wiring."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 
 from conftest import run_cli
 from torchvet.cli import select_factories
-from torchvet.discovery import Factory, shard
-from torchvet.results import CheckResult, ModelReport, RunReport, Status
-from torchvet.sharding import (
+from torchvet.project.discovery import Factory, shard
+from torchvet.project.sharding import (
     DurationsError,
     balanced_shards,
     estimates,
     load_durations,
     select_shard,
 )
+from torchvet.results import CheckResult, ModelReport, RunReport, Status
 
 
 def units(n: int, datasets: int = 0) -> list[Factory]:

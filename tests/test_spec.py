@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from torchvet import Spec
-from torchvet.config import UnitConfig
-from torchvet.pytree import leaves, map_tensors, primary_leaf, structure
-from torchvet.spec import (
+from torchvet.project.config import UnitConfig
+from torchvet.unit.pytree import leaves, map_tensors, primary_leaf, structure
+from torchvet.unit.spec import (
     FixedSource,
     Inputs,
     SpecError,

@@ -10,15 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Spec", "__version__"]
+__all__ = ["Spec", "__version__", "check_inline"]
 
 if TYPE_CHECKING:
-    from .spec import Spec
+    from .unit.inline import check_inline
+    from .unit.spec import Spec
+
+# Public names imported on first use: both need torch, the package itself must not.
+_LAZY = {"Spec": "torchvet.unit.spec", "check_inline": "torchvet.unit.inline"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Spec":
-        from .spec import Spec
+    if name in _LAZY:
+        import importlib
 
-        return Spec
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'torchvet' has no attribute {name!r}")

@@ -22,9 +22,10 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
+from .action.docker.command import docker_command
 from .checks.catalogue import AREAS, CATALOGUE, unknown_patterns
-from .config import Config, ConfigError, load_config
-from .discovery import (
+from .project.config import Config, ConfigError, load_config
+from .project.discovery import (
     SNIPPET,
     DiscoveryError,
     Factory,
@@ -34,7 +35,6 @@ from .discovery import (
     shard,
     split_patterns,
 )
-from .docker_run import docker_command
 from .results import RunReport, exit_code_for
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -129,7 +129,7 @@ def select_factories(
 def _changed_units(project: Project, config: Config, found: list[Factory],
                    selected: list[Factory], ref: str) -> tuple[list[Factory], Any]:
     """--changed-since: the selected units the changes since ``ref`` can affect."""
-    from .changes import ChangesError, select_changed
+    from .project.changes import ChangesError, select_changed
 
     feeds = {name: str(table["dataset"]) for name, table in config.models.items()
              if table.get("dataset")}
@@ -145,7 +145,7 @@ def _shard(selected: list[Factory], index: int, total: int,
     """--shard, balanced by the unit durations of --durations reports when given."""
     if not durations:
         return shard(selected, index, total)
-    from .sharding import DurationsError, load_durations, select_shard
+    from .project.sharding import DurationsError, load_durations, select_shard
 
     try:
         recorded = load_durations(durations)
@@ -176,8 +176,8 @@ def validate_checks(patterns: Sequence[str]) -> tuple[str, ...]:
 
 
 def build_jobs(sel: Selection, options: RunOptions) -> list[Any]:
-    from .jobs import Job
-    from .locate import find_report_root
+    from .engine.jobs import Job
+    from .project.paths import find_report_root
 
     report_root = str(find_report_root(sel.project.root))
     project_dirs = [str(sel.project.root)]
@@ -223,7 +223,7 @@ class RunOptions:
 
 
 def execute(sel: Selection, options: RunOptions, stream: Any = None) -> RunReport:
-    from .execution import Executor, warm_up
+    from .engine.executor import Executor, warm_up
     from .reporters.terminal import TerminalReporter
 
     github_env = None

@@ -16,7 +16,7 @@ from ..results import Status
 from .catalogue import CATALOGUE
 
 if TYPE_CHECKING:
-    from ..context import CheckContext
+    from ..unit.context import CheckContext
 
 Location = tuple[str, int] | None
 

@@ -26,7 +26,7 @@ class CheckMeta:
     units: tuple[str, ...] = MODEL
     default: bool = True
     needs_data: bool = False
-    budget: float = 60.0  # seconds; see torchvet.budget
+    budget: float = 60.0  # seconds; see torchvet.unit.budget
 
     @property
     def area(self) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import fresh_process
-from ..context import CheckContext
-from ..data_batches import (
+from ..unit import fresh_process
+from ..unit.context import CheckContext
+from ..unit.data_batches import (
     DatasetSource,
     dataset_length,
     is_default_collate,
@@ -44,10 +44,10 @@ from ..data_batches import (
     split_sample,
     stream_samples,
 )
-from ..data_batches import collate as collate_samples
-from ..pytree import floating_leaves, leaves, primary_leaf
-from ..seeding import seed_everything
-from ..spec import DataSpec, Inputs, derived_seed
+from ..unit.data_batches import collate as collate_samples
+from ..unit.pytree import floating_leaves, leaves, primary_leaf
+from ..unit.seeding import seed_everything
+from ..unit.spec import DataSpec, Inputs, derived_seed
 from .base import DependencyFailed, Location, Outcome, Skip, check, failed, passed, warned
 from .forward import one_line, shape_str
 
@@ -1107,8 +1107,8 @@ class PassError(Exception):
 
 def _fresh_data(ctx: CheckContext) -> DataSpec | None:
     """The dataset of a new factory call (None when that is impossible)."""
-    from ..config import UnitConfig
-    from ..spec import normalize_dataset
+    from ..project.config import UnitConfig
+    from ..unit.spec import normalize_dataset
 
     data = require_data(ctx)
     obj = ctx.build()

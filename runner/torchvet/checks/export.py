@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..context import CheckContext
-from ..pytree import leaves
-from ..spec import Inputs
+from ..unit.context import CheckContext
+from ..unit.pytree import leaves
+from ..unit.spec import Inputs
 from .base import Location, Outcome, check, failed, passed, warned
 from .state import first_difference, seeded_eval
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from .. import optrace
-from ..context import CheckContext
-from ..pytree import floating_leaves, leaves, primary_leaf, structure
-from ..seeding import seed_everything
-from ..spec import Inputs, derived_seed
+from ..unit import optrace
+from ..unit.context import CheckContext
+from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
+from ..unit.seeding import seed_everything
+from ..unit.spec import Inputs, derived_seed
 from .base import Outcome, Skip, check, failed, passed, warned
 
 BATCH_SIZES = (1, 2, 3)

@@ -31,11 +31,11 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .. import optrace
-from ..context import CheckContext, LossProblem
-from ..pytree import floating_leaves, leaves, map_tensors
-from ..seeding import seed_everything
-from ..spec import Inputs, derived_seed
+from ..unit import optrace
+from ..unit.context import CheckContext, LossProblem
+from ..unit.pytree import floating_leaves, leaves, map_tensors
+from ..unit.seeding import seed_everything
+from ..unit.spec import Inputs, derived_seed
 from .base import Location, Outcome, Skip, check, failed, passed
 from .forward import one_line, shape_str
 from .state import Difference, find_unregistered, first_difference, seeded_eval

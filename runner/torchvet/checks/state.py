@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..context import CheckContext
-from ..pytree import leaves, structure
-from ..seeding import seed_everything
-from ..spec import Inputs, derived_seed
+from ..unit.context import CheckContext
+from ..unit.pytree import leaves, structure
+from ..unit.seeding import seed_everything
+from ..unit.spec import Inputs, derived_seed
 from .base import Location, Outcome, Skip, check, failed, passed
 from .forward import one_line, shape_str
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from ..context import TRAIN_STEPS, CheckContext, TrainingFailure
-from ..optim import Adam
-from ..seeding import seed_everything
-from ..spec import derived_seed
-from ..training_run import validate_loss
+from ..unit.context import TRAIN_STEPS, CheckContext, TrainingFailure
+from ..unit.optim import Adam
+from ..unit.seeding import seed_everything
+from ..unit.spec import derived_seed
+from ..unit.training_run import validate_loss
 from .base import Outcome, Skip, check, failed, passed, warned
 from .forward import capture_loss_calls, one_line
 
@@ -57,7 +57,7 @@ def _failure(failure: TrainingFailure, what: str) -> Outcome:
 def loss(ctx: CheckContext) -> Outcome:
     failure = ctx.trace_failure("loss")
     if failure is not None:
-        from ..context import LossProblem
+        from ..unit.context import LossProblem
 
         if isinstance(failure.error, LossProblem):
             spec = ctx.spec

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import DEFAULT_BATCH_SIZE, UnitConfig
+from ..project.config import DEFAULT_BATCH_SIZE, UnitConfig
 from .pytree import leaves, map_tensors
 
 

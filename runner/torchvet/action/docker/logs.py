@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..results import CheckResult, ModelReport, RunReport, Status
+from ...results import CheckResult, ModelReport, RunReport, Status
 
 _COMMAND = re.compile(r"^::(?P<name>[^\s:]+)(?: (?P<props>[^:]*))?::(?P<data>.*)$")
 ANNOTATION_LINES = 15  # message lines shown per annotation (the report has them all)

@@ -1,8 +1,8 @@
 """Run checks in the current process on a factory you hold: for your own pytest suite
 and for torchvet's tests. The CLI uses isolated workers instead; the verdicts are the
-same because both go through :class:`torchvet.worker.UnitRun`.
+same because both go through :class:`torchvet.unit.worker.UnitRun`.
 
->>> from torchvet.inline import check_inline
+>>> from torchvet.unit.inline import check_inline
 >>> results = check_inline(lambda: {"model": MyNet(), "inputs": torch.randn(2, 8)})
 >>> assert results["training.gradients"].status.value == "passed"
 """
@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import UnitConfig
-from .discovery import Factory
-from .jobs import Job
-from .results import CheckResult
+from ..engine.jobs import Job
+from ..project.config import UnitConfig
+from ..project.discovery import Factory
+from ..results import CheckResult
 
 
 def check_inline(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks.catalogue import select
-from .config import UnitConfig
-from .discovery import Factory
+from ..checks.catalogue import select
+from ..project.config import UnitConfig
+from ..project.discovery import Factory
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -25,14 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..results import CheckResult, ModelReport, Status
 from .jobs import Job
-from .results import CheckResult, ModelReport, Status
 
 OUTPUT_LIMIT = 64 * 1024
 # The first worker waits for the fork server's `import torch`: its clock (and timeout)
 # starts when it reports in, with this much grace before that.
 STARTUP_GRACE = 120.0
-WORKER_MODULE = "torchvet.worker"
+WORKER_MODULE = "torchvet.unit.worker"
 
 
 def start_method() -> str:
@@ -166,7 +167,7 @@ class Executor:
     @staticmethod
     def new_report(job: Job) -> ModelReport:
         f = job.factory
-        from .locate import Locator
+        from ..unit.locate import Locator
 
         file = Locator([], job.report_root).relative(f.file) if f.file else None
         return ModelReport(
@@ -352,9 +353,9 @@ class Executor:
 
 
 def _entry(job: Job, conn: Any) -> None:
-    from .worker import run_job
-
-    run_job(job, conn)
+    """The worker's entry in the child: the worker side is imported by name (the fork
+    server preloaded it), so the parent never imports it."""
+    importlib.import_module(WORKER_MODULE).run_job(job, conn)
 
 
 def _read_tail(path: str) -> str:

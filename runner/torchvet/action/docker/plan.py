@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ... import __version__
 
 # where the runner mounts things in a container action
 WORKSPACE = "/github/workspace"

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .checks.base import DependencyFailed, Location
-from .discovery import Factory
+from ..checks.base import DependencyFailed, Location
+from ..project.discovery import Factory
 from .locate import Locator
 from .pytree import floating_leaves, primary_leaf
 from .seeding import seed_everything

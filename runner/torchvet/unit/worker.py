@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
+from ..checks import register_all
+from ..checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
+from ..checks.catalogue import first_match
+from ..engine.jobs import Job
+from ..results import CheckResult, Status
 from . import fresh_process
 from .budget import BudgetExceeded, over_budget_reason, time_budget
-from .checks import register_all
-from .checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
-from .checks.catalogue import first_match
 from .context import CheckContext
-from .jobs import Job
 from .locate import Locator
-from .results import CheckResult, Status
 from .seeding import seed_everything
 from .spec import DataSpec, ModelSpec, SpecError, derived_seed, normalize_dataset, normalize_model
 

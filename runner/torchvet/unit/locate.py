@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
-import os
 import re
 import textwrap
 import traceback
@@ -19,25 +18,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..project.paths import report_path
+
 Location = tuple[str, int]
 
 _SETTERS = {"register_buffer", "register_parameter", "add_module", "register_module"}
 _TRACE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
-
-
-def find_report_root(path: Path) -> Path:
-    """Where reported paths are relative to: ``$GITHUB_WORKSPACE`` when ``path`` lies in
-    it, else the enclosing git checkout, else ``path`` itself."""
-    path = path.resolve()
-    workspace = os.environ.get("GITHUB_WORKSPACE")
-    if workspace:
-        ws = Path(workspace).resolve()
-        if path == ws or ws in path.parents:
-            return ws
-    for candidate in (path, *path.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return path
 
 
 class Locator:
@@ -67,11 +53,7 @@ class Locator:
         return False
 
     def relative(self, filename: str) -> str:
-        path = Path(filename).resolve()
-        try:
-            return path.relative_to(self.report_root).as_posix()
-        except ValueError:
-            return path.as_posix()
+        return report_path(filename, self.report_root)
 
     def _loc(self, filename: str, line: int) -> Location:
         return self.relative(filename), int(line)

@@ -32,8 +32,9 @@ from typing import Any, TextIO
 
 import click
 
-from .dockerrun.logs import LogRenderer, read_outputs, setup_report
-from .dockerrun.plan import (
+from ...results import RunReport, exit_code_for, merge_runs
+from .logs import LogRenderer, read_outputs, setup_report
+from .plan import (
     BUILD_TAG,
     FILE_COMMAND_FILES,
     FILE_COMMANDS,
@@ -55,8 +56,7 @@ from .dockerrun.plan import (
     parse_torch_versions,
     split_list,
 )
-from .dockerrun.workspace import remove_tree, snapshot
-from .results import RunReport, exit_code_for, merge_runs
+from .workspace import remove_tree, snapshot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LABEL = "torchvet.docker"
@@ -73,7 +73,7 @@ class DockerError(Exception):
 
 
 def _printable(text: str) -> str:
-    from .reporters.terminal import printable
+    from ...reporters.terminal import printable
 
     return printable(text)
 
@@ -475,7 +475,7 @@ class Matrix:
     def collect(self, cell: Cell, files: Path, environment: dict[str, str]) -> None:
         """Read back what the cell wrote in the file_commands mount: its outputs, job
         summary and JSON report (a synthetic report when it wrote none)."""
-        from .reporters import json_report
+        from ...reporters import json_report
 
         def text(name: str) -> str:
             path = files / Path(environment[name]).name
@@ -511,8 +511,8 @@ class Matrix:
 
 
 def project_fail_on(root: Path, subpath: str) -> str | None:
-    from .config import ConfigError, load_config
-    from .discovery import DiscoveryError, load_project
+    from ...project.config import ConfigError, load_config
+    from ...project.discovery import DiscoveryError, load_project
 
     try:
         project = load_project(root / subpath)
@@ -538,7 +538,7 @@ def summaries(cells: list[Cell]) -> str:
 
 def write_outputs(merged: RunReport, cells: list[Cell], options: DockerOptions,
                   fail_on: str, printer: Printer) -> None:
-    from .reporters import json_report, junit
+    from ...reporters import json_report, junit
 
     if options.junit:
         junit.write(merged, options.junit, fail_on)
@@ -590,7 +590,7 @@ def run(options: DockerOptions, stream: TextIO | None = None,
         connect_docker: Callable[[], tuple[Any, Any]] | None = None) -> int:
     """The whole command; raises :class:`DockerError` or :class:`PlanError` for what the
     user must fix, returns the exit code otherwise."""
-    from .checks.catalogue import unknown_patterns
+    from ...checks.catalogue import unknown_patterns
 
     printer = Printer(stream)
     check_options(options)
@@ -631,7 +631,7 @@ def run(options: DockerOptions, stream: TextIO | None = None,
                                        code=cell.code, annotations=cell.renderer.annotations,
                                        tail=list(cell.tail), cancelled=True)
 
-    from .reporters.terminal import TerminalReporter
+    from ...reporters.terminal import TerminalReporter
 
     fail_on = options.fail_on or project_fail_on(root, options.subpath) or "failure"
     merged = merge_cells(cells)
@@ -753,7 +753,7 @@ def docker_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
     Exit codes: 0 all good, 1 a check (or a cell's setup) failed, 2 Docker or usage
     problem, 130 interrupted.
     """
-    from .cli import Fatal
+    from ...cli import Fatal
 
     options = DockerOptions(
         path=path, subpath=subpath, image=image, build=build, context=context,

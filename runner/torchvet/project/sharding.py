@@ -5,7 +5,7 @@ With recorded durations (``--durations report.json``, the ``duration`` of each u
 longest first, each onto the shard with the least total so far (ties: fewer units, then
 the lower shard number); a unit the reports do not know counts as the median of those
 they do. Without durations the units are dealt round-robin in name order
-(:func:`torchvet.discovery.shard`). Both are deterministic: every job of a matrix computes
+(:func:`torchvet.project.discovery.shard`). Both are deterministic: every job of a matrix computes
 the same split, and every unit lands in exactly one shard.
 
 This module never imports torch.
