@@ -30,7 +30,8 @@ from conftest import FIXTURES, ROOT
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ACTION_FIXTURES = FIXTURES / "action"
-IMAGE = "torchvet-action:test"
+# A worktree of its own may set another tag, so parallel builds do not overwrite each other.
+IMAGE = os.environ.get("TORCHVET_TEST_IMAGE", "torchvet-action:test")
 BASE = "python:3.11-slim"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYPI = "https://pypi.org/simple"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from torchvet.project.changes import ChangesError, Selection, module_imports, select_changed
+from torchvet.project.changes import ChangedUnits, ChangesError, module_imports, select_changed
 from torchvet.project.discovery import discover
 
 PYPROJECT = """\
@@ -130,7 +130,7 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def select(root: Path, ref: str = "base") -> tuple[Selection, dict[str, str]]:
+def select(root: Path, ref: str = "base") -> tuple[ChangedUnits, dict[str, str]]:
     project, factories = discover(root, include_installed=False)
     selection = select_changed(project, factories, ref, {"delta": "digits"})
     return selection, {f.name: selection.why(f) for f in selection.selected(factories)}

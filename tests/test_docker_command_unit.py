@@ -32,6 +32,7 @@ from test_entrypoint import ep
 
 from conftest import FIXTURES, ROOT, run_cli
 from torchvet import __version__
+from torchvet.action import workflow
 from torchvet.action.docker.command import (
     DockerError,
     LineBuffer,
@@ -43,7 +44,7 @@ from torchvet.action.docker.command import (
 from torchvet.action.docker.logs import LogRenderer, read_outputs, setup_report
 from torchvet.action.docker.plan import (
     ACTION_DEFAULTS,
-    FILE_COMMANDS,
+    FILE_COMMANDS_MOUNT,
     HOME,
     REPORT_FILE,
     WORKSPACE,
@@ -62,7 +63,7 @@ from torchvet.action.docker.workspace import snapshot
 from torchvet.cli import cli
 from torchvet.reporters import github as gh
 from torchvet.reporters import json_report
-from torchvet.results import CheckResult, ModelReport, RunReport, Status
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 HEALTHY = FIXTURES / "action" / "healthy"
 
@@ -80,8 +81,8 @@ def test_without_options_every_input_is_passed_and_reports_go_to_the_file_comman
         ) -> None:
     inputs = cell_inputs(DockerOptions(), "", None)
     assert set(inputs) == set(ACTION_DEFAULTS)
-    assert inputs["json-file"] == f"{FILE_COMMANDS}/{REPORT_FILE}"
-    assert inputs["junit-file"].startswith(f"{FILE_COMMANDS}/")  # never into the project
+    assert inputs["json-file"] == f"{FILE_COMMANDS_MOUNT}/{REPORT_FILE}"
+    assert inputs["junit-file"].startswith(f"{FILE_COMMANDS_MOUNT}/")  # never into the project
     assert inputs["torch-index-url"] == ""  # the image's own index
     assert {k: inputs[k] for k in ("path", "install", "torch-version", "device", "jobs",
                                    "fail-on", "seed", "annotations", "summary")} == {
@@ -118,15 +119,15 @@ def test_the_entrypoint_reads_the_environment_back_as_given() -> None:
     assert "INPUT_TORCH_VERSION" not in env  # the hyphen is kept, as the runner does
     assert env["GITHUB_ACTIONS"] == "true" and env["CI"] == "true"
     assert env["GITHUB_WORKSPACE"] == WORKSPACE and env["HOME"] == HOME
-    assert env["GITHUB_OUTPUT"] == f"{FILE_COMMANDS}/set_output_{step}"
-    assert env["GITHUB_STEP_SUMMARY"] == f"{FILE_COMMANDS}/step_summary_{step}"
-    assert not [k for k in env if gh.is_token(k)]
+    assert env["GITHUB_OUTPUT"] == f"{FILE_COMMANDS_MOUNT}/set_output_{step}"
+    assert env["GITHUB_STEP_SUMMARY"] == f"{FILE_COMMANDS_MOUNT}/step_summary_{step}"
+    assert not [k for k in env if workflow.is_token(k)]
     parsed, errors = ep.parse_inputs(env)
     assert errors == []
     assert (parsed.torch_version, parsed.checks, parsed.models, parsed.fail_on) == (
         "2.4", "forward,-forward.finite", "mlp", "never")
     assert (parsed.seed, parsed.timeout, parsed.jobs, parsed.shard) == (7, 30.0, 2, "1/2")
-    assert parsed.json_file == f"{FILE_COMMANDS}/{REPORT_FILE}"
+    assert parsed.json_file == f"{FILE_COMMANDS_MOUNT}/{REPORT_FILE}"
     assert parsed.torch_index_url == "https://pypi.org/simple"
     # empty index: the image's (TORCHVET_TORCH_INDEX_URL baked in by the Dockerfile)
     plain = container_environment(cell_inputs(DockerOptions(), "", None), step)
@@ -221,7 +222,7 @@ def test_the_log_renderer_follows_stop_commands_like_the_runner() -> None:
         "::endgroup::",
         "::ab12::",
         "::endgroup::",
-        gh.command("error", "unused_proj never gets a gradient\nfix: use it",
+        workflow.command("error", "unused_proj never gets a gradient\nfix: use it",
                    file="src/m.py", line=12, title="torchvet: dead_layer · training.grad"),
         "plain line",
     ]:
@@ -268,7 +269,7 @@ def test_a_torch_install_failure_is_an_error_naming_pips_reason() -> None:
                "ERROR: Could not find a version that satisfies the requirement torch==2.3.1\n"
                "ERROR: No matching distribution found for torch==2.3.1")
     renderer = LogRenderer()
-    renderer.feed(gh.command("error", message, title="torchvet: torch install failed"))
+    renderer.feed(workflow.command("error", message, title="torchvet: torch install failed"))
     run_report = setup_report(version="2.3.1", label="torch 2.3.1", code=2,
                               annotations=renderer.annotations, tail=[])
     [unit] = run_report.reports
@@ -289,7 +290,7 @@ def test_an_unreachable_index_is_named_as_the_reason() -> None:
                "connection: [Errno -2] Name or service not known')': /whl/cpu/torch/\n"
                "ERROR: No matching distribution found for torch==2.3.1")
     renderer = LogRenderer()
-    renderer.feed(gh.command("error", message, title="torchvet: torch install failed"))
+    renderer.feed(workflow.command("error", message, title="torchvet: torch install failed"))
     report = setup_report(version="2.3.1", label="torch 2.3.1", code=2,
                           annotations=renderer.annotations, tail=[])
     assert report.reports[0].results[0].message == (
@@ -453,7 +454,7 @@ class FakeContainer:
         return Path(next(h for h, s in self.kwargs["volumes"].items() if s["bind"] == bind))
 
     def file(self, variable: str) -> Path:
-        return self.host(FILE_COMMANDS) / Path(self.env[variable]).name
+        return self.host(FILE_COMMANDS_MOUNT) / Path(self.env[variable]).name
 
     def start(self) -> None:
         if self.daemon.start_error:
@@ -559,15 +560,15 @@ def cell_behaviour(seen: dict[str, Any]) -> Behaviour:
             log = ("::group::Install torch 2.3.1\n::stop-commands::f00d\n"
                    "ERROR: No matching distribution found for torch==2.3.1\n::f00d::\n"
                    "::endgroup::\n"
-                   + gh.command("error", message, title="torchvet: torch install failed")
+                   + workflow.command("error", message, title="torchvet: torch install failed")
                    + "\n")
             return [log.encode()], 2
         report = RunReport(
-            reports=[ModelReport(name="mlp", results=[
+            reports=[UnitReport(name="mlp", results=[
                 CheckResult("forward.runs", Status.PASSED, "ok"),
                 CheckResult("training.update", Status.PASSED, "ok")])],
             torch_version="2.13.0+cpu", torchvet_version=__version__)
-        json_report.write(report, container.host(FILE_COMMANDS) / REPORT_FILE)
+        json_report.write(report, container.host(FILE_COMMANDS_MOUNT) / REPORT_FILE)
         gh.write_outputs(container.file("GITHUB_OUTPUT"),
                          {"passed": "2", "failed": "0", "conclusion": "success"})
         container.file("GITHUB_STEP_SUMMARY").write_text("## ✅ torchvet: 2 passed\n",
@@ -606,7 +607,7 @@ def test_a_cell_runs_like_the_runner_and_its_files_are_read_back(project: Path,
     assert kwargs["working_dir"] == WORKSPACE and kwargs["network_mode"] == "host"
     assert kwargs["device_requests"] is None
     binds = {spec["bind"]: (host, spec["mode"]) for host, spec in kwargs["volumes"].items()}
-    assert set(binds) == {WORKSPACE, FILE_COMMANDS, HOME}
+    assert set(binds) == {WORKSPACE, FILE_COMMANDS_MOUNT, HOME}
     assert binds[WORKSPACE][0] != str(project)  # a snapshot: the project is never written
     assert seen["workspace_files"] == [["pyproject.toml", "src"]]
     assert {f"INPUT_{name.upper()}" for name in ACTION_DEFAULTS} <= set(container.env)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, run_cli
+from torchvet.action import workflow
 from torchvet.reporters import github as gh
-from torchvet.results import CheckResult, ModelReport, RunReport, Status
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 # --------------------------------------------------------------------------- the runner
 
@@ -137,29 +138,29 @@ def result(check: str, status: Status, message: str = "", details: str = "",
                        line=line, duration=0.01)
 
 
-def run_of(*reports: ModelReport, **kwargs: object) -> RunReport:
+def run_of(*reports: UnitReport, **kwargs: object) -> RunReport:
     return RunReport(reports=list(reports), torch_version="2.13.0+cpu",
                      torchvet_version="0.1.0", duration=1.5, **kwargs)  # type: ignore[arg-type]
 
 
-def unit(name: str, *results: CheckResult, **kwargs: object) -> ModelReport:
-    return ModelReport(name=name, results=list(results), **kwargs)  # type: ignore[arg-type]
+def unit(name: str, *results: CheckResult, **kwargs: object) -> UnitReport:
+    return UnitReport(name=name, results=list(results), **kwargs)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- escaping
 
 
 def test_escape_data_and_property_follow_the_toolkit() -> None:
-    assert gh.escape_data("50%\r\nnext") == "50%25%0D%0Anext"
-    assert gh.escape_data("a:b,c") == "a:b,c"
-    assert gh.escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+    assert workflow.escape_data("50%\r\nnext") == "50%25%0D%0Anext"
+    assert workflow.escape_data("a:b,c") == "a:b,c"
+    assert workflow.escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
     # `%` goes first, so an escape-looking literal survives the round trip
-    assert gh.escape_data("%0A") == "%250A"
+    assert workflow.escape_data("%0A") == "%250A"
 
 
 @pytest.mark.parametrize("text", NASTY)
 def test_commands_round_trip_through_the_runner(text: str) -> None:
-    line = gh.command("error", text, file=f"src/{text or 'x'}.py", line=3,
+    line = workflow.command("error", text, file=f"src/{text or 'x'}.py", line=3,
                       title=f"torchvet: {text}")
     assert "\n" not in line and "\r" not in line
     [(name, props, data)] = replay_log(line + "\n")
@@ -171,8 +172,9 @@ def test_commands_round_trip_through_the_runner(text: str) -> None:
 
 
 def test_command_leaves_out_empty_properties() -> None:
-    assert gh.command("warning", "m", file=None, line=None, title="") == "::warning::m"
-    assert gh.command("group", "Install: pip install .[x]") == "::group::Install: pip install .[x]"
+    assert workflow.command("warning", "m", file=None, line=None, title="") == "::warning::m"
+    assert (workflow.command("group", "Install: pip install .[x]")
+            == "::group::Install: pip install .[x]")
 
 
 def test_markdown_escaping_neutralises_markup_html_pipes_and_mentions() -> None:
@@ -436,7 +438,7 @@ def test_withhold_removes_tokens_and_file_command_paths() -> None:
                "GITHUB_STEP_SUMMARY": "/s", "GITHUB_ENV": "/e", "GITHUB_WORKSPACE": "/w",
                "HF_TOKEN": "h"}
     before = dict(environ)
-    assert gh.withhold_from_user_code(environ) == before
+    assert workflow.withhold_from_user_code(environ) == before
     assert environ == {"GITHUB_WORKSPACE": "/w", "HF_TOKEN": "h"}
 
 

@@ -10,7 +10,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 
 from torchvet.reporters import json_report, junit
 from torchvet.reporters.terminal import TerminalReporter, use_color
-from torchvet.results import CheckResult, ModelReport, RunReport, Status
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 
 def sample_run() -> RunReport:
@@ -26,7 +26,7 @@ def sample_run() -> RunReport:
         CheckResult("forward.shape", Status.XPASSED, "declared xfail but it passed"),
         CheckResult("training.overfit", Status.CANCELLED, "cancelled"),
     ]
-    return RunReport([ModelReport("net", dist="pkg", target="pkg.m:make", results=results,
+    return RunReport([UnitReport("net", dist="pkg", target="pkg.m:make", results=results,
                                   output="print \x00 from user\n")],
                      seed=0, torch_version="2.13.0")
 
@@ -67,7 +67,7 @@ def test_json_file_round_trip(tmp_path: Path) -> None:
     json_report.write(sample_run(), path)
     assert json_report.read(path).to_dict() == sample_run().to_dict()
     (tmp_path / "bad.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="not a torchvet JSON report"):
+    with pytest.raises(json_report.ReportError, match="not a torchvet JSON report"):
         json_report.read(tmp_path / "bad.json")
 
 

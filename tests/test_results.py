@@ -8,16 +8,16 @@ import pytest
 
 from torchvet.results import (
     CheckResult,
-    ModelReport,
     RunReport,
     Status,
+    UnitReport,
     exit_code_for,
     merge_runs,
 )
 
 
-def report(name: str, *statuses: Status, label: str = "") -> ModelReport:
-    return ModelReport(
+def report(name: str, *statuses: Status, label: str = "") -> UnitReport:
+    return UnitReport(
         name=name, dist="d", target="m:f", file="src/m.py", line=3, label=label,
         results=[CheckResult(f"forward.c{i}", s, f"msg {i}", "details", "src/m.py", 7, 0.0)
                  for i, s in enumerate(statuses)],

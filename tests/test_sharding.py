@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from torchvet.cli import select_factories
 from torchvet.project.discovery import Factory, shard
 from torchvet.project.sharding import (
     DurationsError,
@@ -18,7 +17,8 @@ from torchvet.project.sharding import (
     load_durations,
     select_shard,
 )
-from torchvet.results import CheckResult, ModelReport, RunReport, Status
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
+from torchvet.session import select_units
 
 
 def units(n: int, datasets: int = 0) -> list[Factory]:
@@ -96,7 +96,7 @@ def test_without_durations_it_is_the_round_robin_by_name() -> None:
 
 
 def write_report(path: Path, seconds: dict[str, float], kind: str = "model") -> Path:
-    reports = [ModelReport(name=n, kind=kind, duration=s,
+    reports = [UnitReport(name=n, kind=kind, duration=s,
                            results=[CheckResult("forward.runs", Status.PASSED)])
                for n, s in seconds.items()]
     run = RunReport(reports=reports, seed=0, torch_version="x", torchvet_version="y",
@@ -143,12 +143,12 @@ def test_cli_selection_uses_the_durations(tmp_path: Path) -> None:
     root = project(tmp_path / "p", names)
     report = write_report(tmp_path / "last.json",
                           {"m0": 50.0, "m1": 40.0, "m2": 5.0, "m3": 5.0, "m4": 5.0})
-    picked = [[f.name for f in select_factories(str(root), (), (), False, f"{i}/2",
+    picked = [[f.name for f in select_units(str(root), (), (), False, f"{i}/2",
                                                 durations=[str(report)]).factories]
               for i in (1, 2)]
     # m5 is unknown: it counts as the median (5 s): 50 + 5 | 40 + 5 + 5 + 5
     assert picked == [["m0", "m4"], ["m1", "m2", "m3", "m5"]]
-    by_name = [[f.name for f in select_factories(str(root), (), (), False, f"{i}/2").factories]
+    by_name = [[f.name for f in select_units(str(root), (), (), False, f"{i}/2").factories]
                for i in (1, 2)]
     assert by_name == [["m0", "m2", "m4"], ["m1", "m3", "m5"]]
 
@@ -159,4 +159,4 @@ def test_cli_rejects_bad_durations(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--durations balances --shard" in proc.stderr
     proc = run_cli("run", str(root), "--shard", "1/2", "--durations",
                    str(root / "pyproject.toml"))
-    assert proc.returncode == 2 and "cannot read a JSON report" in proc.stderr
+    assert proc.returncode == 2 and "not a torchvet JSON report" in proc.stderr

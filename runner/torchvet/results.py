@@ -108,7 +108,7 @@ class CheckResult:
 
 
 @dataclass
-class ModelReport:
+class UnitReport:
     """All results for one unit (a model or a dataset factory)."""
 
     name: str
@@ -157,7 +157,7 @@ class ModelReport:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelReport:
+    def from_dict(cls, data: Mapping[str, Any]) -> UnitReport:
         return cls(
             name=str(data["name"]),
             kind=str(data.get("kind") or "model"),
@@ -176,14 +176,14 @@ class ModelReport:
 class RunReport:
     """A whole run: every unit's report plus the settings that produced it."""
 
-    reports: list[ModelReport] = field(default_factory=list)
+    reports: list[UnitReport] = field(default_factory=list)
     seed: int = 0
     torch_version: str = ""
     torchvet_version: str = ""
     duration: float = 0.0
     interrupted: bool = False
 
-    def all_results(self) -> Iterable[tuple[ModelReport, CheckResult]]:
+    def all_results(self) -> Iterable[tuple[UnitReport, CheckResult]]:
         for report in self.reports:
             for result in report.results:
                 yield report, result
@@ -209,13 +209,15 @@ class RunReport:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
         schema = data.get("schema")
+        if schema is None:
+            raise ValueError("not a torchvet JSON report (it has no 'schema' field)")
         if schema != SCHEMA_VERSION:
             raise ValueError(
                 f"unsupported report schema {schema!r} (this torchvet reads schema "
                 f"{SCHEMA_VERSION}); regenerate the report with this torchvet version"
             )
         return cls(
-            reports=[ModelReport.from_dict(r) for r in data.get("reports", [])],
+            reports=[UnitReport.from_dict(r) for r in data.get("reports", [])],
             seed=int(data.get("seed") or 0),
             torch_version=str(data.get("torch_version") or ""),
             torchvet_version=str(data.get("torchvet_version") or ""),
@@ -231,7 +233,7 @@ def _by_value(item: tuple[Status, int]) -> str:
 def merge_runs(runs: Iterable[RunReport]) -> RunReport:
     """Combine shard reports; a unit present in several shards keeps its last report."""
     merged = RunReport()
-    by_key: dict[tuple[str, str, str], ModelReport] = {}
+    by_key: dict[tuple[str, str, str], UnitReport] = {}
     for run in runs:
         merged.seed = run.seed
         merged.torch_version = merged.torch_version or run.torch_version

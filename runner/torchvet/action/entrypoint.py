@@ -37,7 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..errors import ExitCode, UsageError
+from ..project.config import declared_fail_on
 from ..reporters import github as gh
+from ..reporters import json_report
+from . import workflow
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEXES = {"https://pypi.org/simple", "https://pypi.org/simple/",
@@ -84,7 +88,7 @@ _SHARD = re.compile(r"^([0-9]+)/([0-9]+)$")
 # --------------------------------------------------------------------------- inputs
 
 
-class InputError(Exception):
+class InputError(UsageError):
     """A bad input value: ``name`` and a message that says how to fix it."""
 
     def __init__(self, name: str, message: str) -> None:
@@ -259,7 +263,7 @@ def parse_inputs(env: Mapping[str, str]) -> tuple[Inputs, list[InputError]]:
 # --------------------------------------------------------------------------- environment
 
 
-is_secret = gh.is_token  # GITHUB_TOKEN, GH_TOKEN, ACTIONS_*TOKEN*
+is_secret = workflow.is_token  # GITHUB_TOKEN, GH_TOKEN, ACTIONS_*TOKEN*
 
 
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
@@ -271,7 +275,8 @@ def user_code_env(env: Mapping[str, str], **extra: str) -> dict[str, str]:
     file-command paths (so it cannot write step outputs or the summary), no inputs."""
     clean = {
         k: v for k, v in env.items()
-        if not is_secret(k) and k.upper() not in gh.FILE_COMMANDS and not k.startswith("INPUT_")
+        if not is_secret(k) and k.upper() not in workflow.FILE_COMMAND_VARIABLES
+        and not k.startswith("INPUT_")
     }
     clean.update(extra)
     return clean
@@ -374,7 +379,7 @@ class Console:
         self.stream.flush()
 
     def command(self, name: str, message: str = "", **properties: str | int | None) -> None:
-        self.line(gh.command(name, message, **properties))
+        self.line(workflow.command(name, message, **properties))
 
     def error(self, title: str, message: str) -> None:
         self.command("error", message, title=f"torchvet: {title}")
@@ -536,19 +541,6 @@ def write_failure(console: Console, env: Mapping[str, str], title: str, message:
     return code
 
 
-def project_fail_on(path: str, env: Mapping[str, str]) -> str | None:
-    """``[tool.torchvet] fail_on`` of the project (what the CLI used without --fail-on)."""
-    from ..project.config import ConfigError, load_config
-    from ..project.discovery import DiscoveryError, load_project
-
-    try:
-        workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd())
-        project = load_project(workspace / path)
-        return load_config(project.pyproject, project.data).fail_on
-    except (ConfigError, DiscoveryError, OSError):
-        return None
-
-
 def cli_error(tail: Sequence[str]) -> str:
     """The CLI's own error message (``torchvet: error: ...`` or click's ``Error: ...``)
     and what follows it; else the last lines."""
@@ -574,7 +566,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if errors:
         return write_failure(console, env, "invalid inputs",
                              "\n".join(f"{e.name}: {e}" for e in errors),
-                             summary=True, code=2, annotate=False)
+                             summary=True, code=ExitCode.USAGE, annotate=False)
 
     workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd()).resolve()
     project = (workspace / inputs.path).resolve()
@@ -583,7 +575,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             console, env, "path not found",
             f"'{inputs.path}' is not a directory in the workspace ({workspace}). Check out "
             "the repository first (actions/checkout) and set 'path' to the directory that "
-            "holds your pyproject.toml.", summary=inputs.summary, code=2)
+            "holds your pyproject.toml.", summary=inputs.summary, code=ExitCode.USAGE)
     if inputs.install is not None and not inputs.install_command and needs_project_files(
             inputs.install) and not any((project / f).is_file() for f in (
                 "pyproject.toml", "setup.py", "setup.cfg")):
@@ -591,7 +583,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             console, env, "nothing to install",
             f"'{inputs.path}' has no pyproject.toml, setup.py or setup.cfg, so pip cannot "
             "install it. Set 'path' to your project's directory, or set 'install: none' "
-            "when the project needs no installation.", summary=inputs.summary, code=2)
+            "when the project needs no installation.", summary=inputs.summary, code=ExitCode.USAGE)
 
     mark_safe_directory(workspace, project)
     base_env = user_code_env(env)
@@ -615,9 +607,9 @@ def _run(console: Console, env: dict[str, str], base_env: dict[str, str], inputs
                 f"pip could not install {torch_requirement(inputs.torch_version)} from "
                 f"{inputs.torch_index_url} (exit {outcome.returncode}). Check "
                 "'torch-version' and 'torch-index-url'. pip's last lines:\n"
-                + "\n".join(outcome.tail[-20:]), summary=inputs.summary, code=2)
+                + "\n".join(outcome.tail[-20:]), summary=inputs.summary, code=ExitCode.USAGE)
     if _interrupted:
-        return 130
+        return ExitCode.INTERRUPTED
     torch_now = installed_torch(python, base_env)
 
     with tempfile.TemporaryDirectory(prefix="torchvet-") as scratch:
@@ -643,9 +635,9 @@ def _run(console: Console, env: dict[str, str], base_env: dict[str, str], inputs
                 console, env, "install failed",
                 f"'{what}' failed in '{inputs.path}' (exit {outcome.returncode}). "
                 f"{pip_fix(outcome.tail)} Last lines:\n" + "\n".join(outcome.tail[-20:]),
-                summary=inputs.summary, code=2)
+                summary=inputs.summary, code=ExitCode.USAGE)
         if _interrupted:
-            return 130
+            return ExitCode.INTERRUPTED
         torch_after = installed_torch(python, base_env)
         if torch_now and torch_after != torch_now:
             console.warning("torch changed", f"installing the project replaced torch "
@@ -659,36 +651,36 @@ def _run(console: Console, env: dict[str, str], base_env: dict[str, str], inputs
         outcome = run_untrusted(console, "torchvet run", argv, cwd=project, env=base_env,
                                 tail_lines=60)
         code = outcome.returncode
-        if _interrupted and code in (0, 1):
-            code = 130
+        if _interrupted and code in (ExitCode.OK, ExitCode.FAILED):
+            code = ExitCode.INTERRUPTED
         return _report(console, env, inputs, code, outcome, json_path, junit_path)
 
 
 def _report(console: Console, env: dict[str, str], inputs: Inputs, code: int,
             outcome: Outcome, json_path: Path, junit_path: Path | None) -> int:
-    from ..reporters import json_report
-
     run = None
-    if code in (0, 1, 130) and json_path.is_file():
+    if code in (ExitCode.OK, ExitCode.FAILED, ExitCode.INTERRUPTED) and json_path.is_file():
         try:
             run = json_report.read(json_path)
-        except ValueError as exc:
+        except json_report.ReportError as exc:
             console.error("unreadable report", str(exc))
     if run is None:
-        if code == 2:
+        if code == ExitCode.USAGE:
             message = cli_error(outcome.tail)
             title = ("no factories found" if "no torchvet factories found" in message
                      else "configuration error")
             return write_failure(console, env, title, message, summary=inputs.summary,
-                                 code=2)
+                                 code=ExitCode.USAGE)
         return write_failure(
             console, env, "internal error",
             f"torchvet exited with code {code} without a report; the log group "
             "'torchvet run' has the traceback. Please report it at "
             "https://github.com/torchvet/torchvet/issues. Last lines:\n"
             + "\n".join(outcome.tail[-20:]), summary=inputs.summary,
-            code=3 if code not in (2, 130) else code)
-    fail_on = inputs.fail_on or project_fail_on(inputs.path, env) or "failure"
+            code=ExitCode.INTERNAL if code not in (ExitCode.USAGE, ExitCode.INTERRUPTED)
+            else code)
+    workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd())
+    fail_on = inputs.fail_on or declared_fail_on(workspace / inputs.path) or "failure"
     gh.publish(run, fail_on=fail_on, junit_path=str(junit_path) if junit_path else None,
                stream=console.stream, annotate=inputs.annotations, summarize=inputs.summary,
                env=env)

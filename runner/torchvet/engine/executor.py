@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import CheckResult, ModelReport, Status
+from ..results import CheckResult, Status, UnitReport
 from .jobs import Job
 
 OUTPUT_LIMIT = 64 * 1024
@@ -118,7 +118,7 @@ def describe_exit(exitcode: int | None) -> str:
 class _Running:
     key: int
     job: Job
-    report: ModelReport
+    report: UnitReport
     process: Any
     conn: Any
     plan: list[str]
@@ -130,7 +130,7 @@ class _Running:
     check_started: float = 0.0
 
 
-Observer = Callable[[ModelReport], None]
+Observer = Callable[[UnitReport], None]
 
 
 class Executor:
@@ -146,7 +146,7 @@ class Executor:
         jobs: Sequence[Any],
         parallel: int = 1,
         on_done: Observer | None = None,
-        on_result: Callable[[ModelReport, CheckResult], None] | None = None,
+        on_result: Callable[[UnitReport, CheckResult], None] | None = None,
         capture: bool = True,
     ) -> None:
         self.jobs = list(jobs)
@@ -165,17 +165,17 @@ class Executor:
         return job.planned_checks()
 
     @staticmethod
-    def new_report(job: Job) -> ModelReport:
+    def new_report(job: Job) -> UnitReport:
         f = job.factory
         from ..unit.locate import Locator
 
         file = Locator([], job.report_root).relative(f.file) if f.file else None
-        return ModelReport(
+        return UnitReport(
             name=f.name, kind=f.kind, dist=f.dist, target=f.value, file=file, line=f.line
         )
 
     # -- running ---------------------------------------------------------------------
-    def run(self) -> list[ModelReport]:
+    def run(self) -> list[UnitReport]:
         reports = {id(job): self.new_report(job) for job in self.jobs}
         pending = deque(sorted(self.jobs, key=start_order))
         running: dict[int, _Running] = {}
@@ -203,7 +203,7 @@ class Executor:
                     self._notify(report)
         return [reports[id(job)] for job in self.jobs]
 
-    def _start(self, job: Job, report: ModelReport, scratch: Path) -> _Running:
+    def _start(self, job: Job, report: UnitReport, scratch: Path) -> _Running:
         from dataclasses import replace
 
         key = id(job)
@@ -347,7 +347,7 @@ class Executor:
         self._closed.add(unit.key)
         self._notify(report)
 
-    def _notify(self, report: ModelReport) -> None:
+    def _notify(self, report: UnitReport) -> None:
         if self.on_done:
             self.on_done(report)
 

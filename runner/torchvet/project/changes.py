@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UsageError
 from .discovery import Factory, Project, locate_module
 
 # Never affect a unit: documentation, CI configuration, type stubs.
@@ -47,7 +48,7 @@ DYNAMIC_CALLS = frozenset({
 })
 
 
-class ChangesError(Exception):
+class ChangesError(UsageError):
     """git cannot say what changed (not a repository, unknown ref, shallow clone)."""
 
 
@@ -63,7 +64,7 @@ class ModuleInfo:
 
 
 @dataclass
-class Selection:
+class ChangedUnits:
     """The outcome: which units to check and why."""
 
     ref: str
@@ -342,7 +343,7 @@ def import_roots(project: Project, factories: Sequence[Factory]) -> list[Path]:
 
 
 def select_changed(project: Project, factories: Sequence[Factory], ref: str,
-                   feeds: Mapping[str, str] | None = None) -> Selection:
+                   feeds: Mapping[str, str] | None = None) -> ChangedUnits:
     """Which of ``factories`` the changes since ``ref`` can affect.
 
     ``feeds`` maps a model name to the dataset factory its config feeds it
@@ -352,7 +353,7 @@ def select_changed(project: Project, factories: Sequence[Factory], ref: str,
     top, names = changed_files(root, ref)
     roots = import_roots(project, factories)
     graph = ImportGraph(roots, top)
-    selection = Selection(ref, names)
+    selection = ChangedUnits(ref, names)
     changed_modules: dict[str, str] = {}  # module name -> repo-relative path
     for name in names:
         path = top / name

@@ -8,10 +8,14 @@ ignored setting. Keys may be written in snake_case or kebab-case.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from ..errors import UsageError
+from .discovery import DiscoveryError, load_project
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_BATCH_SIZE = 2
@@ -19,7 +23,7 @@ DEFAULT_OVERFIT_MAX_PARAMS = 5_000_000
 DEFAULT_MAX_SAMPLES = 256
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """Invalid ``[tool.torchvet]`` configuration."""
 
 
@@ -348,3 +352,13 @@ def describe_keys() -> list[tuple[str, str, str]]:
     rows += [("models.<name> / global", k, d) for k, (_, d) in MODEL_KEYS.items()]
     rows += [("datasets.<name>", k, d) for k, (_, d) in _DATASET_ONLY.items()]
     return rows
+
+
+def declared_fail_on(path: str | os.PathLike[str]) -> str | None:
+    """``[tool.torchvet] fail_on`` of the project at ``path``; None where it declares
+    none or cannot be read (the run that reads it reports that problem itself)."""
+    try:
+        project = load_project(path)
+        return load_config(project.pyproject, project.data).fail_on
+    except (ConfigError, DiscoveryError, OSError):
+        return None

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UsageError
 from .tomlcompat import load_toml
 
 MODEL_GROUP = "torchvet.models"
@@ -32,7 +33,7 @@ my_model = "mypackage.models:make_model"      # a zero-argument factory
 train_set = "mypackage.data:make_train_set\""""
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(UsageError):
     """The project cannot be read (bad pyproject, bad entry point value)."""
 
 

@@ -13,17 +13,18 @@ This module never imports torch.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..errors import UsageError
+from ..reporters import json_report
 from .discovery import Factory, shard
 
 Key = tuple[str, str]  # (kind, name)
 
 
-class DurationsError(Exception):
+class DurationsError(UsageError):
     """A --durations file that is not a torchvet JSON report."""
 
 
@@ -32,23 +33,12 @@ def load_durations(paths: Sequence[str | Path]) -> dict[Key, float]:
     found: dict[Key, float] = {}
     for path in paths:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DurationsError(f"--durations {path}: cannot read a JSON report ({exc})"
-                                 ) from None
-        units = data.get("reports") if isinstance(data, dict) else None
-        if not isinstance(units, list):
-            raise DurationsError(f"--durations {path}: not a torchvet JSON report (no "
-                                 "'reports' list); write one with torchvet run --json FILE")
-        for unit in units:
-            try:
-                key = (str(unit.get("kind") or "model"), str(unit["name"]))
-                seconds = float(unit.get("duration") or 0.0)
-            except (AttributeError, KeyError, TypeError, ValueError):
-                raise DurationsError(f"--durations {path}: a unit without name/duration"
-                                     ) from None
-            if seconds >= 0:
-                found[key] = seconds
+            run = json_report.read(path)
+        except json_report.ReportError as exc:
+            raise DurationsError(f"--durations {exc}") from None
+        for unit in run.reports:
+            if unit.duration >= 0:
+                found[(unit.kind, unit.name)] = unit.duration
     return found
 
 

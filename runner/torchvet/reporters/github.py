@@ -23,13 +23,14 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
-from ..results import CheckResult, ModelReport, RunReport, Status, exit_code_for
+from ..action.workflow import command
+from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
 SUMMARY_LIMIT = 1024 * 1024  # bytes per step summary (GitHub's limit)
@@ -60,54 +61,7 @@ _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]/ +]")
 
 
-# --------------------------------------------------------------------------- environment
-
-# the step's file commands: whoever can write these sets outputs, env, PATH, the summary
-FILE_COMMANDS = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH",
-                 "GITHUB_STATE")
-TOKENS = ("GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
-
-
-def is_token(name: str) -> bool:
-    """``GITHUB_TOKEN``, ``GH_TOKEN`` and the runner's ``ACTIONS_*TOKEN*`` variables
-    (runtime and OIDC request tokens)."""
-    upper = name.upper()
-    return upper in TOKENS or (upper.startswith("ACTIONS_") and "TOKEN" in upper)
-
-
-def withhold_from_user_code(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Remove the GitHub tokens and the file-command paths from ``environ`` (default:
-    ``os.environ``, which worker processes inherit) and return it as it was, for
-    :func:`publish`. Call it before any worker process starts."""
-    environ = os.environ if environ is None else environ
-    saved = dict(environ)
-    for name in list(environ):
-        if is_token(name) or name.upper() in FILE_COMMANDS:
-            del environ[name]
-    return saved
-
-
 # --------------------------------------------------------------------------- escaping
-
-
-def escape_data(text: str) -> str:
-    """Escape the message part of a workflow command (after the second ``::``)."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    """Escape a property value of a workflow command (``file=``, ``title=``)."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def command(name: str, message: str = "", **properties: str | int | None) -> str:
-    """One workflow command line (without the newline); ``None`` properties are left out."""
-    props = ",".join(
-        f"{key}={escape_property(str(value))}"
-        for key, value in properties.items()
-        if value is not None and str(value) != ""
-    )
-    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
 
 def strip_control(text: str) -> str:
@@ -164,7 +118,7 @@ class Annotation:
                        line=self.line if self.file else None, title=self.title)
 
 
-def _location(report: ModelReport, result: CheckResult) -> tuple[str | None, int | None]:
+def _location(report: UnitReport, result: CheckResult) -> tuple[str | None, int | None]:
     """Repo-relative file and line of the culprit, else of the unit; absolute paths
     (outside the workspace) cannot be annotated on a diff and are dropped."""
     for file, line in ((result.file, result.line), (report.file, report.line)):
@@ -185,7 +139,7 @@ def _message(result: CheckResult) -> str:
     return text
 
 
-def problems(run: RunReport) -> list[tuple[ModelReport, CheckResult]]:
+def problems(run: RunReport) -> list[tuple[UnitReport, CheckResult]]:
     """Every result worth an annotation, most severe first (stable within a level)."""
     found = [(m, r) for m, r in run.all_results() if r.status in _LEVELS]
     return sorted(found, key=lambda mr: -mr[1].status.severity)
@@ -346,7 +300,7 @@ def _header(run: RunReport, fail_on: str, junit_path: str | None,
     )
 
 
-def _table(reports: list[ModelReport]) -> tuple[str, list[str]]:
+def _table(reports: list[UnitReport]) -> tuple[str, list[str]]:
     head = ("| Unit | Kind | Status | " + " | ".join(ICONS[s] + " " + s.value
                                                    for s in _TABLE_COLUMNS)
             + " | Time |\n|---|---|---|" + "--:|" * len(_TABLE_COLUMNS) + "--:|\n")
@@ -360,7 +314,7 @@ def _table(reports: list[ModelReport]) -> tuple[str, list[str]]:
     return head, rows
 
 
-def _problem_block(report: ModelReport, result: CheckResult, env: Mapping[str, str]) -> str:
+def _problem_block(report: UnitReport, result: CheckResult, env: Mapping[str, str]) -> str:
     file, line = _location(report, result)
     summary = (f"{ICONS[result.status]} <b>{html_inline(report.display_name)}</b> · "
                f"<code>{html_inline(result.id)}</code> ({result.status.value}): "
@@ -375,7 +329,7 @@ def _problem_block(report: ModelReport, result: CheckResult, env: Mapping[str, s
     return "".join(parts)
 
 
-def _output_block(report: ModelReport) -> str:
+def _output_block(report: UnitReport) -> str:
     lines = strip_control(report.output).rstrip().splitlines()
     note = ""
     if len(lines) > OUTPUT_TAIL_LINES:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import UsageError
 from ..results import RunReport
+
+
+class ReportError(UsageError):
+    """A file that is not a readable torchvet JSON report."""
 
 
 def render(run: RunReport) -> str:
@@ -21,13 +26,17 @@ def write(run: RunReport, path: str | Path) -> None:
 
 
 def read(path: str | Path) -> RunReport:
+    """The report at ``path``; :class:`ReportError` says what is wrong with it."""
+    hint = "write one with torchvet run --json FILE"
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a torchvet JSON report ({exc})") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ReportError(f"{path}: not a torchvet JSON report ({exc}); {hint}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a torchvet JSON report")
+        raise ReportError(f"{path}: not a torchvet JSON report; {hint}")
     try:
         return RunReport.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise ReportError(f"{path}: {exc}") from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from ..results import CheckResult, ModelReport, RunReport, Status
+from ..results import CheckResult, RunReport, Status, UnitReport
 
 
 class _Seconds(float):
@@ -16,7 +16,7 @@ class _Seconds(float):
         return True
 
 
-def _case(report: ModelReport, result: CheckResult, fail_on: str) -> TestCase:
+def _case(report: UnitReport, result: CheckResult, fail_on: str) -> TestCase:
     case = TestCase(
         name=result.id,
         classname=f"torchvet.{report.display_name}",

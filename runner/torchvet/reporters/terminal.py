@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from typing import TextIO
 
-from ..results import CheckResult, ModelReport, RunReport, Status
+from ..results import CheckResult, RunReport, Status, UnitReport
 
 _COLORS = {
     Status.PASSED: "32", Status.FAILED: "31", Status.ERROR: "31;1", Status.XPASSED: "31",
@@ -39,10 +39,10 @@ def use_color(stream: TextIO) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def group_problems(bad: list[tuple[ModelReport, CheckResult]]
-                   ) -> list[tuple[ModelReport, list[CheckResult]]]:
+def group_problems(bad: list[tuple[UnitReport, CheckResult]]
+                   ) -> list[tuple[UnitReport, list[CheckResult]]]:
     """Checks of one unit that failed for the same reason are shown once, worst first."""
-    groups: dict[tuple[object, ...], tuple[ModelReport, list[CheckResult]]] = {}
+    groups: dict[tuple[object, ...], tuple[UnitReport, list[CheckResult]]] = {}
     for report, result in bad:
         key = (report.display_name, result.status, result.message.removeprefix("not run: "),
                result.file, result.line)
@@ -78,7 +78,7 @@ class TerminalReporter:
     def header(self, text: str) -> None:
         self.write(self.paint(text, code="1"))
 
-    def unit_done(self, report: ModelReport) -> None:
+    def unit_done(self, report: UnitReport) -> None:
         self.done += 1
         status = report.status
         width = len(str(self.total or self.done))
@@ -114,7 +114,7 @@ class TerminalReporter:
         pad = max(4, self.width - len(text))
         self.write(self.paint("=" * (pad // 2) + text + "=" * (pad - pad // 2), status))
 
-    def problem(self, report: ModelReport, results: list[CheckResult]) -> None:
+    def problem(self, report: UnitReport, results: list[CheckResult]) -> None:
         result = results[0]
         ids = ", ".join(r.id for r in results[:4]) + (
             f" and {len(results) - 4} more" if len(results) > 4 else "")

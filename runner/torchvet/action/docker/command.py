@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +31,18 @@ from typing import Any, TextIO
 
 import click
 
+from ...checks.catalogue import unknown_patterns
+from ...errors import ExitCode, UsageError
+from ...project.config import declared_fail_on
+from ...reporters import json_report
+from ...reporters.terminal import TerminalReporter, printable
 from ...results import RunReport, exit_code_for, merge_runs
+from ...session import terminate_as_interrupt, write_reports
 from .logs import LogRenderer, read_outputs, setup_report
 from .plan import (
     BUILD_TAG,
     FILE_COMMAND_FILES,
-    FILE_COMMANDS,
+    FILE_COMMANDS_MOUNT,
     HOME,
     REPORT_FILE,
     WORKSPACE,
@@ -58,24 +63,17 @@ from .plan import (
 )
 from .workspace import remove_tree, snapshot
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LABEL = "torchvet.docker"
 STOP_SECONDS = 15  # docker stop's grace period: torchvet writes what finished
 SOURCES = "https://github.com/torchvet/torchvet"
 STAND_IN = "scripts/docker/stand-in-base-image.sh"
 
 
-class DockerError(Exception):
+class DockerError(UsageError):
     """A problem the user must fix; the message is one line that says how (exit 2)."""
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _printable(text: str) -> str:
-    from ...reporters.terminal import printable
-
-    return printable(text)
 
 
 class Printer:
@@ -88,7 +86,7 @@ class Printer:
 
     def line(self, text: str = "", prefix: str = "") -> None:
         with self.lock:
-            self.stream.write(f"{prefix}{_printable(text)}\n")
+            self.stream.write(f"{prefix}{printable(text)}\n")
             self.stream.flush()
 
     def note(self, text: str) -> None:
@@ -405,7 +403,7 @@ class Matrix:
         environment = container_environment(cell.inputs, step)
         for name in FILE_COMMAND_FILES:
             (files / Path(environment[name]).name).touch()
-        volumes = {str(files): {"bind": FILE_COMMANDS, "mode": "rw"},
+        volumes = {str(files): {"bind": FILE_COMMANDS_MOUNT, "mode": "rw"},
                    str(home): {"bind": HOME, "mode": "rw"}}
         if self.options.in_place:
             volumes[str(self.root)] = {"bind": WORKSPACE, "mode": "rw"}
@@ -475,7 +473,6 @@ class Matrix:
     def collect(self, cell: Cell, files: Path, environment: dict[str, str]) -> None:
         """Read back what the cell wrote in the file_commands mount: its outputs, job
         summary and JSON report (a synthetic report when it wrote none)."""
-        from ...reporters import json_report
 
         def text(name: str) -> str:
             path = files / Path(environment[name]).name
@@ -510,17 +507,6 @@ class Matrix:
 # --------------------------------------------------------------------------- reports
 
 
-def project_fail_on(root: Path, subpath: str) -> str | None:
-    from ...project.config import ConfigError, load_config
-    from ...project.discovery import DiscoveryError, load_project
-
-    try:
-        project = load_project(root / subpath)
-        return load_config(project.pyproject, project.data).fail_on
-    except (ConfigError, DiscoveryError, OSError, ValueError):
-        return None
-
-
 def merge_cells(cells: list[Cell]) -> RunReport:
     runs = [c.report for c in cells if c.report is not None]
     merged = merge_runs(runs)
@@ -536,41 +522,14 @@ def summaries(cells: list[Cell]) -> str:
     return "\n".join(f"# {c.label}\n\n{c.summary}" for c in cells)
 
 
-def write_outputs(merged: RunReport, cells: list[Cell], options: DockerOptions,
-                  fail_on: str, printer: Printer) -> None:
-    from ...reporters import json_report, junit
-
-    if options.junit:
-        junit.write(merged, options.junit, fail_on)
-        printer.line(f"JUnit report: {options.junit}")
-    if options.json_path:
-        json_report.write(merged, options.json_path)
-        printer.line(f"JSON report: {options.json_path}")
-    if options.summary:
-        target = Path(options.summary)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(summaries(cells), encoding="utf-8")
-        printer.line(f"job summary: {options.summary}")
+def write_summary(cells: list[Cell], path: str, printer: Printer) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(summaries(cells), encoding="utf-8")
+    printer.line(f"job summary: {path}")
 
 
 # --------------------------------------------------------------------------- main
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI timeout, kill) stops the containers like Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def plan_cells(options: DockerOptions, cpus: int) -> tuple[list[Cell], int]:
@@ -590,7 +549,6 @@ def run(options: DockerOptions, stream: TextIO | None = None,
         connect_docker: Callable[[], tuple[Any, Any]] | None = None) -> int:
     """The whole command; raises :class:`DockerError` or :class:`PlanError` for what the
     user must fix, returns the exit code otherwise."""
-    from ...checks.catalogue import unknown_patterns
 
     printer = Printer(stream)
     check_options(options)
@@ -612,7 +570,7 @@ def run(options: DockerOptions, stream: TextIO | None = None,
                 ensure_image(docker, client, image, printer)
         except KeyboardInterrupt:
             printer.note("interrupted before any container started")
-            return EXIT_INTERRUPTED
+            return ExitCode.INTERRUPTED
         cpus = int(_info(client).get("NCPU") or os.cpu_count() or 1)
         cells, at_once = plan_cells(options, cpus)
         where = "in place" if options.in_place else "as a snapshot (your tree is not written)"
@@ -631,24 +589,26 @@ def run(options: DockerOptions, stream: TextIO | None = None,
                                        code=cell.code, annotations=cell.renderer.annotations,
                                        tail=list(cell.tail), cancelled=True)
 
-    from ...reporters.terminal import TerminalReporter
 
-    fail_on = options.fail_on or project_fail_on(root, options.subpath) or "failure"
+    fail_on = options.fail_on or declared_fail_on(root / options.subpath) or "failure"
     merged = merge_cells(cells)
     terminal = TerminalReporter(stream=printer.stream, total=len(merged.reports))
     terminal.write()
     terminal.header(f"torchvet docker · {image} · {len(cells)} cell(s)"
                     + (f": {', '.join(c.label for c in cells)}" if options.torch else ""))
     terminal.finish(merged, fail_on)
-    write_outputs(merged, cells, options, fail_on, printer)
+    write_reports(merged, terminal, fail_on, junit_path=options.junit,
+                  json_path=options.json_path)
+    if options.summary:
+        write_summary(cells, options.summary, printer)
     if matrix.interrupted or any(c.cancelled for c in cells):
         kept = [p for p in (options.junit, options.json_path, options.summary) if p]
         print("torchvet docker: interrupted: every container was stopped and removed"
               + (f"; partial reports in {', '.join(kept)}" if kept else ""), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     code = exit_code_for(merged, fail_on)
     if any(c.setup_failed for c in cells):
-        code = max(code, EXIT_FAILED)  # as in CI: a cell that could not run fails
+        code = max(code, ExitCode.FAILED)  # as in CI: a cell that could not run fails
     return code
 
 
@@ -753,8 +713,6 @@ def docker_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
     Exit codes: 0 all good, 1 a check (or a cell's setup) failed, 2 Docker or usage
     problem, 130 interrupted.
     """
-    from ...cli import Fatal
-
     options = DockerOptions(
         path=path, subpath=subpath, image=image, build=build, context=context,
         python_version=python_version, image_torch=image_torch,
@@ -764,9 +722,5 @@ def docker_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
         changed_since=changed_since, device=device,
         gpus=gpus, network=network, in_place=in_place, junit=junit, json_path=json_path,
         summary=summary, raw_log=raw_log)
-    try:
-        options.torch = parse_torch_versions(torch)
-        code = run(options)
-    except (DockerError, PlanError) as exc:
-        raise Fatal(str(exc)) from None
-    raise SystemExit(code)
+    options.torch = parse_torch_versions(torch)
+    raise SystemExit(run(options))

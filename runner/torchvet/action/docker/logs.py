@@ -9,36 +9,13 @@ headings and annotations readable lines; everything else passes through.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ...results import CheckResult, ModelReport, RunReport, Status
+from ...results import CheckResult, RunReport, Status, UnitReport
+from ..workflow import parse_command
 
-_COMMAND = re.compile(r"^::(?P<name>[^\s:]+)(?: (?P<props>[^:]*))?::(?P<data>.*)$")
 ANNOTATION_LINES = 15  # message lines shown per annotation (the report has them all)
-
-
-def unescape_data(text: str) -> str:
-    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
-
-
-def unescape_property(text: str) -> str:
-    return (text.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":")
-            .replace("%2C", ",").replace("%25", "%"))
-
-
-def parse_command(line: str) -> tuple[str, dict[str, str], str] | None:
-    """``(name, properties, data)`` of a workflow command line, else None."""
-    found = _COMMAND.match(line)
-    if not found:
-        return None
-    props: dict[str, str] = {}
-    for pair in (found.group("props") or "").split(","):
-        key, sep, value = pair.partition("=")
-        if sep and key.strip():
-            props[key.strip()] = unescape_property(value)
-    return found.group("name").lower(), props, unescape_data(found.group("data"))
 
 
 @dataclass
@@ -187,5 +164,5 @@ def setup_report(*, version: str, label: str, code: int | None,
             id="setup.container", status=Status.ERROR,
             message=f"the container exited with code {code} without a report",
             details="last lines of its log:\n" + "\n".join(tail[-30:]))
-    unit = ModelReport(name=SETUP_UNIT, kind="setup", label=label, results=[result])
+    unit = UnitReport(name=SETUP_UNIT, kind="setup", label=label, results=[result])
     return RunReport(reports=[unit], torch_version=version, interrupted=cancelled)

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
+from ...errors import UsageError
 
 # where the runner mounts things in a container action
 WORKSPACE = "/github/workspace"
-FILE_COMMANDS = "/github/file_commands"
+FILE_COMMANDS_MOUNT = "/github/file_commands"
 HOME = "/github/home"
 
 # the image the release workflow pushes (.github/workflows/release.yml:
@@ -64,7 +65,7 @@ _PYTHON = re.compile(r"^[0-9]+\.[0-9]+$")
 _SHARD = re.compile(r"^[0-9]+/[0-9]+$")
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """A bad option: the message says how to fix it (exit code 2)."""
 
 
@@ -162,8 +163,8 @@ def cell_inputs(options: DockerOptions, torch_version: str, jobs: int | None
         "checks": ",".join(split_list(options.checks)),
         "device": options.device,
         "fail-on": options.fail_on or "",
-        "junit-file": f"{FILE_COMMANDS}/{JUNIT_FILE}",
-        "json-file": f"{FILE_COMMANDS}/{REPORT_FILE}",
+        "junit-file": f"{FILE_COMMANDS_MOUNT}/{JUNIT_FILE}",
+        "json-file": f"{FILE_COMMANDS_MOUNT}/{REPORT_FILE}",
         "jobs": str(jobs) if jobs is not None else "",
         "timeout": f"{options.timeout:g}" if options.timeout is not None else "",
         "seed": str(options.seed) if options.seed is not None else "",
@@ -178,7 +179,7 @@ def container_environment(inputs: Mapping[str, str], step: str) -> dict[str, str
     ``INPUT_TORCH-VERSION``), the file-command paths in the file_commands mount, and the
     runner's ``GITHUB_ACTIONS``/``CI``/``GITHUB_WORKSPACE``/``HOME``. No token."""
     env = {f"INPUT_{name.replace(' ', '_').upper()}": value for name, value in inputs.items()}
-    env.update({name: f"{FILE_COMMANDS}/{file}_{step}"
+    env.update({name: f"{FILE_COMMANDS_MOUNT}/{file}_{step}"
                 for name, file in FILE_COMMAND_FILES.items()})
     env.update({
         "GITHUB_ACTIONS": "true",

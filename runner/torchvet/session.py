@@ -1,0 +1,273 @@
+"""One run, start to end: select the units, build their jobs, execute them, write the
+reports. The command line (``cli``) parses options into :class:`RunOptions` and calls
+:func:`select_units` and :func:`execute`; ``torchvet docker`` reuses the report writing
+and the SIGTERM handling.
+
+Problems the user must fix raise :class:`torchvet.errors.UsageError`; this module never
+imports torch (the workers do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .action import workflow
+from .checks.catalogue import AREAS, unknown_patterns
+from .engine.executor import Executor, warm_up
+from .engine.jobs import Job
+from .errors import UsageError
+from .project.changes import ChangedUnits, select_changed
+from .project.config import Config, load_config
+from .project.discovery import (
+    SNIPPET,
+    Factory,
+    Project,
+    discover,
+    filter_factories,
+    shard,
+    split_patterns,
+)
+from .project.paths import find_report_root
+from .project.sharding import load_durations, select_shard
+from .reporters import json_report, junit
+from .reporters.terminal import TerminalReporter
+from .results import RunReport
+
+
+def torch_version() -> str:
+    """The installed torch, read from its metadata (importing it costs seconds)."""
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass
+class Selection:
+    """The outcome of discovery + filters: what will run and with which config."""
+
+    project: Project
+    config: Config
+    factories: list[Factory]
+    all_factories: list[Factory]
+    notes: list[str] = field(default_factory=list)
+    changes: ChangedUnits | None = None  # under --changed-since: why each unit runs
+
+
+def select_units(
+    path: str,
+    models: Sequence[str],
+    exclude: Sequence[str],
+    installed: bool | None,
+    shard_spec: str | None = None,
+    changed_since: str | None = None,
+    durations: Sequence[str] = (),
+) -> Selection:
+    """Discover the factories at ``path`` and apply every filter of the command line."""
+    project, found = discover(path, include_installed=installed)
+    config = load_config(project.pyproject, project.data)
+    if not found:
+        where = project.pyproject or Path(project.root) / "pyproject.toml"
+        raise UsageError(
+            f"no torchvet factories found in {where} or in the installed distributions.\n"
+            f"Declare zero-argument factories as entry points in pyproject.toml:\n\n{SNIPPET}"
+        )
+    include = split_patterns(models)
+    skip = split_patterns(exclude)
+    selected = filter_factories(found, include, skip)
+    if not selected:
+        names = ", ".join(f.name for f in found)
+        raise UsageError(f"no factory matches --models {include or '*'} --exclude {skip}; "
+                         f"found: {names}")
+    changes = None
+    if changed_since:
+        feeds = {name: str(table["dataset"]) for name, table in config.models.items()
+                 if table.get("dataset")}
+        changes = select_changed(project, found, changed_since, feeds)
+        selected = changes.selected(selected)
+    if durations and not shard_spec:
+        raise UsageError("--durations balances --shard: give --shard I/N too")
+    if shard_spec:
+        index, total = parse_shard(shard_spec)
+        selected = (select_shard(selected, index, total, load_durations(durations))
+                    if durations else shard(selected, index, total))
+    notes = [
+        f"{config.source}: [tool.torchvet.{name}] matches no discovered factory"
+        for name in config.unknown_units(
+            {f.name for f in found if f.kind == "model"},
+            {f.name for f in found if f.kind == "dataset"},
+        )
+    ]
+    return Selection(project, config, selected, found, notes, changes)
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    try:
+        index_text, total_text = value.split("/")
+        index, total = int(index_text), int(total_text)
+    except ValueError:
+        raise UsageError(f"--shard {value!r}: expected i/n, e.g. --shard 1/4") from None
+    if total < 1 or not 1 <= index <= total:
+        raise UsageError(f"--shard {value}: expected 1 <= i <= n")
+    return index, total
+
+
+def validate_checks(patterns: Sequence[str], where: str = "--checks") -> tuple[str, ...]:
+    unknown = unknown_patterns(patterns)
+    if unknown:
+        raise UsageError(
+            f"{where} {', '.join(unknown)} matches no check; areas: {', '.join(AREAS)}; "
+            "run `torchvet checks` for the ids"
+        )
+    return tuple(patterns)
+
+
+def validate_config_checks(config: Config) -> None:
+    """Every ``checks`` list of ``[tool.torchvet]`` names known checks."""
+    tables = [config.defaults, *config.models.values(), *config.datasets.values()]
+    for table in tables:
+        validate_checks(table.get("checks", ()), f"{config.source}: [tool.torchvet] checks:")
+
+
+# --------------------------------------------------------------------------- execution
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    fail_on: str = "failure"
+    timeout: float | None = None
+    jobs: int = 1
+    checks: tuple[str, ...] = ()
+    device: str = "cpu"
+    junit: str | None = None
+    json_path: str | None = None
+    capture: bool = True
+    github: bool = False  # GitHub Actions: annotations, job summary, step outputs
+
+
+def project_dirs(sel: Selection) -> tuple[str, ...]:
+    """Where the project's own code lives: the root, plus the top package of every
+    factory that is not on a declared sys.path (culprit lines are looked for there)."""
+    dirs = [str(sel.project.root)]
+    for f in sel.factories:
+        if f.file and not f.sys_path:
+            top = Path(f.file).parent
+            for _ in f.module.split(".")[1:]:
+                top = top.parent
+            if f.file.endswith("__init__.py"):
+                top = top.parent
+            dirs.append(str(top / f.module.split(".")[0]))
+    return tuple(dict.fromkeys(dirs))
+
+
+def build_jobs(sel: Selection, options: RunOptions) -> list[Job]:
+    report_root = str(find_report_root(sel.project.root))
+    dirs = project_dirs(sel)
+    threads = max(1, cpu_count() // options.jobs)
+    return [
+        Job(
+            factory=factory,
+            config=sel.config.for_unit(factory.kind, factory.name, {"timeout": options.timeout}),
+            seed=options.seed,
+            device=options.device,
+            checks=options.checks,
+            threads=threads,
+            project_dirs=dirs,
+            report_root=report_root,
+            cwd=str(sel.project.root),
+        )
+        for factory in sel.factories
+    ]
+
+
+def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
+    """Run every selected unit and write the reports; returns the run."""
+    from .reporters import github  # its summary and outputs are needed only in Actions
+
+    github_env = workflow.withhold_from_user_code() if options.github else None
+    jobs = build_jobs(sel, options)
+    if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+        warm_up(jobs)
+    out = stream or sys.stdout
+    resume = workflow.stop_commands(out) if options.github else None
+    terminal = TerminalReporter(stream=out, total=len(jobs))
+    n_models = sum(1 for f in sel.factories if f.kind == "model")
+    terminal.header(
+        f"torchvet {__version__} · torch {torch_version()} · {n_models} model(s), "
+        f"{len(sel.factories) - n_models} dataset(s) · -j {options.jobs} · seed {options.seed}"
+    )
+    for note in sel.notes:
+        terminal.write(f"note: {note}")
+    started = time.monotonic()
+    executor = Executor(jobs, parallel=options.jobs, on_done=terminal.unit_done,
+                        capture=options.capture)
+    with terminate_as_interrupt():
+        reports = executor.run()
+    run = RunReport(
+        reports=reports,
+        seed=options.seed,
+        torch_version=torch_version(),
+        torchvet_version=__version__,
+        duration=time.monotonic() - started,
+        interrupted=executor.interrupted,
+    )
+    terminal.finish(run, options.fail_on)
+    write_reports(run, terminal, options.fail_on, junit_path=options.junit,
+                  json_path=options.json_path)
+    if resume is not None:
+        out.write(resume)
+        out.flush()
+        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
+                       env=github_env)
+    return run
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``docker stop``, kill) interrupts like Ctrl-C: the reports
+    are written with what finished."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def write_reports(run: RunReport, terminal: TerminalReporter, fail_on: str, *,
+                  junit_path: str | None = None, json_path: str | None = None) -> None:
+    """The JUnit and JSON files asked for, each announced on the terminal."""
+    if junit_path:
+        junit.write(run, junit_path, fail_on)
+        terminal.write(f"JUnit report: {junit_path}")
+    if json_path:
+        json_report.write(run, json_path)
+        terminal.write(f"JSON report: {json_path}")
