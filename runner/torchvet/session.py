@@ -39,7 +39,7 @@ from .project.discovery import (
 )
 from .project.paths import find_report_root
 from .project.sharding import load_durations, select_shard
-from .reporters import json_report, junit
+from .reporters import github, json_report, junit
 from .reporters.terminal import TerminalReporter
 from .results import RunReport
 
@@ -203,8 +203,6 @@ def build_jobs(sel: Selection, options: RunOptions) -> list[Job]:
 
 def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
     """Run every selected unit and write the reports; returns the run."""
-    from .reporters import github  # its summary and outputs are needed only in Actions
-
     github_env = workflow.withhold_from_user_code() if options.github else None
     jobs = build_jobs(sel, options)
     if jobs:  # an empty selection (--changed-since, --shard) needs no torch

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..project.paths import report_path
 from ..results import CheckResult, Status, UnitReport
 from .jobs import Job
 
@@ -167,9 +168,7 @@ class Executor:
     @staticmethod
     def new_report(job: Job) -> UnitReport:
         f = job.factory
-        from ..unit.locate import Locator
-
-        file = Locator([], job.report_root).relative(f.file) if f.file else None
+        file = report_path(f.file, Path(job.report_root).resolve()) if f.file else None
         return UnitReport(
             name=f.name, kind=f.kind, dist=f.dist, target=f.value, file=file, line=f.line
         )
