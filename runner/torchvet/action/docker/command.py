@@ -212,7 +212,7 @@ def ensure_image(docker: Any, client: Any, name: str, printer: Printer) -> None:
 
 def find_context(given: str | None) -> Path:
     """The action's sources: --context, else the checkout this torchvet runs from."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[4]  # <checkout>/runner/torchvet/action/docker/
     candidate = Path(given).expanduser().resolve() if given else here
     if (candidate / "Dockerfile").is_file() and (candidate / "entrypoint.py").is_file():
         return candidate
