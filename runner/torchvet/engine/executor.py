@@ -28,6 +28,7 @@ from typing import Any
 
 from ..project.paths import report_path
 from ..results import CheckResult, Status, UnitReport
+from . import protocol
 from .jobs import Job
 
 OUTPUT_LIMIT = 64 * 1024
@@ -280,27 +281,26 @@ class Executor:
                 return
             self._handle(unit, message)
 
-    def _handle(self, unit: _Running, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            unit.started = time.monotonic()
-            unit.deadline = unit.started + float(unit.job.config.timeout)
-        elif kind == "start":
-            unit.in_flight = message[1]
-            unit.check_started = time.monotonic()
-        elif kind == "result":
-            result = CheckResult.from_dict(message[1])
-            unit.report.results.append(result)
-            unit.seen.add(result.id)
-            unit.in_flight = None
-            if self.on_result:
-                self.on_result(unit.report, result)
-        elif kind == "plan":
-            unit.plan = list(message[1])
-        elif kind == "timeout":
-            unit.deadline = unit.started + float(message[1])
-        elif kind == "done":
-            unit.done = True
+    def _handle(self, unit: _Running, message: protocol.Message) -> None:
+        match message:
+            case protocol.Ready():
+                unit.started = time.monotonic()
+                unit.deadline = unit.started + float(unit.job.config.timeout)
+            case protocol.Started(check):
+                unit.in_flight = check
+                unit.check_started = time.monotonic()
+            case protocol.Finished(result):
+                unit.report.results.append(result)
+                unit.seen.add(result.id)
+                unit.in_flight = None
+                if self.on_result:
+                    self.on_result(unit.report, result)
+            case protocol.Plan(checks):
+                unit.plan = list(checks)
+            case protocol.Deadline(seconds):
+                unit.deadline = unit.started + seconds
+            case protocol.Done():
+                unit.done = True
 
     def _kill(self, unit: _Running) -> None:
         pid = unit.process.pid

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine import protocol
 from ..engine.jobs import Job
 from ..project.config import UnitConfig
 from ..project.discovery import Factory
@@ -58,10 +59,9 @@ def check_inline(
     )
     results: dict[str, CheckResult] = {}
 
-    def collect(message: tuple[Any, ...]) -> None:
-        if message[0] == "result":
-            result = CheckResult.from_dict(message[1])
-            results[result.id] = result
+    def collect(message: protocol.Message) -> None:
+        if isinstance(message, protocol.Finished):
+            results[message.result.id] = message.result
 
     UnitRun(job, collect, factory_fn=factory).run()
     return results

@@ -4,7 +4,8 @@ imported torch and the checks.
 It becomes the leader of its own process group (so a timeout can kill everything it
 started), captures the output of user code to a file, builds the unit from its factory
 and streams one message per check back to the parent: ``("start", id)`` before a check
-and ``("result", dict)`` after it, so a crash loses nothing already decided.
+and its verdict after it (:mod:`torchvet.engine.protocol`), so a crash loses nothing
+already decided.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from ..checks import register_all
 from ..checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
 from ..checks.catalogue import first_match
+from ..engine import protocol
 from ..engine.jobs import Job
 from ..results import CheckResult, Status
 from . import fresh_process
@@ -34,7 +36,7 @@ from .spec import DataSpec, ModelSpec, SpecError, derived_seed, normalize_datase
 
 register_all()
 
-Send = Callable[[tuple[Any, ...]], None]
+Send = Callable[[protocol.Message], None]
 
 
 def run_job(job: Job, conn: Any) -> None:
@@ -46,10 +48,10 @@ def run_job(job: Job, conn: Any) -> None:
     torch.set_num_threads(max(1, job.threads))
     fresh_process.borrow_fork_server(job.fork_server)
 
-    def send(message: tuple[Any, ...]) -> None:
+    def send(message: protocol.Message) -> None:
         conn.send(message)
 
-    send(("ready",))
+    send(protocol.Ready())
     try:
         UnitRun(job, send).run()
     finally:
@@ -167,16 +169,16 @@ class UnitRun:
         if spec is not None:
             if spec.data is not None:
                 self.plan = job.planned_checks(has_data=True)
-                self.send(("plan", list(self.plan)))
+                self.send(protocol.Plan(tuple(self.plan)))
             if spec.timeout:
-                self.send(("timeout", float(spec.timeout)))
+                self.send(protocol.Deadline(float(spec.timeout)))
             spec.model.to(device)
         return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data,
                             budgets=job.config.budgets)
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
-        self.send(("result", result.to_dict()))
+        self.send(protocol.Finished(result))
 
     @staticmethod
     def _loc(where: Any) -> tuple[str | None, int | None]:
@@ -190,16 +192,16 @@ class UnitRun:
             for check_id in self.plan:
                 self.emit(CheckResult(check_id, Status.ERROR, exc.message, exc.details,
                                       *self._loc(exc.where)))
-            self.send(("done", time.perf_counter() - started))
+            self.send(protocol.Done(time.perf_counter() - started))
             return
         blanket = self.blanket_skip(ctx)
         for check_id in self.plan:
-            self.send(("start", check_id))
+            self.send(protocol.Started(check_id))
             if blanket:
                 self.emit(CheckResult(check_id, Status.SKIPPED, blanket))
                 continue
             self.emit(run_check(check_id, ctx))
-        self.send(("done", time.perf_counter() - started))
+        self.send(protocol.Done(time.perf_counter() - started))
 
     def blanket_skip(self, ctx: CheckContext) -> str:
         """A reason to skip every check (no usable inputs), or ''."""
