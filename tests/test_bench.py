@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 ROWS = {"torch", "lazy", "floor", "j1", "j2", "pytest", "seed1", "seed2", "help", "list",
         "s_small", "s_mid", "s_big"}

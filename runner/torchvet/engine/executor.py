@@ -16,13 +16,14 @@ import fnmatch
 import importlib
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver as forkserver
 import os
 import signal
 import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,6 @@ def warm_up(jobs: Sequence[Job]) -> None:
     """Start the fork server now, so its ``import torch`` overlaps the parent's work."""
     if start_method() == "forkserver":
         mp_context(preload_for(jobs))
-        from multiprocessing import forkserver
-
         forkserver.ensure_running()
 
 
@@ -81,8 +80,6 @@ def fork_server_address() -> str | None:
     """Where the running fork server listens (workers borrow it: fresh_process)."""
     if start_method() != "forkserver":
         return None
-    from multiprocessing import forkserver
-
     forkserver.ensure_running()
     address = getattr(forkserver._forkserver, "_forkserver_address", None)
     return address if isinstance(address, str) else None
@@ -204,8 +201,6 @@ class Executor:
         return [reports[id(job)] for job in self.jobs]
 
     def _start(self, job: Job, report: UnitReport, scratch: Path) -> _Running:
-        from dataclasses import replace
-
         key = id(job)
         output_path = None
         if self.capture:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .discovery import DiscoveryError, load_project
+from .tomlcompat import load_toml
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_BATCH_SIZE = 2
@@ -337,8 +338,6 @@ def load_config(pyproject: Path | None, data: Mapping[str, Any] | None = None) -
     if pyproject is None:
         return Config()
     if data is None:
-        from .tomlcompat import load_toml
-
         try:
             data = load_toml(pyproject)
         except ValueError as exc:

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from conftest import FIXTURES, ROOT, run_cli
-from torchvet.engine.executor import describe_exit
+from tests.helpers import FIXTURES, ROOT, eventually, restore_sigint, run_cli
 
 FAULTS = FIXTURES / "faults"
 
@@ -127,12 +126,6 @@ def test_terminal_groups_identical_errors(faults_run: dict) -> None:
     assert stdout.count("SIGSEGV") == 1
 
 
-def test_describe_exit() -> None:
-    assert describe_exit(3) == "exited with code 3"
-    assert "SIGKILL" in describe_exit(-signal.SIGKILL)
-    assert "out-of-memory" in describe_exit(-signal.SIGKILL)
-
-
 def test_interrupt_writes_reports_and_marks_the_rest_cancelled(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     env = {**os.environ, "NO_COLOR": "1", "TORCHVET_TEST_PID_FILE": str(tmp_path / "pids")}
@@ -141,6 +134,7 @@ def test_interrupt_writes_reports_and_marks_the_rest_cancelled(tmp_path: Path) -
         [sys.executable, "-m", "torchvet", "run", str(FAULTS), "-k", "healthy,sleeper", "-j", "1",
          "--timeout", "120", "--json", str(report)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=restore_sigint,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -158,8 +152,7 @@ def test_interrupt_writes_reports_and_marks_the_rest_cancelled(tmp_path: Path) -
     assert {r["status"] for r in units["healthy"]["results"]} <= {"passed", "skipped"}
     assert {r["status"] for r in units["sleeper"]["results"]} == {"cancelled"}
     worker, child = map(int, (tmp_path / "pids").read_text().split())
-    time.sleep(0.5)
-    assert process_gone(worker) and process_gone(child)
+    assert eventually(lambda: process_gone(worker) and process_gone(child))
 
 
 def test_sigterm_is_handled_like_an_interrupt(tmp_path: Path) -> None:
@@ -181,55 +174,8 @@ def test_sigterm_is_handled_like_an_interrupt(tmp_path: Path) -> None:
     assert {r["status"] for u in data["reports"] for r in u["results"]} == {"cancelled"}
 
 
-def test_interrupt_while_starting_a_unit_cancels_every_unfinished_unit(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from torchvet.engine.executor import Executor
-    from torchvet.engine.jobs import Job
-    from torchvet.project.config import UnitConfig
-    from torchvet.project.discovery import Factory
-
-    jobs = [Job(Factory(name, "model", "d", "m:f"), UnitConfig(), checks=("forward.runs",))
-            for name in ("a", "b")]
-    executor = Executor(jobs, parallel=2)
-
-    def interrupted(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(executor, "_start", interrupted)
-    reports = executor.run()
-    assert executor.interrupted
-    assert [[r.status.value for r in rep.results] for rep in reports] == [["cancelled"]] * 2
-
-
 def test_usage_errors_are_annotated_in_github_actions(tmp_path: Path) -> None:
     proc = run_cli("run", str(tmp_path / "missing"), env={"GITHUB_ACTIONS": "true"})
     assert proc.returncode == 2
     assert proc.stdout.startswith("::error title=torchvet::")
     assert "no such directory" in proc.stdout
-
-
-def test_units_with_spawn_workers_start_first_otherwise_discovery_order() -> None:
-    from torchvet.engine.executor import start_order
-    from torchvet.engine.jobs import Job
-    from torchvet.project.config import UnitConfig
-    from torchvet.project.discovery import Factory
-
-    def job(name: str, kind: str = "model", dataset: str | None = None) -> Job:
-        return Job(Factory(name, kind, "dist", f"m:{name}"), UnitConfig(dataset=dataset))
-
-    jobs = [job("a"), job("b", dataset="shapes"), job("c"), job("shapes", "dataset")]
-    assert [j.factory.name for j in sorted(jobs, key=start_order)] == ["shapes", "b", "a", "c"]
-
-
-def test_fork_server_preloads_the_meta_machinery_only_for_checks_that_need_it() -> None:
-    from torchvet.engine.executor import META_MODULES, WORKER_MODULE, preload_for
-    from torchvet.engine.jobs import Job
-    from torchvet.project.config import UnitConfig
-    from torchvet.project.discovery import Factory
-
-    def job(*checks: str) -> Job:
-        return Job(Factory("m", "model", "dist", "m:m"), UnitConfig(), checks=checks)
-
-    assert preload_for([job("forward.shape", "training")]) == (WORKER_MODULE,)
-    assert preload_for([job("forward"), job()]) == (WORKER_MODULE, *META_MODULES)
-    assert preload_for([job("export.compile")]) == (WORKER_MODULE, *META_MODULES)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 from torchvet.project.discovery import Factory, shard
 from torchvet.project.sharding import (
     DurationsError,

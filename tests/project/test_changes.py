@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from tests.helpers import run_cli
 from torchvet.project.changes import ChangedUnits, ChangesError, module_imports, select_changed
 from torchvet.project.discovery import discover
 

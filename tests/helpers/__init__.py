@@ -1,0 +1,100 @@
+"""Shared test helpers, one home for every test module: paths, running checks in-process
+on a factory, reading verdicts, running the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torchvet.project.config import UnitConfig
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
+from torchvet.unit.inline import check_inline
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def vet(factory: Callable[[], Any], checks: Sequence[str] = (), *, kind: str = "model",
+        seed: int = 0, config: UnitConfig | None = None) -> dict[str, CheckResult]:
+    """Run ``checks`` in-process on ``factory``; results by check id."""
+    return check_inline(factory, kind=kind, checks=checks, seed=seed, config=config)
+
+
+def verdict(factory: Callable[[], Any], check_id: str, **kwargs: Any) -> CheckResult:
+    """The result of one check; fails the test if the check did not report."""
+    results = vet(factory, [check_id], **kwargs)
+    assert check_id in results, f"{check_id} did not report; got {sorted(results)}"
+    return results[check_id]
+
+
+def assert_status(result: CheckResult, status: Status, *fragments: str) -> None:
+    """``result`` has ``status`` and its message contains every fragment."""
+    assert result.status is status, (
+        f"{result.id}: expected {status.value}, got {result.status.value}: {result.message}\n"
+        f"{result.details}"
+    )
+    for fragment in fragments:
+        assert fragment in result.message, f"{fragment!r} not in {result.message!r}"
+
+
+def line_in(path: Path, snippet: str) -> int:
+    """1-based number of the first line of ``path`` that contains ``snippet``."""
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if snippet in text:
+            return number
+    raise AssertionError(f"{snippet!r} not in {path}")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m torchvet ARGS`` in a subprocess (the way users run it)."""
+    environment = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    environment.pop("GITHUB_ACTIONS", None) if "GITHUB_ACTIONS" not in (env or {}) else None
+    return subprocess.run(
+        [sys.executable, "-m", "torchvet", *args],
+        cwd=cwd or ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass (for state another
+    process reaches on its own schedule, such as a killed process being reaped)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def restore_sigint() -> None:
+    """``preexec_fn`` for a child the test interrupts: a test run started in the
+    background inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def sample_run() -> RunReport:
+    """One unit with a result of every status, control characters and markup in its text
+    (for reporters, which must survive any string)."""
+    results = [
+        CheckResult("forward.runs", Status.PASSED, "ok", duration=0.0),
+        CheckResult("training.gradients", Status.FAILED,
+                    "enc.weight received no gradient \x1b[31m\x00 <&> \"q\"",
+                    "details\x07 line", "src/pkg/m.py", 12, 0.25),
+        CheckResult("forward.determinism", Status.ERROR, "boom", "Traceback...", "src/m.py", 3),
+        CheckResult("data.workers", Status.WARNED, "lambda transform", "", "src/d.py", 9),
+        CheckResult("export.compile", Status.SKIPPED, "opt-in"),
+        CheckResult("state.roundtrip", Status.XFAILED, "xfail (known): lists"),
+        CheckResult("forward.shape", Status.XPASSED, "declared xfail but it passed"),
+        CheckResult("training.overfit", Status.CANCELLED, "cancelled"),
+    ]
+    return RunReport([UnitReport("net", dist="pkg", target="pkg.m:make", results=results,
+                                  output="print \x00 from user\n")],
+                     seed=0, torch_version="2.13.0")

@@ -1,0 +1,37 @@
+"""The terminal report: a line per unit, problems in full, then a table; colour only on
+a terminal."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.helpers import sample_run
+from torchvet.reporters.terminal import TerminalReporter, use_color
+
+
+def test_terminal_report_lists_problems_then_a_table() -> None:
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream=stream, total=1, color=False)
+    run = sample_run()
+    reporter.unit_done(run.reports[0])
+    reporter.finish(run)
+    text = stream.getvalue()
+    assert "[1/1] net (model)" in text and "ERROR" in text
+    assert text.index("problems") < text.index("unit ") < text.rindex("1 failed")
+    assert "at src/pkg/m.py:12" in text
+    assert "captured output: net" in text
+    assert "\x1b[" not in text
+
+
+def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    assert use_color(Tty()) and not use_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_color(Tty())
