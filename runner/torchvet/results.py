@@ -27,9 +27,6 @@ class Status(enum.Enum):
     XPASSED = "xpassed"
     CANCELLED = "cancelled"
 
-    def serialize(self) -> str:
-        return self.value
-
     @classmethod
     def from_str(cls, value: str) -> Status:
         try:
@@ -86,7 +83,7 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "status": self.status.serialize(),
+            "status": self.status.value,
             "message": self.message,
             "details": self.details,
             "file": self.file,

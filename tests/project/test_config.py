@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from torchvet.project.config import ConfigError, UnitConfig, describe_keys, parse_config
+from tests.helpers import ROOT
+from torchvet.project.config import (
+    DATASET_KEYS,
+    GLOBAL_KEYS,
+    MODEL_KEYS,
+    ConfigError,
+    UnitConfig,
+    parse_config,
+)
 
 
 def parse(table: dict) -> object:
@@ -70,7 +78,9 @@ def test_invalid_values_name_file_and_key(table: dict, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
-def test_every_key_is_documented() -> None:
-    rows = describe_keys()
-    assert all(description for _, _, description in rows)
-    assert {"timeout", "seed", "input_shape", "label"} <= {key for _, key, _ in rows}
+def test_every_key_is_described_and_in_the_readme() -> None:
+    tables = {**GLOBAL_KEYS, **MODEL_KEYS, **DATASET_KEYS}
+    assert {"timeout", "seed", "input_shape", "label"} <= set(tables)
+    assert all(description for _, description in tables.values())
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert not [key for key in tables if f"`{key}`" not in readme and f"{key} = " not in readme]

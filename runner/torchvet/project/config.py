@@ -345,14 +345,6 @@ def load_config(pyproject: Path | None, data: Mapping[str, Any] | None = None) -
     return parse_config(data, str(pyproject))
 
 
-def describe_keys() -> list[tuple[str, str, str]]:
-    """(scope, key, description) for the docs and ``--help``."""
-    rows = [("tool.torchvet", k, d) for k, (_, d) in GLOBAL_KEYS.items() if k in _GLOBAL_ONLY_KEYS]
-    rows += [("models.<name> / global", k, d) for k, (_, d) in MODEL_KEYS.items()]
-    rows += [("datasets.<name>", k, d) for k, (_, d) in _DATASET_ONLY.items()]
-    return rows
-
-
 def declared_fail_on(path: str | os.PathLike[str]) -> str | None:
     """``[tool.torchvet] fail_on`` of the project at ``path``; None where it declares
     none or cannot be read (the run that reads it reports that problem itself)."""
