@@ -32,13 +32,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..unit import optrace
-from ..unit.context import CheckContext, LossProblem
+from ..unit.context import CheckContext
+from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves, map_tensors
-from ..unit.seeding import seed_everything
-from ..unit.spec import Inputs, derived_seed
+from ..unit.seeding import derived_seed, seed_everything
+from ..unit.training_types import LossProblem
 from .base import Location, Outcome, Skip, check, failed, passed
-from .forward import one_line, shape_str
 from .state import Difference, find_unregistered, first_difference, seeded_eval
+from .text import dtype_name, index_str, one_line, shape_str
 
 META = torch.device("meta")
 
@@ -113,8 +114,7 @@ def _device_type(t: torch.Tensor) -> str:
 
 
 def _describe_tensor(t: torch.Tensor) -> str:
-    dtype = str(t.dtype).replace("torch.", "")
-    return f"{t.device.type}, shape {shape_str(tuple(t.shape))}, {dtype}"
+    return f"{t.device.type}, shape {shape_str(tuple(t.shape))}, {dtype_name(t.dtype)}"
 
 
 @dataclass
@@ -618,7 +618,7 @@ def autocast(ctx: CheckContext) -> Outcome:
         raise Skip("the model has no floating-point parameters: autocast changes nothing")
     dtype = ctx.parameters_dtype()
     if dtype != torch.float32:
-        raise Skip(f"the parameters are {str(dtype).replace('torch.', '')}: autocast only "
+        raise Skip(f"the parameters are {dtype_name(dtype)}: autocast only "
                    "lowers float32 ops")
     reference = ctx.eval_output()
     finite = {p for p, t in floating_leaves(reference) if bool(torch.isfinite(t).all())}
@@ -626,7 +626,7 @@ def autocast(ctx: CheckContext) -> Outcome:
         raise Skip("the float32 output is already non-finite (see forward.finite)")
     done = []
     for device_type, low in _autocast_runs(ctx):
-        name = str(low).replace("torch.", "")
+        name = dtype_name(low)
         # a copy: lazily built caches (rotary tables...) must not keep a low-precision
         # dtype in the pristine model the other checks use
         if device_type == ctx.device.type:
@@ -663,7 +663,7 @@ def autocast(ctx: CheckContext) -> Outcome:
                 continue
             nan = int(torch.isnan(tensor).sum())
             inf = int(bad.sum()) - nan
-            first = "[" + ", ".join(str(int(i)) for i in bad.nonzero()[0].tolist()) + "]"
+            first = index_str(bad.nonzero()[0].tolist())
             found = optrace.trace(run, optrace.nonfinite_from_finite, ctx.locator)
             culprit = f"; first at {found[0]}" if found else ""
             return failed(
