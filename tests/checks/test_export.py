@@ -120,9 +120,7 @@ def test_a_check_past_its_budget_skips_with_a_reason(monkeypatch: pytest.MonkeyP
 
         return run
 
-    import torch._dynamo
-
-    monkeypatch.setattr(torch._dynamo, "explain", never_ending_explain)
+    monkeypatch.setattr("torch._dynamo.explain", never_ending_explain)  # imported on use: slow
     result = verdict(models.bn_cnn, COMPILE)
     assert_status(result, Status.SKIPPED, "did not finish within its 0.01 s budget",
                   "export.compile")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -124,8 +125,6 @@ def test_nan_sample_is_named_by_index_and_field() -> None:
 
 
 def test_inf_in_a_numpy_field_of_a_stream_sample() -> None:
-    import numpy as np
-
     class Readings(torch.utils.data.IterableDataset):
         def __iter__(self) -> Any:
             for i in range(5):
