@@ -9,14 +9,18 @@ import pytest
 from conftest import vet
 from tests.fixtures.models_real import REAL_MODELS
 from torchvet.checks.catalogue import select
+from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 
 NEEDS_LOSS = {"forward.probabilities", "training.overfit", "training.loss_at_init"}
+# training.overfit skips up front when one measured step times its 50-step runs exceed its
+# budget: a verdict on the machine's load, not on the model, so give it room here
+ROOMY = UnitConfig(budgets={"training.overfit": 1800})
 
 
 @pytest.mark.parametrize("name", sorted(REAL_MODELS))
 def test_every_default_check_passes(name: str) -> None:
-    results = vet(REAL_MODELS[name])
+    results = vet(REAL_MODELS[name], config=ROOMY)
     has_data = any(cid.startswith("data.") for cid in results)
     expected = {m.id for m in select("model", has_data=has_data)}
     assert expected <= set(results), expected - set(results)

@@ -7,6 +7,7 @@ Declare zero-argument factories as entry points (``torchvet.models``,
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -22,7 +23,5 @@ _LAZY = {"Spec": "torchvet.unit.spec", "check_inline": "torchvet.unit.inline"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'torchvet' has no attribute {name!r}")

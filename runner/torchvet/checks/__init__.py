@@ -1,4 +1,6 @@
-"""Checks: the catalogue (``catalogue``, no torch) and one implementation module per area.
+"""Checks: the catalogue (``catalogue``, no torch), how a check states its verdict
+(``base``), the phrasing verdicts share (``text``, no torch), and one implementation
+module per area (``data`` is a package; ``meta_device`` serves ``portability``).
 
 Importing this package does not import torch; :func:`register_all` imports the
 implementations (the worker does, once, in the fork server).

@@ -137,8 +137,6 @@ def select(
     for meta in CATALOGUE.values():
         if kind not in meta.units or (meta.needs_data and kind == "model" and not has_data):
             continue
-        if meta.id == "data.model_fit" and kind != "model":
-            continue
         wanted = any(matches(meta.id, p) for p in include) if include else meta.default
         if wanted and not any(matches(meta.id, p) for p in exclude):
             chosen.append(meta)

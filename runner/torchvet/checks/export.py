@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..unit.context import CheckContext
+from ..unit.inputs import Inputs
 from ..unit.pytree import leaves
-from ..unit.spec import Inputs
 from .base import Location, Outcome, check, failed, passed, warned
 from .state import first_difference, seeded_eval
 
@@ -256,6 +256,7 @@ def _unsupported_text(text: str) -> str:
 
 @check("export.compile")
 def compile_(ctx: CheckContext) -> Outcome:
+    # torch._dynamo costs seconds to import; only this opt-in check needs it
     import torch._dynamo as dynamo
     from torch._dynamo.utils import counters
 

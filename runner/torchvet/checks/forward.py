@@ -10,26 +10,13 @@ import torch
 
 from ..unit import optrace
 from ..unit.context import CheckContext
+from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
-from ..unit.seeding import seed_everything
-from ..unit.spec import Inputs, derived_seed
+from ..unit.seeding import derived_seed, seed_everything
 from .base import Outcome, Skip, check, failed, passed, warned
+from .text import dtype_name, index_str, one_line, shape_str
 
 BATCH_SIZES = (1, 2, 3)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
-def shape_str(shape: Any) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def index_str(index: Any) -> str:
-    return "[" + ", ".join(str(int(i)) for i in index) + "]"
 
 
 def replay(ctx: CheckContext, predicate: optrace.Predicate, inputs: Inputs | None = None
@@ -97,14 +84,14 @@ def dtype(ctx: CheckContext) -> Outcome:
     wrong = [(p, t.dtype) for p, t in floating_leaves(out)
              if not t.is_complex() and t.dtype != expected]
     if not wrong:
-        return passed(f"floating outputs are {str(expected).replace('torch.', '')}")
+        return passed(f"floating outputs are {dtype_name(expected)}")
     path, got = wrong[0]
     source = "the declared output_dtype" if declared else "the parameters"
     found = replay(ctx, optrace.dtype_changed(expected))
     culprit = f"; first at {found[0]}" if found else ""
     return failed(
-        f"{path} is {str(got).replace('torch.', '')} but {source} are "
-        f"{str(expected).replace('torch.', '')}{culprit}: a float64 constant (a numpy array "
+        f"{path} is {dtype_name(got)} but {source} are {dtype_name(expected)}{culprit}: a "
+        "float64 constant (a numpy array "
         "or scalar, torch.tensor of Python floats with dtype=float64) promotes the "
         "computation; cast it with .to(x.dtype) or register it as a buffer of the right "
         "dtype (if intended, declare output_dtype)",

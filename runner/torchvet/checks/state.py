@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ..unit.context import CheckContext
+from ..unit.inputs import Inputs
 from ..unit.pytree import leaves, structure
-from ..unit.seeding import seed_everything
-from ..unit.spec import Inputs, derived_seed
+from ..unit.seeding import derived_seed, seed_everything
 from .base import Location, Outcome, Skip, check, failed, passed
-from .forward import one_line, shape_str
+from .text import dtype_name, one_line, shape_str
 
 # Attributes every nn.Module has; everything else in a module's __dict__ is user state.
 MODULE_INTERNALS = frozenset(vars(nn.Module()))
@@ -222,7 +222,7 @@ def first_difference(ref: Any, got: Any, tolerance: Any, exact_integers: bool = 
         if a.shape != b.shape:
             return Difference(path, f"changes shape {shape_str(a.shape)} -> {shape_str(b.shape)}")
         if a.dtype != b.dtype:
-            return Difference(path, f"changes dtype {a.dtype} -> {b.dtype}".replace("torch.", ""))
+            return Difference(path, f"changes dtype {dtype_name(a.dtype)} -> {dtype_name(b.dtype)}")
         a_, b_ = a.detach().cpu(), b.detach().cpu()
         if not (a_.is_floating_point() or a_.is_complex()):
             if exact_integers and not torch.equal(a_, b_):

@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 
-from ..unit.context import TRAIN_STEPS, CheckContext, TrainingFailure
+from ..unit.context import CheckContext
 from ..unit.optim import Adam
-from ..unit.seeding import seed_everything
-from ..unit.spec import derived_seed
+from ..unit.seeding import derived_seed, seed_everything
 from ..unit.training_run import validate_loss
+from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure
 from .base import Outcome, Skip, check, failed, passed, warned
-from .forward import capture_loss_calls, one_line
+from .forward import capture_loss_calls
+from .text import one_line
 
 OVERFIT_STEPS = 50
 # A single batch should be memorised fast: a bold rate first, a careful one if it diverges.
@@ -57,8 +58,6 @@ def _failure(failure: TrainingFailure, what: str) -> Outcome:
 def loss(ctx: CheckContext) -> Outcome:
     failure = ctx.trace_failure("loss")
     if failure is not None:
-        from ..unit.context import LossProblem
-
         if isinstance(failure.error, LossProblem):
             spec = ctx.spec
             culprit = (spec.step or spec.loss) if spec is not None else None

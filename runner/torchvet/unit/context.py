@@ -12,61 +12,28 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..checks.base import DependencyFailed, Location
+from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
+from .budget import budget_for
+from .data_batches import DataSpec
+from .inputs import Inputs, auto_target
 from .locate import Locator
 from .pytree import floating_leaves, primary_leaf
-from .seeding import seed_everything
-from .spec import DataSpec, Inputs, ModelSpec, auto_target, derived_seed
+from .seeding import derived_seed, seed_everything
+from .spec import ModelSpec
+from .training_run import run_training
+from .training_types import STAGE_OWNERS, TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
 
 T = TypeVar("T")
 
-TRAIN_STEPS = 3
 CROSS_BATCH_ATOL = 1e-5
 CROSS_BATCH_RTOL = 1e-4
-
-
-@dataclass
-class LossProblem(Exception):
-    """The training step produced something that is not a usable loss."""
-
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@dataclass
-class TrainingFailure:
-    stage: str  # "loss" | "backward" | "optimizer"
-    error: BaseException
-    where: Location = None
-    details: str = ""
-    culprit: str = ""  # e.g. "add_() modifies the output of sigmoid() in place"
-
-
-@dataclass
-class TrainingTrace:
-    """What 3 optimizer steps on one fixed batch did to every parameter."""
-
-    trainable: list[str] = field(default_factory=list)
-    frozen: list[str] = field(default_factory=list)
-    grad_states: dict[str, list[str]] = field(default_factory=dict)
-    changed: dict[str, bool] = field(default_factory=dict)
-    in_optimizer: set[str] = field(default_factory=set)
-    losses: list[float] = field(default_factory=list)
-    steps: int = 0
-    failure: TrainingFailure | None = None
-
-
-_OWNER = {"loss": "training.loss", "backward": "training.gradients",
-          "optimizer": "training.update"}
 
 
 class CheckContext:
@@ -117,8 +84,6 @@ class CheckContext:
 
     def budget(self, check_id: str | None = None) -> float:
         """Seconds ``check_id`` (default: the running check) may take."""
-        from .budget import budget_for
-
         return budget_for(check_id or self.current_check, self.budgets)
 
     def forget(self) -> None:
@@ -257,17 +222,15 @@ class CheckContext:
             return None
         if failure.stage == stage:
             return failure
-        stages = list(_OWNER)
+        stages = list(STAGE_OWNERS)
         if stages.index(failure.stage) < stages.index(stage):
             raise DependencyFailed(
                 f"not run: the training step fails at its {failure.stage} "
-                f"(see {_OWNER[failure.stage]})"
+                f"(see {STAGE_OWNERS[failure.stage]})"
             )
         return None
 
     def _train(self) -> TrainingTrace:
-        from .training_run import run_training
-
         return run_training(self, TRAIN_STEPS)
 
     # -- comparisons ----------------------------------------------------------------
@@ -318,7 +281,5 @@ def module_of(obj: Any) -> nn.Module:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, DependencyFailed):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """A failure as the skip of a dependent check names it (a skip's reason as is)."""
+    return first_line(exc) if isinstance(exc, DependencyFailed) else one_line(exc)

@@ -1,5 +1,5 @@
-"""Batches from a user's dataset: reading samples, collating them and splitting inputs from
-labels.
+"""Batches from a user's dataset: how to batch and label it (:class:`DataSpec`), reading
+samples, collating them and splitting inputs from labels.
 
 Map-style datasets are read by index; an ``IterableDataset`` (or anything that only has
 ``__iter__``) is read by iterating it. Every function here works with both.
@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.data import IterableDataset, default_collate, default_convert
 
-from .spec import DataSpec, Inputs, InputSource, derived_seed
+from ..project.config import DEFAULT_BATCH_SIZE
+from .inputs import Inputs, InputSource
+from .seeding import derived_seed, seed_everything
 
 LABEL_KEYS = ("label", "labels", "target", "targets", "y")
+
+
+@dataclass
+class DataSpec:
+    """A dataset (or a loader's dataset) and how to batch and label it."""
+
+    dataset: Any
+    loader: Any = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    num_classes: int | None = None
+    collate_fn: Callable[..., Any] | None = None
+    label: str | int | None = None
+    max_samples: int = 256
+    skip: dict[str, str] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)
 
 
 def is_iterable(dataset: Any) -> bool:
     """A streamed dataset: an ``IterableDataset``, or an object with ``__iter__`` but no
     ``__getitem__``/``__len__``."""
-    from torch.utils.data import IterableDataset
-
     if isinstance(dataset, IterableDataset):
         return True
     indexable = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
@@ -43,8 +60,6 @@ def is_default_collate(fn: Callable[..., Any] | None) -> bool:
     """Whether ``fn`` is torch's own collation (None means default_collate too)."""
     if fn is None:
         return True
-    from torch.utils.data import default_collate, default_convert
-
     return fn is default_collate or fn is default_convert
 
 
@@ -96,8 +111,6 @@ def split_sample(sample: Any, key: str | int | None) -> tuple[Any, Any]:
 
 
 def collate(data: DataSpec, samples: Sequence[Any]) -> Any:
-    from torch.utils.data import default_collate
-
     fn = data.collate_fn or default_collate
     return fn(list(samples))
 
@@ -148,16 +161,12 @@ class DatasetSource(InputSource):
 
     def key(self) -> str | int | None:
         if not self._key_known:
-            from .seeding import seed_everything
-
             seed_everything(derived_seed(self.seed, "dataset-key"))
             self._key = label_key(first_sample(self.data), self.data.label)
             self._key_known = True
         return self._key
 
     def batch(self, batch_size: int, variant: int = 0) -> Any:
-        from .seeding import seed_everything
-
         seed_everything(derived_seed(self.seed, "dataset-batch", batch_size, variant))
         return batch_at(self.data, batch_size, variant * batch_size)
 

@@ -32,6 +32,7 @@ def borrow_fork_server(address: str | None) -> bool:
     if not address:
         return False
     try:
+        # POSIX-only modules, imported here so that their absence means "no fork server"
         from multiprocessing import forkserver, resource_tracker
 
         server: Any = forkserver._forkserver

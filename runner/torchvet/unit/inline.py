@@ -19,6 +19,7 @@ from ..engine.jobs import Job
 from ..project.config import UnitConfig
 from ..project.discovery import Factory
 from ..results import CheckResult
+from .worker import UnitRun
 
 
 def check_inline(
@@ -34,8 +35,6 @@ def check_inline(
 ) -> dict[str, CheckResult]:
     """Check what ``factory()`` returns; results keyed by check id (``spec`` holds spec
     warnings)."""
-    from .worker import UnitRun
-
     source = _source_of(factory)
     root = Path(source[0]).parent if source else Path.cwd()
     record = Factory(

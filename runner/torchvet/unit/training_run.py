@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import optrace
 from .optim import Adam
-from .seeding import seed_everything
-from .spec import derived_seed
+from .seeding import derived_seed, seed_everything
+from .training_types import LossProblem, TrainingFailure, TrainingTrace
 
-if TYPE_CHECKING:
-    from .context import CheckContext, TrainingTrace
+if TYPE_CHECKING:  # the context calls run_training; the type is all this module needs
+    from .context import CheckContext
 
 
 def grad_state(grad: torch.Tensor | None) -> str:
@@ -36,8 +37,6 @@ def grad_state(grad: torch.Tensor | None) -> str:
 
 def validate_loss(loss: Any, surrogate: bool) -> None:
     """Raise :class:`LossProblem` unless ``loss`` is a finite 0-d tensor needing grad."""
-    from .context import LossProblem
-
     source = "the surrogate loss" if surrogate else "the loss"
     if not isinstance(loss, torch.Tensor):
         raise LossProblem(
@@ -66,8 +65,6 @@ def validate_loss(loss: Any, surrogate: bool) -> None:
 
 
 def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
-    from .context import TrainingFailure, TrainingTrace
-
     trace = TrainingTrace()
     seed_everything(derived_seed(ctx.seed, "train"))
     model = ctx.fresh_copy().train()
@@ -137,8 +134,6 @@ def _settled(trace: TrainingTrace, params: Mapping[str, torch.Tensor],
 def _anomaly_location(ctx: CheckContext, inputs: Any, target: Any) -> tuple[Any, str, str]:
     """Re-run the failing step to find its line: first an in-place op on a tensor that
     backward needs, else (anomaly mode) the forward op whose backward failed."""
-    from . import optrace
-
     found = optrace.trace(
         lambda: ctx.training_loss(ctx.fresh_copy().train(), inputs, target),
         optrace.inplace_on_saved_output(),

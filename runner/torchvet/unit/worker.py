@@ -3,9 +3,8 @@ imported torch and the checks.
 
 It becomes the leader of its own process group (so a timeout can kill everything it
 started), captures the output of user code to a file, builds the unit from its factory
-and streams one message per check back to the parent: ``("start", id)`` before a check
-and its verdict after it (:mod:`torchvet.engine.protocol`), so a crash loses nothing
-already decided.
+and streams messages back to the parent (:mod:`torchvet.engine.protocol`): one before
+each check and its verdict after it, so a crash loses nothing already decided.
 """
 
 from __future__ import annotations
@@ -24,15 +23,18 @@ import torch
 from ..checks import register_all
 from ..checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
 from ..checks.catalogue import first_match
+from ..checks.text import one_line
 from ..engine import protocol
 from ..engine.jobs import Job
 from ..results import CheckResult, Status
 from . import fresh_process
 from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .context import CheckContext
+from .data_batches import DataSpec
+from .inputs import declare_inputs_hint
 from .locate import Locator
-from .seeding import seed_everything
-from .spec import DataSpec, ModelSpec, SpecError, derived_seed, normalize_dataset, normalize_model
+from .seeding import derived_seed, seed_everything
+from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
 
 register_all()
 
@@ -107,7 +109,7 @@ class UnitRun:
                 target = getattr(target, part)
         except Exception as exc:
             raise BuildError(
-                f"cannot import the factory {self.factory.value}: {_one_line(exc)}; check "
+                f"cannot import the factory {self.factory.value}: {one_line(exc)}; check "
                 "the entry point and that the project's dependencies are installed",
                 self.locator.for_exception(exc) or self.factory_where(),
                 traceback.format_exc(),
@@ -126,7 +128,7 @@ class UnitRun:
             return fn()
         except Exception as exc:
             raise BuildError(
-                f"the factory {self.factory.value} raised {_one_line(exc)}",
+                f"the factory {self.factory.value} raised {one_line(exc)}",
                 self.locator.for_exception(exc) or self.factory_where(),
                 traceback.format_exc(),
             ) from exc
@@ -216,11 +218,9 @@ class UnitRun:
             ctx.current_check = "forward.runs"
             ctx.eval_output()
         except Exception as exc:
-            from .spec import declare_inputs_hint
-
             ctx.forget()
             return (
-                f"inputs {spec.inputs.description} did not fit: {_one_line(exc)}; "
+                f"inputs {spec.inputs.description} did not fit: {one_line(exc)}; "
                 f"{declare_inputs_hint(self.factory.name)}"
             )
         return ""
@@ -255,7 +255,7 @@ def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
     except Exception as exc:
         outcome = Outcome(
             Status.ERROR,
-            f"{check_id} raised {_one_line(exc)}",
+            f"{check_id} raised {one_line(exc)}",
             traceback.format_exc(),
             ctx.where_exception(exc),
         )
@@ -285,10 +285,3 @@ def _apply_xfail(outcome: Outcome, pattern: str, reason: str) -> Outcome:
             outcome.where,
         )
     return outcome
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-

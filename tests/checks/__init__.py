@@ -1,0 +1,1 @@
+"""Tests of torchvet.checks, one module per check module."""

@@ -1,0 +1,1 @@
+"""Tests of torchvet.checks.data, one module per data module."""

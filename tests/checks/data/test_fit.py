@@ -1,0 +1,46 @@
+"""data.model_fit: a real batch that does not fit the model, or the loss, is named with
+its layout and the mismatch; a step runs on whole batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from conftest import assert_status, verdict, vet
+from tests.fixtures import data_fixtures as fx
+from tests.fixtures.data_fixtures import (
+    assert_where,
+)
+from torchvet.results import Status
+
+
+def test_feature_mismatch_between_data_and_model() -> None:
+    result = verdict(fx.feature_mismatch, "data.model_fit")
+    assert_status(result, Status.FAILED, "a real batch (args[0]: (4, 6) float32)",
+                  "does not fit the model", "mat1 and mat2 shapes cannot be multiplied",
+                  "match the model's input layer")
+    assert_where(result, "return self.head(self.body(x))")
+
+
+def test_float64_samples_into_a_float32_model() -> None:
+    result = verdict(fx.float64_data, "data.model_fit")
+    assert_status(result, Status.FAILED, "args[0] is float64 but the parameters are float32",
+                  ".float()")
+
+
+def test_model_fit_runs_the_step_on_whole_batches() -> None:
+    def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    def factory() -> dict[str, Any]:
+        return {"model": fx.Classifier(), "step": step, "dataset": fx.TupleSamples()}
+
+    result = verdict(factory, "data.model_fit")
+    assert_status(result, Status.PASSED, "runs through the step")
+
+
+def test_model_fit_only_applies_to_models() -> None:
+    results = vet(fx.tuple_samples, ["data.model_fit"], kind="dataset")
+    assert "data.model_fit" not in results

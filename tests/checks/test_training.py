@@ -1,0 +1,175 @@
+"""training.*: each training bug caught by the right check, with the culprit named and
+located; declared unused/frozen parameters honoured; healthy real-world shapes pass."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import assert_status, line_in, verdict, vet
+from tests.fixtures import models_buggy as buggy
+from tests.fixtures import models_real as real
+from torchvet.checks import training
+from torchvet.checks.catalogue import CATALOGUE
+from torchvet.project.config import UnitConfig
+from torchvet.results import Status
+
+BUGGY_FILE = Path(buggy.__file__)
+WARN_CHECKS = {"training.loss_at_init"}
+TRAINING_BUGS = {name: bug for name, bug in buggy.BUGS.items()
+                 if bug[0].startswith("training.")}
+
+# where each bug must be reported: a snippet of the culprit line in models_buggy.py
+EXPECTED_LINE = {
+    "detached_encoder": "self.encoder = nn.Sequential",
+    "dead_layer": "self.unused_proj = nn.Linear",
+    "inplace_breaks_backward": "# BUG: sigmoid's backward",
+    "forgotten_freeze": "self.backbone = nn.Sequential",
+    "times_zero": "self.body = nn.Linear",
+    "huge_logits_at_init": "class HugeLogits",
+    "shuffled_labels": "def shuffled_labels",
+    "loss_item": "def step(model: nn.Module, x: torch.Tensor)",
+    "optimizer_misses_parameters": "def optimizer(params: Any)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING_BUGS))
+def test_bug_is_caught_by_its_check(name: str) -> None:
+    check_id, fragment = TRAINING_BUGS[name]
+    result = verdict(getattr(buggy, name), check_id)
+    expected = Status.WARNED if check_id in WARN_CHECKS else Status.FAILED
+    assert_status(result, expected, fragment)
+    assert result.file and result.file.endswith("models_buggy.py"), result.file
+    assert result.line == line_in(BUGGY_FILE, EXPECTED_LINE[name]), (result.line,
+                                                                       result.message)
+
+
+def test_every_training_check_has_a_bug() -> None:
+    covered = {check for check, _ in TRAINING_BUGS.values()}
+    wanted = {c for c in CATALOGUE if c.startswith("training.")}
+    assert wanted <= covered, wanted - covered
+
+
+def test_dead_parameter_message_names_the_fix() -> None:
+    result = verdict(buggy.detached_encoder, "training.gradients")
+    assert 'declare unused=["encoder.0.*"]' in result.message
+    assert "encoder.0.weight" in result.message
+
+
+def test_declared_unused_parameters_are_not_reported() -> None:
+    def factory() -> dict[str, Any]:
+        return {"model": buggy.DeadLayer(), "unused": ["unused_proj.*"]}
+
+    assert_status(verdict(factory, "training.gradients"), Status.PASSED)
+    assert_status(verdict(factory, "training.update"), Status.PASSED)
+
+
+def test_declared_frozen_parameters_pass_and_must_stay_unchanged() -> None:
+    def declared() -> dict[str, Any]:
+        return {"model": buggy.ForgottenFreeze(), "frozen": ["backbone.*"]}
+
+    assert_status(verdict(declared, "training.frozen"), Status.PASSED, "stayed unchanged")
+
+    def declared_but_trained() -> dict[str, Any]:
+        return {"model": nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "frozen": ["0.*"]}
+
+    assert_status(verdict(declared_but_trained, "training.frozen"), Status.FAILED,
+                  "declared frozen but changed")
+
+
+def test_zero_initialised_layers_get_their_gradient_one_step_later() -> None:
+    results = vet(real.resnet, ["training.gradients", "training.update"])
+    assert all(r.status is Status.PASSED for r in results.values()), results
+    assert "2 step(s)" in results["training.update"].message or "3 step(s)" in (
+        results["training.update"].message)
+
+
+def test_batchnorm_with_batch_size_one_is_not_a_bug() -> None:
+    def factory() -> dict[str, Any]:
+        model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+        return {"model": model, "batch_size": 1}
+
+    results = vet(factory, ["forward", "training"])
+    bad = {k: r.message for k, r in results.items()
+           if r.status not in (Status.PASSED, Status.SKIPPED)}
+    assert not bad
+
+
+def test_auxiliary_heads_only_in_train_mode_get_gradients() -> None:
+    results = vet(real.googlenet, ["training.gradients", "forward.runs"])
+    assert_status(results["training.gradients"], Status.PASSED)
+    assert_status(results["forward.runs"], Status.PASSED, "1 output tensor")
+
+
+def test_softmax_head_without_loss_still_trains_through_the_surrogate() -> None:
+    result = verdict(real.softmax_mlp, "training.gradients")
+    assert_status(result, Status.PASSED)
+    # a naive out.sum() surrogate would give exactly zero gradients here
+    model = real.softmax_mlp()
+    model(torch.randn(2, 10)).sum().backward()
+    assert all(float(p.grad.abs().max()) < 1e-6 for p in model[0].parameters())
+
+
+def test_padding_idx_embeddings_are_not_dead() -> None:
+    assert_status(verdict(real.embedding_bag, "training.gradients"), Status.PASSED)
+
+
+class CountingForward(nn.Module):
+    """Counts forward passes across every copy the checks make of it."""
+
+    calls = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        return self.fc(x)
+
+
+def test_overfit_skips_up_front_when_its_steps_cannot_fit_the_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a clock on which every reading is 10 s after the last: one step "takes" 10 s
+    clock = itertools.count(0.0, 10.0)
+    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(CountingForward, "calls", 0)
+
+    def factory() -> dict[str, Any]:
+        return {"model": CountingForward(), "inputs": torch.randn(2, 4),
+                "loss": nn.CrossEntropyLoss()}
+
+    result = verdict(factory, "training.overfit")
+    assert_status(result, Status.SKIPPED, "one training step takes 10.00 s",
+                  "exceed the 120 s budget of training.overfit",
+                  'budgets = { "training.overfit" = 1200 }')
+    # the short training run's step, then the first overfit step: not fifty more
+    assert CountingForward.calls <= 4, CountingForward.calls
+
+
+def test_verdicts_are_reproducible_with_the_same_seed() -> None:
+    def statuses(seed: int) -> dict[str, tuple[str, str]]:
+        out = {}
+        for name in ("functional_dropout", "times_zero", "shuffled_labels"):
+            for cid, r in vet(getattr(buggy, name), ["forward", "training"], seed=seed).items():
+                out[f"{name}:{cid}"] = (r.status.value, r.message)
+        return out
+
+    assert statuses(0) == statuses(0)
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_seed_changes_inputs_but_not_verdicts_on_real_architectures(seed: int) -> None:
+    roomy = UnitConfig(budgets={"training.overfit": 1800})  # see test_real_architectures
+    for name in ("resnet", "lstm", "seq2seq"):
+        checks = ["forward", "training"]
+        base = {k: r.status for k, r in vet(real.REAL_MODELS[name], checks, config=roomy).items()}
+        other = {k: r.status
+                 for k, r in vet(real.REAL_MODELS[name], checks, seed=seed, config=roomy).items()}
+        assert base == other, name

@@ -1,0 +1,1 @@
+"""Tests of torchvet.unit, the worker side."""
