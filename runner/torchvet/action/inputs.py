@@ -138,14 +138,10 @@ def seconds(value: str) -> float | None:
 def shard(value: str) -> str | None:
     if not value:
         return None
-    if not valid_shard(value):
+    match = _SHARD.match(value)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise ValueError(f"'{value}' is not i/n with 1 <= i <= n (e.g. 2/4)")
     return value
-
-
-def valid_shard(value: str) -> bool:
-    match = _SHARD.match(value)
-    return match is not None and 1 <= int(match.group(1)) <= int(match.group(2))
 
 
 def git_ref(value: str) -> str | None:

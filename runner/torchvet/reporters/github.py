@@ -29,6 +29,7 @@ from typing import TextIO
 from urllib.parse import quote
 
 from ..action.workflow import command
+from ..errors import ExitCode
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
@@ -301,7 +302,8 @@ def _header(run: RunReport, fail_on: str, junit_path: str | None,
     if run.interrupted:
         verdict = "the run was interrupted"
     else:
-        verdict = "this step " + ("passes" if exit_code_for(run, fail_on) == 0 else "fails")
+        passes = exit_code_for(run, fail_on) == ExitCode.OK
+        verdict = "this step " + ("passes" if passes else "fails")
     return (
         f"## {icon} torchvet: {_counts_phrase(counts)}\n\n"
         f"{' · '.join(meta)} · {verdict}\n\n"

@@ -17,12 +17,11 @@ from typing import Any, TextIO
 
 import click
 
-from ...checks.catalogue import unknown_patterns
 from ...errors import ExitCode
 from ...project.config import declared_fail_on
 from ...reporters.terminal import TerminalReporter
 from ...results import exit_code_for
-from ...session import terminate_as_interrupt, write_reports
+from ...session import parse_shard, terminate_as_interrupt, validate_checks, write_reports
 from ..inputs import DEVICES, FAIL_ON
 from .client import connect, daemon_cpus, load_docker, open_image
 from .logs import Printer
@@ -30,7 +29,6 @@ from .matrix import Cell, Matrix, merge_cells, plan_cells, summaries
 from .plan import (
     BUILD_TAG,
     DockerOptions,
-    PlanError,
     check_options,
     check_project,
     default_image,
@@ -47,14 +45,15 @@ def connect_default() -> tuple[Any, Any]:
 
 def run(options: DockerOptions, stream: TextIO | None = None,
         connect_docker: Callable[[], tuple[Any, Any]] = connect_default) -> int:
-    """The whole command; raises :class:`~.client.DockerError` or :class:`~.plan.PlanError`
-    for what the user must fix, returns the exit code otherwise."""
+    """The whole command; raises a :class:`~torchvet.errors.UsageError` (a
+    :class:`~.client.DockerError`, a :class:`~.plan.PlanError`, or one of the checks'
+    options, as ``torchvet run`` raises it) for what the user must fix, returns the exit
+    code otherwise."""
     printer = Printer(stream)
     check_options(options)
-    unknown = unknown_patterns(split_list(options.checks))
-    if unknown:
-        raise PlanError(f"--checks {', '.join(unknown)} matches no check; run "
-                        "`torchvet checks` for the ids")
+    validate_checks(split_list(options.checks))  # as torchvet run checks its options
+    if options.shard:
+        parse_shard(options.shard)
     root = check_project(options)
     if options.gpus and options.device == "cpu":
         printer.note("--gpus without --device cuda: the checks run on the CPU")

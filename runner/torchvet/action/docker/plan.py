@@ -15,7 +15,7 @@ from typing import Any
 
 from ... import __version__
 from ...errors import UsageError
-from ..inputs import INDEX_URL, NONE, TORCH_VERSION, defaults, split, valid_shard
+from ..inputs import INDEX_URL, NONE, TORCH_VERSION, defaults, split
 from ..install import PROJECT_FILES
 
 # where the runner mounts things in a container action
@@ -208,9 +208,6 @@ def check_options(options: DockerOptions) -> None:
     if options.image_torch and not TORCH_VERSION.match(options.image_torch):
         raise PlanError(f"--image-torch {options.image_torch}: not a torch version; "
                         "use e.g. 2.4.1")
-    if options.shard and not valid_shard(options.shard):
-        raise PlanError(f"--shard {options.shard}: expected i/n with 1 <= i <= n, e.g. "
-                        "--shard 1/4")
     url = options.torch_index_url
     if url and not INDEX_URL.match(url):
         raise PlanError(f"--torch-index-url {url!r}: expected an http(s) or file URL, e.g. "
