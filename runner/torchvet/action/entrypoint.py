@@ -183,10 +183,11 @@ class Action:
         return None
 
     def install_torch(self) -> int | None:
+        """The requested torch, unless the image's already is it."""
         inputs = self.inputs
-        if not inputs.torch_version or torch_matches(installed_torch(self.python,
-                                                                     self.user_env),
-                                                     inputs.torch_version):
+        if not inputs.torch_version:
+            return None
+        if torch_matches(installed_torch(self.python, self.user_env), inputs.torch_version):
             return None
         outcome = self.untrusted(
             f"Install torch {inputs.torch_version}",
