@@ -17,6 +17,8 @@ LABEL org.opencontainers.image.title="torchvet" \
       org.opencontainers.image.source="https://github.com/torchvet/torchvet" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# TORCHVET_TORCH_INDEX_URL: where the action installs another torch from when its input
+# torch-index-url is empty (the default; see runner/torchvet/action/inputs.py).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \

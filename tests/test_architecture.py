@@ -88,8 +88,10 @@ def test_no_import_inside_a_function_but_the_lazy_ones_with_a_reason() -> None:
         for node in function_imports(tree):
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
             if any(t.split(".")[0] in LAZY for t in resolve(module, node, False)):
-                above = lines[node.lineno - 2].strip()
-                if "#" not in lines[node.lineno - 1] and not above.startswith("#"):
+                above = node.lineno - 2  # a block of lazy imports shares one reason above it
+                while above >= 0 and lines[above].strip().startswith(("import ", "from ")):
+                    above -= 1
+                if "#" not in lines[node.lineno - 1] and not lines[above].strip().startswith("#"):
                     found.add(f"{where}: lazy import without a one-line reason")
                 continue
             found.add(f"{where}: {ast.get_source_segment(text, node)}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import vet
 from tests.fixtures.models_real import REAL_MODELS
+from tests.helpers import vet
 from torchvet.checks.catalogue import select
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status

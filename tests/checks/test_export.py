@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_portability as models
 from tests.fixtures.models_blocking import block_until_the_alarm
+from tests.helpers import assert_status, line_in, verdict, vet
 from torchvet.checks.catalogue import CATALOGUE, select
 from torchvet.results import Status
 

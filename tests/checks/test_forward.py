@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_buggy as buggy
+from tests.helpers import assert_status, line_in, verdict, vet
 from torchvet.checks import forward
 from torchvet.checks.catalogue import CATALOGUE
 from torchvet.results import Status

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from conftest import ROOT, line_in
+from tests.helpers import ROOT, line_in
 from torchvet.checks.meta_device import META, DeviceTracer, describe_tensor
 from torchvet.unit.locate import Locator
 

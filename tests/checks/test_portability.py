@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
+from tests.helpers import assert_status, line_in, verdict, vet
 from torchvet.checks import portability
 from torchvet.results import Status
 from torchvet.unit.inline import check_inline

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_status, line_in, verdict
 from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
+from tests.helpers import assert_status, line_in, verdict
 from torchvet.checks.state import Unregistered, find_unregistered, first_difference
 from torchvet.results import Status
 

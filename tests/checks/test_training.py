@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_status, line_in, verdict, vet
 from tests.fixtures import models_buggy as buggy
 from tests.fixtures import models_real as real
+from tests.helpers import assert_status, line_in, verdict, vet
 from torchvet.checks import training
 from torchvet.checks.catalogue import CATALOGUE
 from torchvet.project.config import UnitConfig

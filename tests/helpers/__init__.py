@@ -3,6 +3,7 @@ on a factory, reading verdicts, running the CLI in a subprocess."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -50,6 +51,19 @@ def line_in(path: Path, snippet: str) -> int:
         if snippet in text:
             return number
     raise AssertionError(f"{snippet!r} not in {path}")
+
+
+def method_line(cls: type, name: str) -> int:
+    """The line where ``cls`` defines the method ``name``."""
+    return inspect.getsourcelines(vars(cls)[name])[1]
+
+
+def assert_where(result: CheckResult, snippet: str, path: Path) -> None:
+    """``result`` points at the line of ``path`` that contains ``snippet``."""
+    expected = line_in(path, snippet)
+    assert result.file and result.file.endswith(path.name), (result.file, result.line)
+    assert result.line == expected, (
+        f"{result.id} points at line {result.line}, expected {expected} ({snippet!r})")
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

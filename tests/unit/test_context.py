@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT
+from tests.helpers import ROOT
 from torchvet.checks.base import DependencyFailed
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import ROOT, line_in
+from tests.helpers import ROOT, line_in
 from torchvet.unit import optrace
 from torchvet.unit.locate import Locator
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT, assert_status, line_in, verdict, vet
 from tests.fixtures import models_buggy as buggy
 from tests.fixtures.models_blocking import BlocksAtBatchSize, block_until_the_alarm
+from tests.helpers import ROOT, assert_status, line_in, verdict, vet
 from torchvet.checks.base import (
     IMPLEMENTATIONS,
     CheckFunction,

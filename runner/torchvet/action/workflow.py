@@ -35,6 +35,12 @@ def is_token(name: str) -> bool:
     return upper in TOKENS or (upper.startswith("ACTIONS_") and "TOKEN" in upper)
 
 
+def is_withheld(name: str) -> bool:
+    """A variable user code must not see: a token, or a file-command path (whoever can
+    write those files sets the step's outputs, environment and summary)."""
+    return is_token(name) or name.upper() in FILE_COMMAND_VARIABLES
+
+
 def withhold_from_user_code(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """Remove the tokens and the file-command paths from ``environ`` (default:
     ``os.environ``, which worker processes inherit) and return it as it was, for the
@@ -42,7 +48,7 @@ def withhold_from_user_code(environ: MutableMapping[str, str] | None = None) -> 
     environ = os.environ if environ is None else environ
     saved = dict(environ)
     for name in list(environ):
-        if is_token(name) or name.upper() in FILE_COMMAND_VARIABLES:
+        if is_withheld(name):
             del environ[name]
     return saved
 

@@ -1,14 +1,13 @@
 """GitHub Actions reporter: annotations, the job summary and step outputs.
 
 An observer: it only reads a finished :class:`RunReport`. Everything derived from the
-results (and so, possibly, from user code) is escaped for where it goes:
+results (and so, possibly, from user code) is made safe for where it goes:
 
-- workflow commands on stdout (``::error file=..,line=..,title=..::message``) use the
-  runner's escaping: in the data ``%`` -> ``%25``, CR -> ``%0D``, LF -> ``%0A``; in
-  property values also ``:`` -> ``%3A`` and ``,`` -> ``%2C``. A message can therefore
-  never end a command early or start a second one.
+- annotations are workflow commands on stdout, written and escaped by
+  :mod:`torchvet.action.workflow`, so a message can never end a command early or start
+  a second one;
 - the Markdown job summary (``$GITHUB_STEP_SUMMARY``) escapes HTML and Markdown, puts
-  raw text in ``<pre>`` blocks, and stays under GitHub's 1 MiB cap.
+  raw text in ``<pre>`` blocks, and stays under GitHub's 1 MiB cap;
 - step outputs (``$GITHUB_OUTPUT``) use ``name=value`` for one-line values and the
   heredoc form ``name<<DELIMITER`` with a random delimiter for multi-line ones.
 
@@ -30,6 +29,7 @@ from typing import TextIO
 from urllib.parse import quote
 
 from ..action.workflow import command
+from ..errors import ExitCode
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
@@ -74,19 +74,23 @@ _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
          "|": "&#124;", "@": "&#64;"}
 
 
+def _fold(text: str) -> str:
+    """One line: control characters dropped, runs of whitespace made one space."""
+    return " ".join(strip_control(text).split())
+
+
 def md(text: str) -> str:
     """Text for a Markdown paragraph or table cell: one line, no markup, no HTML, no
     table pipes, no @-mentions."""
-    flat = " ".join(strip_control(text).split())
-    return "".join(_HTML.get(ch) or (f"\\{ch}" if ch in _MD_SPECIAL else ch) for ch in flat)
+    return "".join(_HTML.get(ch) or (f"\\{ch}" if ch in _MD_SPECIAL else ch)
+                   for ch in _fold(text))
 
 
 def html_inline(text: str) -> str:
     """Text inside an HTML block (``<summary>``): one line, HTML-escaped. Markdown is not
     processed inside HTML blocks, so no backslashes; a blank line would end the block, so
     the text is folded onto one line."""
-    flat = " ".join(strip_control(text).split())
-    return "".join(_HTML.get(ch, ch) for ch in flat)
+    return "".join(_HTML.get(ch, ch) for ch in _fold(text))
 
 
 def html_pre(text: str) -> str:
@@ -246,6 +250,11 @@ def write_outputs(path: str | os.PathLike[str], values: Mapping[str, str]) -> No
         handle.write(format_outputs(values))
 
 
+def failure_outputs() -> dict[str, str]:
+    """The outputs of a step where torchvet could not run: no counts, ``conclusion=error``."""
+    return {**outputs(RunReport(), None, {}), "conclusion": "error"}
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -293,7 +302,8 @@ def _header(run: RunReport, fail_on: str, junit_path: str | None,
     if run.interrupted:
         verdict = "the run was interrupted"
     else:
-        verdict = "this step " + ("passes" if exit_code_for(run, fail_on) == 0 else "fails")
+        passes = exit_code_for(run, fail_on) == ExitCode.OK
+        verdict = "this step " + ("passes" if passes else "fails")
     return (
         f"## {icon} torchvet: {_counts_phrase(counts)}\n\n"
         f"{' · '.join(meta)} · {verdict}\n\n"
@@ -433,3 +443,17 @@ def publish(run: RunReport, *, fail_on: str, junit_path: str | None, stream: Tex
     output_path = env.get("GITHUB_OUTPUT")
     if output_path:
         write_outputs(output_path, outputs(run, junit_path, env))
+
+
+def publish_failure(title: str, message: str, *, summarize: bool = True,
+                    env: Mapping[str, str] | None = None) -> None:
+    """When torchvet could not run: a job summary saying why (when ``summarize``) and
+    :func:`failure_outputs`, each skipped when its variable is unset."""
+    env = os.environ if env is None else env
+    summary_path = env.get("GITHUB_STEP_SUMMARY")
+    if summarize and summary_path:
+        with open(summary_path, "a", encoding="utf-8", newline="\n") as handle:
+            handle.write(f"## 💥 torchvet could not run: {md(title)}\n\n{html_pre(message)}\n")
+    output_path = env.get("GITHUB_OUTPUT")
+    if output_path:
+        write_outputs(output_path, failure_outputs())

@@ -15,6 +15,8 @@ Processes forked by the server are not in the unit worker's process group, so th
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver as forkserver
+import multiprocessing.resource_tracker as resource_tracker
 import os
 import threading
 import time
@@ -32,9 +34,6 @@ def borrow_fork_server(address: str | None) -> bool:
     if not address:
         return False
     try:
-        # POSIX-only modules, imported here so that their absence means "no fork server"
-        from multiprocessing import forkserver, resource_tracker
-
         server: Any = forkserver._forkserver
         if server._forkserver_alive_fd is None or getattr(server, "_forkserver_authkey",
                                                           None) is not None:

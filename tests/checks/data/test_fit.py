@@ -7,11 +7,8 @@ from typing import Any
 
 import torch
 
-from conftest import assert_status, verdict, vet
 from tests.fixtures import data_fixtures as fx
-from tests.fixtures.data_fixtures import (
-    assert_where,
-)
+from tests.helpers import assert_status, assert_where, verdict, vet
 from torchvet.results import Status
 
 
@@ -20,7 +17,7 @@ def test_feature_mismatch_between_data_and_model() -> None:
     assert_status(result, Status.FAILED, "a real batch (args[0]: (4, 6) float32)",
                   "does not fit the model", "mat1 and mat2 shapes cannot be multiplied",
                   "match the model's input layer")
-    assert_where(result, "return self.head(self.body(x))")
+    assert_where(result, "return self.head(self.body(x))", fx.FIXTURE_FILE)
 
 
 def test_float64_samples_into_a_float32_model() -> None:

@@ -7,11 +7,8 @@ from typing import Any
 
 import torch
 
-from conftest import assert_status, verdict, vet
 from tests.fixtures import data_fixtures as fx
-from tests.fixtures.data_fixtures import (
-    method_line,
-)
+from tests.helpers import assert_status, method_line, verdict, vet
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 

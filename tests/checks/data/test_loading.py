@@ -10,12 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import assert_status, verdict, vet
 from tests.fixtures import data_fixtures as fx
-from tests.fixtures.data_fixtures import (
-    assert_where,
-    line_of,
-)
+from tests.helpers import assert_status, assert_where, line_in, verdict, vet
 from torchvet.results import Status
 
 
@@ -51,7 +47,7 @@ def test_collate_fn_that_loses_samples() -> None:
     assert_status(result, Status.FAILED, "holds 3 samples, not 4",
                   "one entry per sample along dim 0")
     assert result.file and result.file.endswith(Path(__file__).name)
-    assert result.line == line_of("def drop_one", Path(__file__))
+    assert result.line == line_in(Path(__file__), "def drop_one")
 
 
 def test_batch_sampler_loader_is_iterated() -> None:
@@ -77,7 +73,7 @@ def test_unseeded_private_numpy_generator() -> None:
     assert_status(result, Status.FAILED, "differs between two datasets built by the factory",
                   "dataset.rng is a private numpy.random.Generator",
                   "draw augmentation randomness from torch")
-    assert_where(result, "self.rng = np.random.default_rng()  # BUG: unseeded")
+    assert_where(result, "self.rng = np.random.default_rng()  # BUG: unseeded", fx.FIXTURE_FILE)
 
 
 def test_unseeded_split_in_init() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from conftest import assert_status, verdict, vet
 from tests.fixtures import data_fixtures as fx
 from tests.fixtures.data_fixtures import (
     CHEAP_CHECKS,
 )
+from tests.helpers import assert_status, verdict, vet
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 

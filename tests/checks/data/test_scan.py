@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import torch
 from torch.utils.data import Dataset
 
-from conftest import assert_status, vet
+from tests.helpers import assert_status, vet
 from torchvet.checks.data.scan import LoadError, Scan, collate_plan, scan_indices
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status

@@ -9,14 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from conftest import assert_status, verdict, vet
 from tests.fixtures import data_fixtures as fx
 from tests.fixtures.data_fixtures import (
     CHEAP_CHECKS,
     FIXTURE_FILE,
-    assert_where,
-    method_line,
 )
+from tests.helpers import assert_status, assert_where, method_line, verdict, vet
 from torchvet.results import Status
 
 
@@ -76,7 +74,8 @@ def test_a_sample_that_raises_is_named_with_its_line() -> None:
     results = vet(fx.corrupt_sample, ["data.samples", "data.collate"], kind="dataset")
     assert_status(results["data.samples"], Status.FAILED,
                   "dataset[5] raised ValueError: cannot decode record 5")
-    assert_where(results["data.samples"], 'raise ValueError("cannot decode record 5")')
+    assert_where(results["data.samples"], 'raise ValueError("cannot decode record 5")',
+                 fx.FIXTURE_FILE)
     assert_status(results["data.collate"], Status.SKIPPED, "see data.samples")
 
 

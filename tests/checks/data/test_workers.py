@@ -12,12 +12,8 @@ from typing import Any
 
 import pytest
 
-from conftest import FIXTURES, assert_status, run_cli, verdict
 from tests.fixtures import data_fixtures as fx
-from tests.fixtures.data_fixtures import (
-    assert_where,
-    line_of,
-)
+from tests.helpers import FIXTURES, assert_status, assert_where, line_in, run_cli, verdict
 from torchvet.checks.catalogue import CATALOGUE
 from torchvet.checks.data import workers
 from torchvet.results import Status
@@ -31,13 +27,14 @@ def test_lambda_transform_warns_without_spawning(monkeypatch: pytest.MonkeyPatch
     result = verdict(fx.lambda_transform, "data.workers", kind="dataset")
     assert_status(result, Status.WARNED, "dataset.transform is a lambda",
                   "cannot be pickled", "spawn", "module-level function")
-    assert_where(result, "self.transform = lambda x: x * 2.0  # BUG: not picklable")
+    assert_where(result, "self.transform = lambda x: x * 2.0  # BUG: not picklable",
+                 fx.FIXTURE_FILE)
 
 
 def test_lambda_inside_a_transform_pipeline_is_named_by_path() -> None:
     result = verdict(fx.nested_lambda, "data.workers", kind="dataset")
     assert_status(result, Status.WARNED, "dataset.transform.transforms[1] is a lambda")
-    assert_where(result, "lambda x: x + 1.0])  # BUG: second step")
+    assert_where(result, "lambda x: x + 1.0])  # BUG: second step", fx.FIXTURE_FILE)
 
 
 def test_lambda_collate_fn_warns() -> None:
@@ -84,7 +81,8 @@ def test_spawn_workers_without_the_factorys_global_state() -> None:
     result = verdict(fx.needs_global, "data.workers", kind="dataset")
     assert_status(result, Status.WARNED, "spawn-context DataLoader worker",
                   "AssertionError: VOCABULARY is not loaded", "state its pickle does not carry")
-    assert_where(result, 'assert VOCABULARY is not None, "VOCABULARY is not loaded"')
+    assert_where(result, 'assert VOCABULARY is not None, "VOCABULARY is not loaded"',
+                 fx.FIXTURE_FILE)
 
 
 @pytest.mark.slow
@@ -127,7 +125,7 @@ def test_spawn_workers_import_the_dataset_from_the_projects_import_roots(
     assert "dataset.transform is a lambda" in lam["message"]
     source = project / "src" / "vetdata" / "__init__.py"
     assert lam["file"] == "tests/fixtures/data_project/src/vetdata/__init__.py"
-    assert lam["line"] == line_of("transform=lambda x: x / 10", source)
+    assert lam["line"] == line_in(source, "transform=lambda x: x / 10")
 
 
 @pytest.mark.slow

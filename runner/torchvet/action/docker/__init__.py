@@ -1,5 +1,9 @@
-"""Pieces of ``torchvet docker`` (see :mod:`torchvet.action.docker.command`): the plan of a run
-(inputs, environment, GPUs), the container log and the workspace snapshot.
+"""``torchvet docker``: the action's image run locally as the Actions runner runs it.
 
-Nothing here imports the ``docker`` package at module level, nor torch.
+:mod:`.command` (the command line and ``run``), :mod:`.plan` (each container's inputs and
+environment, decided without a daemon), :mod:`.client` (the daemon and the image),
+:mod:`.matrix` (the cells), :mod:`.logs` (the container's log on the terminal),
+:mod:`.workspace` (the snapshot a cell mounts). The ``docker`` package is imported only
+when the command runs (``client.load_docker``, ``plan.device_requests``); nothing here
+imports torch.
 """

@@ -5,14 +5,21 @@ The action speaks to the runner in workflow commands (``::group::``, ``::error .
 between ``::stop-commands::TOKEN`` and ``::TOKEN::`` (user code and pip print there), so
 a project cannot fake an annotation here either. Outside those blocks, groups become
 headings and annotations readable lines; everything else passes through.
+:class:`Printer` puts the lines on the terminal, whole and with control characters made
+visible; :func:`setup_report` stands in for the report of a cell that wrote none.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
+from ...reporters.terminal import printable
 from ...results import CheckResult, RunReport, Status, UnitReport
+from ..failures import UNKNOWN_CHECK, setup_check
 from ..workflow import parse_command
 
 ANNOTATION_LINES = 15  # message lines shown per annotation (the report has them all)
@@ -25,6 +32,39 @@ class Annotation:
     message: str
     file: str | None = None
     line: str | None = None
+
+
+class Printer:
+    """Whole lines to the terminal from several threads; control characters of
+    container output are made visible (user code cannot rewrite the terminal)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.lock = threading.Lock()
+
+    def line(self, text: str = "", prefix: str = "") -> None:
+        with self.lock:
+            self.stream.write(f"{prefix}{printable(text)}\n")
+            self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self.line(f"torchvet docker: {text}")
+
+
+class LineBuffer:
+    """Bytes in arbitrary chunks -> whole lines."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self.pending += chunk
+        *lines, self.pending = self.pending.split(b"\n")
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+    def flush(self) -> list[str]:
+        rest, self.pending = self.pending, b""
+        return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
 
 
 class LogRenderer:
@@ -96,25 +136,7 @@ def read_outputs(text: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- setup errors
 
-# the entrypoint's error titles (torchvet: <title>) -> the check id of the synthetic unit
-SETUP_CHECKS = (
-    ("torch install failed", "setup.torch"),
-    ("install failed", "setup.install"),
-    ("invalid input", "setup.inputs"),
-    ("path not found", "setup.path"),
-    ("nothing to install", "setup.path"),
-    ("no factories found", "setup.config"),
-    ("configuration error", "setup.config"),
-)
 SETUP_UNIT = "setup"
-
-
-def setup_check(title: str) -> str:
-    title = title.removeprefix("torchvet: ")
-    for prefix, check in SETUP_CHECKS:
-        if title.startswith(prefix):
-            return check
-    return "setup.container"
 
 
 _UNREACHABLE = ("NewConnectionError", "Failed to establish a new connection",
@@ -142,7 +164,7 @@ def setup_report(*, version: str, label: str, code: int | None,
     errors = [a for a in annotations if a.level == "error"]
     if cancelled:
         result = CheckResult(
-            id="setup.container", status=Status.CANCELLED,
+            id=UNKNOWN_CHECK, status=Status.CANCELLED,
             message="interrupted before the checks reported",
             details="\n".join(tail[-20:]))
     elif errors:
@@ -161,7 +183,7 @@ def setup_report(*, version: str, label: str, code: int | None,
                              details=f"{details}\n\n(container exit code {code})")
     else:
         result = CheckResult(
-            id="setup.container", status=Status.ERROR,
+            id=UNKNOWN_CHECK, status=Status.ERROR,
             message=f"the container exited with code {code} without a report",
             details="last lines of its log:\n" + "\n".join(tail[-30:]))
     unit = UnitReport(name=SETUP_UNIT, kind="setup", label=label, results=[result])

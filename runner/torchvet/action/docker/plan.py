@@ -1,6 +1,8 @@
 """What ``torchvet docker`` hands each container, decided without a daemon: the action's
-inputs (``INPUT_<NAME>`` with the hyphens kept, as the Actions runner passes them), the
-``GITHUB_*`` environment, the GPU request, how many matrix cells run at once.
+inputs (every one of :mod:`torchvet.action.inputs`, defaults included, as
+``INPUT_<NAME>`` with the hyphens kept, as the Actions runner passes them), the
+``GITHUB_*`` environment, the GPU request, how many matrix cells run at once; and the
+options checked before any container starts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from ... import __version__
 from ...errors import UsageError
+from ..inputs import INDEX_URL, NONE, TORCH_VERSION, defaults, split
+from ..install import PROJECT_FILES
 
 # where the runner mounts things in a container action
 WORKSPACE = "/github/workspace"
@@ -24,7 +28,8 @@ HOME = "/github/home"
 PUBLISHED_IMAGE = "ghcr.io/torchvet/torchvet"
 BUILD_TAG = "torchvet-action:local"
 
-# the step's file commands, named as the runner names them (<name>_<step guid>)
+# the step's file commands (workflow.FILE_COMMAND_VARIABLES), named as the runner names
+# their files (<name>_<step guid>)
 FILE_COMMAND_FILES = {
     "GITHUB_OUTPUT": "set_output",
     "GITHUB_STEP_SUMMARY": "step_summary",
@@ -35,34 +40,7 @@ FILE_COMMAND_FILES = {
 REPORT_FILE = "torchvet-report.json"  # written by the cell into the file_commands mount
 JUNIT_FILE = "torchvet-junit.xml"
 
-# action.yml's inputs and defaults: the runner passes every input, defaults included.
-# (tests/test_docker_command_unit.py keeps this in step with action.yml.)
-ACTION_DEFAULTS: dict[str, str] = {
-    "path": ".",
-    "install": ".",
-    "install-command": "",
-    "torch-version": "",
-    "torch-index-url": "https://download.pytorch.org/whl/cpu",
-    "models": "",
-    "exclude": "",
-    "checks": "",
-    "device": "cpu",
-    "fail-on": "",
-    "junit-file": "torchvet-junit.xml",
-    "json-file": "",
-    "jobs": "",
-    "timeout": "",
-    "seed": "",
-    "shard": "",
-    "changed-since": "",
-    "annotations": "true",
-    "summary": "true",
-}
-
-_VERSION = re.compile(
-    r"^[0-9]+(\.[0-9]+){0,3}((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[A-Za-z0-9.]+)?$")
 _PYTHON = re.compile(r"^[0-9]+\.[0-9]+$")
-_SHARD = re.compile(r"^[0-9]+/[0-9]+$")
 
 
 class PlanError(UsageError):
@@ -110,14 +88,13 @@ def default_image() -> str:
 
 def split_list(values: Sequence[str]) -> list[str]:
     """Repeated options, comma- or newline-separated values alike."""
-    return [part.strip() for value in values for part in re.split(r"[,\n]", value)
-            if part.strip()]
+    return [part for value in values for part in split(value)]
 
 
 def parse_torch_versions(values: Sequence[str]) -> list[str]:
     """``--torch 2.3.1,2.4`` (repeatable): the versions, in order, without repeats."""
     versions = list(dict.fromkeys(split_list(values)))
-    bad = [v for v in versions if not _VERSION.match(v)]
+    bad = [v for v in versions if not TORCH_VERSION.match(v)]
     if bad:
         raise PlanError(f"--torch {', '.join(bad)}: not a torch version; use e.g. "
                         "--torch 2.3.1,2.4 (a prefix like 2.4 means its newest release)")
@@ -149,15 +126,13 @@ def cell_inputs(options: DockerOptions, torch_version: str, jobs: int | None
                 ) -> dict[str, str]:
     """Every input of action.yml for one cell, as the runner passes them (defaults
     included). The reports go to the file_commands mount, never into the project."""
-    values = dict(ACTION_DEFAULTS)
+    values = defaults()
     values.update({
         "path": options.subpath or ".",
-        "install": options.install if options.install is not None else ACTION_DEFAULTS[
-            "install"],
+        "install": options.install if options.install is not None else values["install"],
         "install-command": options.install_command or "",
         "torch-version": torch_version,
-        # empty: the image's own index (TORCHVET_TORCH_INDEX_URL, baked in at build time)
-        "torch-index-url": options.torch_index_url or "",
+        "torch-index-url": options.torch_index_url or values["torch-index-url"],
         "models": ",".join(split_list(options.models)),
         "exclude": ",".join(split_list(options.exclude)),
         "checks": ",".join(split_list(options.checks)),
@@ -218,7 +193,7 @@ def device_requests(spec: str | None) -> list[Any]:
     """``[docker.types.DeviceRequest(capabilities=[["gpu"]], ...)]`` for ``--gpus``."""
     if not spec:
         return []
-    from docker.types import DeviceRequest
+    from docker.types import DeviceRequest  # lazy: the docker package is an optional extra
 
     return [DeviceRequest(**parse_gpus(spec))]
 
@@ -230,17 +205,11 @@ def check_options(options: DockerOptions) -> None:
     """Reject what the container would reject, before any container starts."""
     if options.python_version and not _PYTHON.match(options.python_version):
         raise PlanError(f"--python-version {options.python_version}: expected e.g. 3.11")
-    if options.image_torch and not _VERSION.match(options.image_torch):
+    if options.image_torch and not TORCH_VERSION.match(options.image_torch):
         raise PlanError(f"--image-torch {options.image_torch}: not a torch version; "
                         "use e.g. 2.4.1")
-    if options.shard and not _SHARD.match(options.shard):
-        raise PlanError(f"--shard {options.shard!r}: expected i/n, e.g. --shard 1/4")
-    if options.shard:
-        index, total = (int(x) for x in options.shard.split("/"))
-        if not 1 <= index <= total:
-            raise PlanError(f"--shard {options.shard}: expected 1 <= i <= n")
     url = options.torch_index_url
-    if url and not re.match(r"^(https?|file)://\S+$", url):
+    if url and not INDEX_URL.match(url):
         raise PlanError(f"--torch-index-url {url!r}: expected an http(s) or file URL, e.g. "
                         "https://download.pytorch.org/whl/cu121")
     if options.gpus:
@@ -264,9 +233,8 @@ def check_project(options: DockerOptions) -> Path:
     if not project.is_dir():
         raise PlanError(f"--path {options.subpath}: no such directory in {root}")
     install = (options.install or ".").strip()
-    custom = bool(options.install_command) or install.lower() in ("none", "false")
-    if not custom and not any((project / f).is_file()
-                              for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+    custom = bool(options.install_command) or install in NONE
+    if not custom and not any((project / f).is_file() for f in PROJECT_FILES):
         raise PlanError(f"{project} is not a project: it has no pyproject.toml, setup.py or "
                         "setup.cfg; pass your project's directory as PATH (or --path SUBDIR "
                         "inside it), or --install none when it needs no installation")

@@ -1,121 +1,21 @@
-"""The GitHub reporter: workflow-command escaping, the annotation cap, the job summary and
-the step outputs, checked against an independent model of how the Actions runner reads
-them (``replay_log`` below follows actions/runner's ActionCommand parsing, including
-stop-commands, and ``read_outputs`` its GITHUB_OUTPUT file format)."""
+"""The GitHub reporter: annotations (the cap, the culprit line, the message intact), the
+job summary and the step outputs, checked against an independent model of how the Actions
+runner reads them (helpers.workflow). The escaping itself is tested in
+tests/action/test_workflow.py."""
 
 from __future__ import annotations
 
 import io
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, run_cli
-from torchvet.action import workflow
+from tests.helpers import run_cli
+from tests.helpers.action import copy_fixture, culprit_line
+from tests.helpers.workflow import read_outputs, replay_log
 from torchvet.reporters import github as gh
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
-
-# --------------------------------------------------------------------------- the runner
-
-# commands an Actions runner acts on (case-insensitive), besides a stop-commands token
-RUNNER_COMMANDS = {
-    "error", "warning", "notice", "debug", "group", "endgroup", "set-output", "set-env",
-    "add-path", "add-mask", "save-state", "echo", "add-matcher", "remove-matcher",
-    "stop-commands",
-}
-
-
-def unescape_data(text: str) -> str:
-    for token, replacement in (("\r", "%0D"), ("\n", "%0A"), ("%", "%25")):
-        text = text.replace(replacement, token)
-    return text
-
-
-def unescape_property(text: str) -> str:
-    for token, replacement in (("\r", "%0D"), ("\n", "%0A"), (":", "%3A"), (",", "%2C"),
-                               ("%", "%25")):
-        text = text.replace(replacement, token)
-    return text
-
-
-def parse_command(line: str, registered: set[str]) -> tuple[str, dict[str, str], str] | None:
-    """(name, properties, data) when the runner would treat ``line`` as a command."""
-    text = line.lstrip()
-    if text.startswith("::"):  # the `::name k=v,k=v::data` form
-        end = text.find("::", 2)
-        if end >= 0:
-            info = text[2:end]
-            name, _, props_text = info.partition(" ")
-            if name.lower() in registered:
-                props = {}
-                for pair in props_text.strip().split(","):
-                    key, eq, value = pair.partition("=")
-                    if eq and key:
-                        props[key] = unescape_property(value)
-                return name.lower(), props, unescape_data(text[end + 2:])
-    start = line.find("##[")  # the legacy `##[name k=v;k=v]data` form, anywhere in a line
-    if start >= 0:
-        close = line.find("]", start)
-        if close >= 0:
-            name = line[start + 3:close].partition(" ")[0]
-            if name.lower() in registered:
-                return name.lower(), {}, line[close + 1:]
-    return None
-
-
-def replay_log(stdout: str) -> list[tuple[str, dict[str, str], str]]:
-    """The commands the runner would act on, in order: lines are split like .NET's
-    ReadLine (CR, LF, CRLF), and nothing but the resume token counts after
-    ``::stop-commands::TOKEN``."""
-    processed = []
-    token: str | None = None
-    for line in re.split(r"\r\n|\r|\n", stdout):
-        registered = RUNNER_COMMANDS | ({token} if token else set())
-        found = parse_command(line, registered)
-        if found is None:
-            continue
-        name, _props, data = found
-        if token is not None:
-            if name == token:
-                token = None
-            continue
-        if name == "stop-commands":
-            token = data.lower()
-            continue
-        processed.append(found)
-    assert token is None, "the log ends inside a stop-commands block"
-    return processed
-
-
-def read_outputs(text: str) -> dict[str, str]:
-    """A GITHUB_OUTPUT file as the runner reads it (``k=v`` or ``k<<DELIM`` heredoc)."""
-    values: dict[str, str] = {}
-    lines = text.split("\n")
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        index += 1
-        if not line:
-            continue
-        eq, heredoc = line.find("="), line.find("<<")
-        if eq >= 0 and (heredoc < 0 or eq < heredoc):
-            values[line[:eq]] = line[eq + 1:]
-            continue
-        assert heredoc > 0, f"invalid output line {line!r}"
-        name, delimiter = line[:heredoc], line[heredoc + 2:]
-        body = []
-        while True:
-            assert index < len(lines), f"delimiter {delimiter!r} not found"
-            if lines[index] == delimiter:
-                index += 1
-                break
-            body.append(lines[index])
-            index += 1
-        values[name] = "\n".join(body)
-    return values
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -150,33 +50,6 @@ def unit(name: str, *results: CheckResult, **kwargs: object) -> UnitReport:
 # --------------------------------------------------------------------------- escaping
 
 
-def test_escape_data_and_property_follow_the_toolkit() -> None:
-    assert workflow.escape_data("50%\r\nnext") == "50%25%0D%0Anext"
-    assert workflow.escape_data("a:b,c") == "a:b,c"
-    assert workflow.escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
-    # `%` goes first, so an escape-looking literal survives the round trip
-    assert workflow.escape_data("%0A") == "%250A"
-
-
-@pytest.mark.parametrize("text", NASTY)
-def test_commands_round_trip_through_the_runner(text: str) -> None:
-    line = workflow.command("error", text, file=f"src/{text or 'x'}.py", line=3,
-                      title=f"torchvet: {text}")
-    assert "\n" not in line and "\r" not in line
-    [(name, props, data)] = replay_log(line + "\n")
-    assert name == "error"
-    assert data == text
-    # (the runner trims the property list, so a trailing blank of the last value goes)
-    assert props == {"file": f"src/{text or 'x'}.py", "line": "3",
-                     "title": f"torchvet: {text}".rstrip()}
-
-
-def test_command_leaves_out_empty_properties() -> None:
-    assert workflow.command("warning", "m", file=None, line=None, title="") == "::warning::m"
-    assert (workflow.command("group", "Install: pip install .[x]")
-            == "::group::Install: pip install .[x]")
-
-
 def test_markdown_escaping_neutralises_markup_html_pipes_and_mentions() -> None:
     text = gh.md("**bold** <script>alert(1)</script> a|b `code` [link](x) @octocat\nnext")
     assert "<script>" not in text and "|" not in text and "@octocat" not in text
@@ -192,6 +65,19 @@ def test_markdown_escaping_neutralises_markup_html_pipes_and_mentions() -> None:
 def test_safe_name_keeps_output_values_shell_inert() -> None:
     assert gh.safe_name("model[torch 2.4]/x-y.z") == "model[torch 2.4]/x-y.z"
     assert gh.safe_name("evil$(rm -rf ~)`id`;\n") == "evil??rm -rf ???id??"
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+@pytest.mark.parametrize("text", NASTY)
+def test_any_unit_name_and_message_reach_the_annotation_intact(text: str) -> None:
+    run = run_of(unit(f"u {text}", result("forward.runs", Status.FAILED, f"m {text} end",
+                                          file="src/m.py", line=2)))
+    [line] = [a.render() for a in gh.build_annotations(run)[0]]
+    [(name, props, data)] = replay_log(line + "\n")
+    assert (name, data) == ("error", f"m {text} end")
+    assert props["title"] == f"torchvet: u {text} · forward.runs"
 
 
 # --------------------------------------------------------------------------- annotations
@@ -408,12 +294,9 @@ def test_publish_writes_annotations_summary_and_outputs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_github_mode_wraps_user_output_and_annotates_the_culprit(tmp_path: Path) -> None:
     """`torchvet run` with GITHUB_ACTIONS=true (the plain CLI on a self-hosted runner)."""
-    workspace = tmp_path / "ws"
-    shutil.copytree(FIXTURES / "action" / "buggy", workspace)
+    workspace = copy_fixture("buggy", tmp_path / "ws")
     outputs, summary = tmp_path / "outputs", tmp_path / "summary"
-    source = workspace / "src" / "buggy_models" / "models.py"
-    culprit = next(i for i, text in enumerate(source.read_text().splitlines(), 1)
-                   if "# culprit" in text)
+    culprit = culprit_line(workspace / "src" / "buggy_models" / "models.py")
     proc = run_cli("run", str(workspace), "--junit", str(workspace / "junit.xml"), env={
         "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
         "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)})
@@ -433,19 +316,9 @@ def test_cli_github_mode_wraps_user_output_and_annotates_the_culprit(tmp_path: P
     assert "dead\\_layer" in summary.read_text(encoding="utf-8")
 
 
-def test_withhold_removes_tokens_and_file_command_paths() -> None:
-    environ = {"GITHUB_TOKEN": "t", "ACTIONS_RUNTIME_TOKEN": "r", "GITHUB_OUTPUT": "/o",
-               "GITHUB_STEP_SUMMARY": "/s", "GITHUB_ENV": "/e", "GITHUB_WORKSPACE": "/w",
-               "HF_TOKEN": "h"}
-    before = dict(environ)
-    assert workflow.withhold_from_user_code(environ) == before
-    assert environ == {"GITHUB_WORKSPACE": "/w", "HF_TOKEN": "h"}
-
-
 @pytest.mark.slow
 def test_cli_github_mode_keeps_user_code_away_from_outputs_and_tokens(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    shutil.copytree(FIXTURES / "action" / "hostile", workspace)
+    workspace = copy_fixture("hostile", tmp_path / "ws")
     outputs = tmp_path / "outputs"
     proc = run_cli("run", str(workspace), "--json", str(tmp_path / "r.json"), env={
         "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
@@ -468,3 +341,20 @@ def test_an_interrupted_run_says_so() -> None:
     text = gh.render_summary(run, env={})
     assert text.startswith("## 🚫 torchvet: 1 cancelled")
     assert "the run was interrupted" in text and "this step" not in text
+
+
+def test_a_run_that_could_not_start_says_why_with_error_outputs(tmp_path: Path) -> None:
+    summary, out = tmp_path / "summary", tmp_path / "outputs"
+    env = {"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(out)}
+    gh.publish_failure("install failed", "pip: <no> | @octo\n\nlast line", env=env)
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## 💥 torchvet could not run: install failed\n\n<pre>")
+    assert "&lt;no&gt; &#124; &#64;octo" in text and text.count("</pre>") == 1
+    values = read_outputs(out.read_text(encoding="utf-8"))
+    assert values == {"passed": "0", "failed": "0", "errors": "0", "skipped": "0",
+                      "warnings": "0", "conclusion": "error", "junit-file": "",
+                      "failures": ""}
+    # the same outputs a finished run has, so later steps can read either
+    assert set(values) == set(gh.outputs(run_of(), None, {}))
+    gh.publish_failure("x", "y", summarize=False, env=env)
+    assert summary.read_text(encoding="utf-8") == text

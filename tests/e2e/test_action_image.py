@@ -1,16 +1,13 @@
 """The action's image end to end: built from the repository's own Dockerfile and run the
 way the GitHub Actions runner runs a container action (TESTING.md), on the fixture
-repositories under tests/fixtures/action/.
-
-Needs a Docker engine and the base image (``scripts/docker/ensure-engine.sh``,
-``scripts/docker/stand-in-base-image.sh``). With ``CI=true`` a missing engine or base
-image is a failure (the scripts are tried first); elsewhere the tests skip, saying why.
+repositories under tests/fixtures/action/. The engine and the image come from
+tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 import time
 import uuid
@@ -19,102 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 from junitparser import JUnitXml
 from ruamel.yaml import YAML
-from test_github_reporter import read_outputs, replay_log
 
-from conftest import FIXTURES, ROOT
+from tests.helpers import ROOT
+from tests.helpers.action import copy_fixture, culprit_line
+from tests.helpers.workflow import read_outputs, replay_log
+from torchvet.reporters import json_report
+from torchvet.results import Status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-ACTION_FIXTURES = FIXTURES / "action"
-# A worktree of its own may set another tag, so parallel builds do not overwrite each other.
-IMAGE = os.environ.get("TORCHVET_TEST_IMAGE", "torchvet-action:test")
-BASE = "python:3.11-slim"
-CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-PYPI = "https://pypi.org/simple"
 RUNNER_UID = 1001  # the runner's user on GitHub-hosted machines owns the workspace
 SENTINELS = {"GITHUB_TOKEN": "SENTINEL-github-token", "GH_TOKEN": "SENTINEL-gh-token",
              "ACTIONS_RUNTIME_TOKEN": "SENTINEL-runtime-token",
              "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "SENTINEL-oidc-token"}
-IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 
 
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(ROOT / "scripts" / "docker" / name), *args],
-                          capture_output=True, text=True, timeout=900, check=False)
-
-
-@pytest.fixture(scope="session")
-def client() -> Any:
-    def connect() -> Any:
-        try:
-            found = docker.from_env(timeout=300)
-            found.ping()
-            return found
-        except Exception as exc:  # docker.errors.DockerException, connection errors
-            return exc
-
-    found = connect()
-    if isinstance(found, Exception) and IN_CI:
-        started = _script("ensure-engine.sh")
-        found = connect()
-        if isinstance(found, Exception):
-            pytest.fail(f"CI=true and the Docker engine cannot start: {found}\n"
-                        f"{started.stdout}{started.stderr}", pytrace=False)
-    if isinstance(found, Exception):
-        _unavailable(f"no Docker engine answers ({found}); run "
-                     "scripts/docker/ensure-engine.sh")
-    return found
-
-
-@pytest.fixture(scope="session")
-def image(client: Any) -> str:
-    """The image built from the repository's Dockerfile (the build time is printed)."""
-    try:
-        client.images.get(BASE)
-    except docker.errors.ImageNotFound:
-        if IN_CI:
-            made = _script("stand-in-base-image.sh", BASE)
-            assert made.returncode == 0, made.stdout + made.stderr
-        else:
-            _unavailable(f"the base image {BASE} is missing; run "
-                         "scripts/docker/stand-in-base-image.sh")
-    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(client)
-    started = time.monotonic()
-    try:
-        client.images.build(path=str(ROOT), tag=IMAGE, network_mode="host", rm=True,
-                            forcerm=True, buildargs={"TORCH_INDEX_URL": index}, timeout=1800)
-    except docker.errors.BuildError as exc:
-        log = "".join(str(chunk.get("stream") or chunk.get("error") or "")
-                      for chunk in exc.build_log)
-        pytest.fail(f"docker build failed: {exc}\n{log[-6000:]}", pytrace=False)
-    size = client.images.get(IMAGE).attrs["Size"]
-    print(f"\nbuilt {IMAGE} in {time.monotonic() - started:.1f}s, {size / 1e6:.0f} MB "
-          f"(torch from {index})")
-    return IMAGE
-
-
-def torch_index(client: Any) -> str:
-    """The CPU wheel index, unless the base image is the stand-in whose pip finds the CPU
-    torch wheel locally (then PyPI, as the CPU index is unreachable where it is used)."""
-    try:
-        client.containers.run(BASE, ["sh", "-c", "ls /opt/wheels/torch-*+cpu-*.whl"],
-                              network_mode="none", remove=True)
-        return PYPI
-    except Exception:
-        return CPU_INDEX
+FAST_PASSED = re.compile(r"^\[1/2\] fast \(model\) +PASSED", re.M)
 
 
 def action_defaults() -> dict[str, str]:
+    """Every input action.yml declares and its default (what the runner passes)."""
     action = YAML(typ="safe").load((ROOT / "action.yml").read_text(encoding="utf-8"))
     return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
 
@@ -134,23 +58,17 @@ class ActionRun:
         return self.workspace / name
 
 
-def culprit_line(path: Path) -> int:
-    return next(i for i, text in enumerate(path.read_text().splitlines(), 1)
-                if "# culprit" in text)
-
-
 @pytest.fixture
 def run_action(client: Any, image: str, tmp_path: Path) -> Iterator[Any]:
     """Run the image on a copy of a fixture repository like the runner does:
     ``docker run --workdir /github/workspace -v repo:/github/workspace
     -v files:/github/file_commands -e INPUT_<NAME>... -e GITHUB_*`` with every input
-    declared in action.yml (defaults included) and the tokens the runner passes."""
-    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(client)
+    declared in action.yml (defaults included: torch comes from the index the image's
+    torch came from) and the tokens the runner passes."""
 
     def run(fixture: str, **inputs: str) -> ActionRun:
-        workspace = tmp_path / "workspace"
+        workspace = copy_fixture(fixture, tmp_path / "workspace")
         files, home = tmp_path / "file_commands", tmp_path / "home"
-        shutil.copytree(ACTION_FIXTURES / fixture, workspace)
         files.mkdir()
         home.mkdir()
         step = uuid.uuid4().hex
@@ -162,8 +80,7 @@ def run_action(client: Any, image: str, tmp_path: Path) -> Iterator[Any]:
             for root in (workspace, files, home):
                 subprocess.run(["chown", "-R", f"{RUNNER_UID}:{RUNNER_UID}", str(root)],
                                check=True)
-        values = {**action_defaults(), "torch-index-url": index,
-                  **{k.replace("_", "-"): v for k, v in inputs.items()}}
+        values = {**action_defaults(), **{k.replace("_", "-"): v for k, v in inputs.items()}}
         environment = {
             **{f"INPUT_{name.upper()}": value for name, value in values.items()},
             "HOME": "/github/home", "GITHUB_ACTIONS": "true", "CI": "true",
@@ -353,35 +270,43 @@ def test_a_torch_version_that_cannot_be_installed_is_a_clear_error(run_action: A
 
 def test_cancelling_the_job_reports_what_finished(client: Any, image: str,
                                                   tmp_path: Path) -> None:
-    """`docker stop` (a cancelled job) sends SIGTERM to the entrypoint, PID 1: it passes
-    it on, torchvet marks the unfinished units cancelled, the outputs say so, exit 130."""
-    workspace, files = tmp_path / "workspace", tmp_path / "files"
-    shutil.copytree(ACTION_FIXTURES / "healthy", workspace)
+    """`docker stop` (a cancelled job) sends SIGTERM to the entrypoint, PID 1, while a unit
+    is provably running (it blocks until released): the entrypoint passes it on, torchvet
+    keeps what finished and marks the rest cancelled, the outputs say so, exit 130."""
+    workspace = copy_fixture("blocking", tmp_path / "workspace")
+    files = tmp_path / "files"
     files.mkdir()
     (files / "out").touch()
     (files / "summary").touch()
-    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(client)
+    gate = workspace / ".gate"
     container = client.containers.run(
         image, detach=True, working_dir="/github/workspace", network_mode="host",
         environment={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": "/github/workspace",
                      "GITHUB_OUTPUT": "/github/file_commands/out",
                      "GITHUB_STEP_SUMMARY": "/github/file_commands/summary",
-                     "INPUT_TORCH-INDEX-URL": index},
+                     "INPUT_CHECKS": "forward", "INPUT_JSON-FILE": "report.json"},
         volumes={str(workspace): {"bind": "/github/workspace", "mode": "rw"},
                  str(files): {"bind": "/github/file_commands", "mode": "rw"}})
     try:
-        deadline = time.monotonic() + 300
-        while b"::group::torchvet run" not in container.logs():
-            assert time.monotonic() < deadline, container.logs().decode()[-3000:]
-            time.sleep(0.5)
-        time.sleep(3)  # the checks take well over 10 s
+        deadline = time.monotonic() + 600
+        while not ((gate / "started").exists() and FAST_PASSED.search(
+                container.logs().decode("utf-8", "replace"))):
+            container.reload()
+            assert container.status == "running" and time.monotonic() < deadline, (
+                container.logs().decode("utf-8", "replace")[-3000:])
+            time.sleep(0.2)
         container.stop(timeout=60)
         code = container.wait(timeout=120)["StatusCode"]
         stdout = container.logs(stderr=False).decode("utf-8", "replace")
     finally:
+        (gate / "release").touch()  # never leave the unit blocked
         container.remove(force=True)
     assert code == 130, stdout[-3000:]
     assert replay_log(stdout)  # the blocks were closed
     outputs = read_outputs((files / "out").read_text(encoding="utf-8"))
     assert outputs["conclusion"] == "cancelled" and int(outputs["skipped"]) > 0
     assert "the run was interrupted" in (files / "summary").read_text(encoding="utf-8")
+    partial = json_report.read(workspace / "report.json")
+    assert partial.interrupted
+    assert {r.name: r.status for r in partial.reports} == {
+        "fast": Status.PASSED, "slow": Status.CANCELLED}

@@ -3,8 +3,8 @@ repository's Dockerfile (``--build``) and run like the Actions runner on the fix
 repositories under tests/fixtures/action/, one cell or a torch matrix, merged reports,
 Ctrl-C.
 
-The engine, the base image and the image itself come from tests/test_action_image.py's
-fixtures (same tag, same build arguments: its build is reused from the layer cache). With
+The engine, the base image and the image itself come from tests/e2e/conftest.py (same
+tag, same build arguments: the ``--build`` here reuses its layer cache). With
 ``CI=true`` a missing engine fails these tests; elsewhere they skip, saying why.
 
 The torch that "cannot be installed here" is 2.3.1 from an index that holds nothing
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,20 +28,15 @@ from typing import Any
 
 import pytest
 from junitparser import JUnitXml
-from test_action_image import (  # noqa: F401  (client, image: the fixtures, used by name)
-    client,
-    culprit_line,
-    image,
-    torch_index,
-)
 
-from conftest import FIXTURES, ROOT
+from tests.helpers import ROOT
+from tests.helpers.action import HEALTHY, copy_fixture, culprit_line
+from tests.helpers.signals import restore_sigint
 from torchvet.reporters import json_report
 from torchvet.results import Status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-ACTION_FIXTURES = FIXTURES / "action"
 IMAGE_TORCH = re.search(r"^ARG TORCH_VERSION=(\S+)$",
                         (ROOT / "Dockerfile").read_text(encoding="utf-8"), re.M)
 NO_INDEX = "file:///nonexistent"
@@ -73,7 +67,7 @@ def containers_of(daemon: Any, project: Path) -> list[Any]:
 
 @dataclass
 class Engine:
-    """The Docker client, the image test_action_image built and the torch index its
+    """The Docker client, the image tests/e2e/conftest.py built and the torch index its
     build used (PyPI on the stand-in base image, else the CPU wheel index)."""
 
     client: Any
@@ -82,17 +76,14 @@ class Engine:
 
 
 @pytest.fixture
-def engine(request: pytest.FixtureRequest) -> Engine:
-    daemon = request.getfixturevalue("client")
-    built = request.getfixturevalue("image")
-    index = os.environ.get("TORCHVET_TEST_TORCH_INDEX_URL") or torch_index(daemon)
-    return Engine(daemon, built, index)
+def engine(client: Any, image: str, torch_index: str) -> Engine:
+    return Engine(client, image, torch_index)
 
 
 @pytest.fixture
-def daemon(request: pytest.FixtureRequest) -> Any:
+def daemon(client: Any) -> Any:
     """The engine alone (no image build needed)."""
-    return request.getfixturevalue("client")
+    return client
 
 
 @pytest.fixture
@@ -102,15 +93,9 @@ def workdir(tmp_path: Path) -> dict[str, Path]:
     return {"scratch": scratch, "out": tmp_path}
 
 
-def copy_fixture(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(ACTION_FIXTURES / name, target)
-    return target
-
-
 def test_build_and_a_healthy_project_exit_0_with_a_merged_report(
         engine: Engine, workdir: dict[str, Path]) -> None:
-    project = copy_fixture("healthy", workdir["out"])
+    project = copy_fixture("healthy", workdir["out"] / "healthy")
     before = tree(project)
     out = workdir["out"]
     started = time.monotonic()
@@ -152,7 +137,7 @@ def test_build_and_a_healthy_project_exit_0_with_a_merged_report(
 
 def test_build_and_a_buggy_project_exit_1_naming_the_failing_check(
         engine: Engine, workdir: dict[str, Path]) -> None:
-    project = copy_fixture("buggy", workdir["out"])
+    project = copy_fixture("buggy", workdir["out"] / "buggy")
     junit = workdir["out"] / "buggy.xml"
     result = torchvet_docker(str(project), "--build", "--image", engine.image,
                              "--torch-index-url", engine.index, "--checks", "training",
@@ -177,7 +162,7 @@ def test_a_matrix_cell_that_cannot_install_its_torch_is_an_error_for_that_cell_o
         engine: Engine, workdir: dict[str, Path]) -> None:
     assert IMAGE_TORCH is not None
     ours = IMAGE_TORCH.group(1)  # the image's torch: that cell installs none
-    project = copy_fixture("healthy", workdir["out"])
+    project = copy_fixture("healthy", workdir["out"] / "healthy")
     out = workdir["out"]
     started = time.monotonic()
     result = torchvet_docker(
@@ -225,51 +210,19 @@ def test_a_matrix_cell_that_cannot_install_its_torch_is_an_error_for_that_cell_o
     assert containers_of(engine.client, project) == []
 
 
-SLOW_PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "torchvet-fixture-slow"
-version = "0.1.0"
-dependencies = ["torch>=2.1"]
-
-[project.entry-points."torchvet.models"]
-fast = "slow_models:make_fast"
-slow = "slow_models:make_slow"
-
-[tool.setuptools]
-py-modules = ["slow_models"]
-"""
-SLOW_MODULE = """\
-import time
-
-from torch import nn
-
-
-def make_fast():
-    return nn.Linear(2, 2)
-
-
-def make_slow():
-    time.sleep(600)
-    return nn.Linear(2, 2)
-"""
-
-
 def test_ctrl_c_stops_and_removes_the_containers_and_keeps_the_partial_report(
         engine: Engine, workdir: dict[str, Path]) -> None:
-    project = workdir["out"] / "slow"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(SLOW_PYPROJECT, encoding="utf-8")
-    (project / "slow_models.py").write_text(SLOW_MODULE, encoding="utf-8")
+    """Ctrl-C while the slow unit provably runs (it blocks until released) and the fast
+    one has reported: the container is stopped and removed, exit 130, and the partial
+    report holds the fast unit's verdict and the slow one cancelled."""
+    project = copy_fixture("blocking", workdir["out"] / "blocking")
     report = workdir["out"] / "partial.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "torchvet", "docker", str(project), "--image", engine.image,
          "--torch-index-url", engine.index, "--checks", "forward", "-j", "2", "--json",
          str(report)], cwd=ROOT, env=environment(workdir["scratch"]),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=restore_sigint)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -282,17 +235,23 @@ def test_ctrl_c_stops_and_removes_the_containers_and_keeps_the_partial_report(
     log: list[str] = []
     deadline = time.monotonic() + 600
     try:
-        while True:  # until the fast unit reported: the slow one is running
+        while True:  # until the fast unit reported: the slow one blocks until released
             line = lines.get(timeout=max(1.0, deadline - time.monotonic()))
             assert line is not None, "".join(log)[-5000:]
             log.append(line)
             if re.search(r"\[1/2\] fast \(model\) +PASSED", line):
                 break
+        # the cell's workspace is a snapshot under the scratch directory
+        while not list(workdir["scratch"].glob("torchvet-docker-*/workspace/.gate/started")):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(log)[-5000:]
+            time.sleep(0.2)
         running = containers_of(engine.client, project)
         assert [c.status for c in running] == ["running"]
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:
+        for gate in workdir["scratch"].glob("torchvet-docker-*/workspace/.gate"):
+            (gate / "release").touch()  # never leave the unit blocked
         if proc.poll() is None:
             proc.kill()
     while (line := lines.get(timeout=30)) is not None:
@@ -314,7 +273,7 @@ def test_ctrl_c_stops_and_removes_the_containers_and_keeps_the_partial_report(
 
 def test_gpus_on_a_daemon_without_the_nvidia_runtime_is_a_clear_error(
         engine: Engine, workdir: dict[str, Path]) -> None:
-    project = copy_fixture("healthy", workdir["out"])
+    project = copy_fixture("healthy", workdir["out"] / "healthy")
     result = torchvet_docker(str(project), "--image", engine.image, "--torch-index-url",
                              engine.index, "--gpus", "all", "--checks", "forward.runs",
                              scratch=workdir["scratch"])
@@ -333,7 +292,7 @@ def test_gpus_on_a_daemon_without_the_nvidia_runtime_is_a_clear_error(
 
 def test_an_image_that_cannot_be_pulled_is_exit_2_saying_how_to_build_it(
         daemon: Any, workdir: dict[str, Path]) -> None:
-    result = torchvet_docker(str(ACTION_FIXTURES / "healthy"), "--image",
+    result = torchvet_docker(str(HEALTHY), "--image",
                              "localhost:1/torchvet-missing:v0", scratch=workdir["scratch"],
                              timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -345,7 +304,7 @@ def test_an_image_that_cannot_be_pulled_is_exit_2_saying_how_to_build_it(
 
 def test_a_base_image_that_cannot_be_pulled_names_the_offline_stand_in(
         daemon: Any, workdir: dict[str, Path]) -> None:
-    result = torchvet_docker(str(ACTION_FIXTURES / "healthy"), "--build",
+    result = torchvet_docker(str(HEALTHY), "--build",
                              "--python-version", "0.0", "--image", "torchvet-action:never",
                              scratch=workdir["scratch"], timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -1,0 +1,288 @@
+"""The action's inputs: the one table of their names, defaults, descriptions and
+validators.
+
+The runner passes every input declared in ``action.yml``, defaults included, as
+``INPUT_<NAME>`` (hyphens kept); the entrypoint reads them back with :func:`parse_inputs`
+and ``torchvet docker`` builds each container's inputs from :func:`defaults`.
+
+``action.yml`` is hand-written and *tested against* this table
+(``tests/action/test_inputs.py`` fails naming each input whose name, default or
+description differs), not generated from it: it is the file GitHub and the Marketplace
+read from the repository at a tag, so it must be committed anyway; it also holds the
+outputs, branding and YAML folding a reviewer reads; and a generator would need a YAML
+emitter torchvet does not otherwise depend on. The test gives the same guarantee (one
+source of truth, no drift) with nothing to remember to run.
+
+``torch-index-url`` defaults to empty, meaning the index the image's own torch came from
+(``TORCHVET_TORCH_INDEX_URL``, baked in by the Dockerfile's ``TORCH_INDEX_URL``: the CPU
+wheels for the published image), so a CUDA image built with ``torchvet docker --build
+--torch-index-url ...`` keeps installing CUDA builds.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+IMAGE_TORCH_INDEX = "TORCHVET_TORCH_INDEX_URL"  # set by the Dockerfile
+DEVICES = ("cpu", "cuda", "auto")
+FAIL_ON = ("failure", "warning", "never")
+# core.getBooleanInput's YAML 1.2 core schema spellings
+TRUE = ("true", "True", "TRUE")
+FALSE = ("false", "False", "FALSE")
+NONE = ("none", "None", "NONE", *FALSE)
+
+TORCH_VERSION = re.compile(
+    r"^[0-9]+(\.[0-9]+){0,3}((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[A-Za-z0-9.]+)?$")
+INDEX_URL = re.compile(r"^(https?|file)://\S+$")
+_GIT_REF = re.compile(r"^[A-Za-z0-9._/@^~{}-]+$")
+_SHARD = re.compile(r"^([0-9]+)/([0-9]+)$")
+
+
+class InputError(UsageError):
+    """A bad input value: ``name`` and a message that says how to fix it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+# --------------------------------------------------------------------------- validators
+# Each turns the input's text into its value, or raises ValueError saying what to write.
+
+
+def text(value: str) -> str:
+    return value
+
+
+def split(value: str) -> list[str]:
+    """The items of a comma- or newline-separated list."""
+    return [part.strip() for part in re.split(r"[,\n]", value) if part.strip()]
+
+
+def listing(value: str) -> str:
+    """A multi-line or comma-separated list as the CLI's comma-separated form."""
+    return ",".join(split(value))
+
+
+def pip_arguments(value: str) -> list[str] | None:
+    if value in NONE:
+        return None
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"cannot split '{value}' into pip arguments ({exc}); check the "
+                         "quotes") from None
+
+
+def torch_version(value: str) -> str:
+    if value and not TORCH_VERSION.match(value):
+        raise ValueError(f"'{value}' is not a torch version; use e.g. 2.4.1 or 2.4 (empty: "
+                         "the image's torch)")
+    return value
+
+
+def index_url(value: str) -> str:
+    if not INDEX_URL.match(value):
+        raise ValueError(f"'{value}' is not an http(s) or file URL; the default is "
+                         f"{DEFAULT_TORCH_INDEX}")
+    return value
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value and value not in choices:
+            raise ValueError(f"'{value}' is not one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def report_file(value: str) -> str | None:
+    return None if not value or value in NONE else value
+
+
+def positive_int(value: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"'{value}' is not a positive integer (units at once)")
+    return int(value)
+
+
+def seed(value: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"'{value}' is not a non-negative integer")
+    return int(value)
+
+
+def seconds(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError(f"'{value}' is not a positive number of seconds")
+    return number
+
+
+def shard(value: str) -> str | None:
+    if not value:
+        return None
+    match = _SHARD.match(value)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ValueError(f"'{value}' is not i/n with 1 <= i <= n (e.g. 2/4)")
+    return value
+
+
+def git_ref(value: str) -> str | None:
+    if not value:
+        return None
+    if value.startswith("-") or not _GIT_REF.match(value):
+        raise ValueError(f"'{value}' is not a git ref or commit "
+                         "(e.g. ${{ github.event.pull_request.base.sha }})")
+    return value
+
+
+def boolean(value: str) -> bool:
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ValueError(f"'{value}' is not a boolean; use true or false")
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    default: str
+    description: str
+    parse: Callable[[str], Any]
+
+    @property
+    def field(self) -> str:
+        """The attribute of :class:`Inputs` that holds the parsed value."""
+        return self.name.replace("-", "_")
+
+
+INPUTS: tuple[Input, ...] = (
+    Input("path", ".", "Directory of the project to check (holding its pyproject.toml), "
+          "relative to the workspace.", text),
+    Input("install", ".", "Arguments for `pip install`, run in `path` with the image's torch "
+          "pinned, e.g. `.[test]` or `-e . -r requirements-ci.txt`. `none` installs nothing.",
+          pip_arguments),
+    Input("install-command", "", "A shell command run in `path` instead of `pip install` "
+          "(PIP_CONSTRAINT pins torch for the pip calls it makes), e.g. `pip install poetry "
+          "&& poetry install`.", text),
+    Input("torch-version", "", "torch to check with, e.g. `2.4.1` or `2.4` (the newest "
+          "2.4.x); installed from `torch-index-url` first. Empty: the image's torch.",
+          torch_version),
+    Input("torch-index-url", "", "Package index torch is installed from. Empty: the one the "
+          f"image's torch came from, {DEFAULT_TORCH_INDEX} (the CPU wheels keep CUDA out). "
+          "Also an extra index for the project's install, so torchvision & co. match.",
+          index_url),
+    Input("models", "", "Only the factories whose name matches these globs (comma- or "
+          "newline-separated).", listing),
+    Input("exclude", "", "Leave out the factories whose name matches these globs.", listing),
+    Input("checks", "", "Checks to run: areas (`forward`), ids (`training.update`) or globs "
+          "(`export.*`); prefix with `-` to exclude. Empty: every default check.", listing),
+    Input("device", "cpu", "`cpu`, `cuda` or `auto`. A container action has no GPU: see the "
+          "docs for GPU jobs.", one_of(DEVICES)),
+    Input("fail-on", "", "What fails the step: `failure` (a check failed or errored), "
+          "`warning` (also warnings) or `never`. Empty: the project's [tool.torchvet] "
+          "fail_on, else `failure`.", one_of(FAIL_ON)),
+    Input("junit-file", "torchvet-junit.xml", "JUnit XML report written in the workspace "
+          "(for test-report actions). `none` writes none.", report_file),
+    Input("json-file", "", "Full JSON report written in the workspace (input of `torchvet "
+          "merge`). Empty writes none.", report_file),
+    Input("jobs", "", "Units checked at once. Empty: the runner's cores.", positive_int),
+    Input("timeout", "", "Per-unit time limit in seconds. Empty: 300.", seconds),
+    Input("seed", "", "Seed of every check; a verdict reproduces with its seed. Empty: the "
+          "project's, else 0.", seed),
+    Input("shard", "", "Run only the i-th of n deterministic slices of the units, e.g. `2/4` "
+          "(matrix jobs).", shard),
+    Input("changed-since", "", "Check only the units whose factory module, or a project "
+          "module it imports, changed since this git ref, e.g. `${{ "
+          "github.event.pull_request.base.sha }}`; a change to pyproject.toml or an import "
+          "torchvet cannot follow selects everything. Needs the ref in the checkout "
+          "(actions/checkout with `fetch-depth: 0`). Empty: every unit.", git_ref),
+    Input("annotations", "true", "Annotate the culprit lines (at most 10 per level; the "
+          "summary lists all).", boolean),
+    Input("summary", "true", "Write the job summary.", boolean),
+)
+
+
+def defaults() -> dict[str, str]:
+    """Every input and its default, as the runner passes them when a workflow sets none."""
+    return {spec.name: spec.default for spec in INPUTS}
+
+
+@dataclass
+class Inputs:
+    """The parsed inputs (what :func:`parse_inputs` makes of :data:`INPUTS`' defaults)."""
+
+    path: str = "."
+    install: list[str] | None = field(default_factory=lambda: ["."])  # None: skip
+    install_command: str = ""
+    torch_version: str = ""
+    torch_index_url: str = DEFAULT_TORCH_INDEX
+    models: str = ""
+    exclude: str = ""
+    checks: str = ""
+    device: str = "cpu"
+    fail_on: str = ""
+    junit_file: str | None = "torchvet-junit.xml"
+    json_file: str | None = None
+    jobs: int | None = None
+    timeout: float | None = None
+    seed: int | None = None
+    shard: str | None = None
+    changed_since: str | None = None
+    annotations: bool = True
+    summary: bool = True
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def get_input(env: Mapping[str, str], name: str) -> str:
+    """An input as the runner passes it: ``INPUT_<NAME>`` with the hyphens kept
+    (``INPUT_TORCH-VERSION``), or with underscores (``INPUT_TORCH_VERSION``), trimmed;
+    the first non-empty spelling wins, else the default."""
+    key = "INPUT_" + name.replace(" ", "_").upper()
+    for variable in (key, key.replace("-", "_")):
+        value = env.get(variable, "").strip()
+        if value:
+            return value
+    return next((spec.default for spec in INPUTS if spec.name == name), "")
+
+
+def parse_inputs(env: Mapping[str, str]) -> tuple[Inputs, list[InputError]]:
+    """All inputs, and every bad value found (not only the first)."""
+    values: dict[str, Any] = {}
+    errors: list[InputError] = []
+    for spec in INPUTS:
+        value = get_input(env, spec.name)
+        if spec.name == "torch-index-url" and not value:
+            value = env.get(IMAGE_TORCH_INDEX, "") or DEFAULT_TORCH_INDEX
+        try:
+            values[spec.field] = spec.parse(value)
+        except ValueError as exc:
+            errors.append(InputError(spec.name, str(exc)))
+    inputs = Inputs(**values)
+    if inputs.install_command and "install" in values and inputs.install not in (None, ["."]):
+        errors.append(InputError("install-command", "set either 'install' (pip arguments) "
+                                                    "or 'install-command', not both"))
+    return inputs, errors

@@ -1,0 +1,82 @@
+"""Workflow commands: written with the toolkit's escaping (checked against the runner
+model in helpers.workflow), read back as the runner reads them, stop-commands, and the
+variables user code never sees."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.helpers.workflow import replay_log
+from torchvet.action import workflow
+
+NASTY = [
+    "plain",
+    "100% sure",
+    "a:b,c::d",
+    "line one\nline two\r\nline three\rfour",
+    "%0A is not a newline and %25 is not a percent, %3A %2C either",
+    "::error::injected",
+    "##[set-output name=x;]y",
+    "trailing %",
+    "",
+]
+
+
+def test_escape_data_and_property_follow_the_toolkit() -> None:
+    assert workflow.escape_data("50%\r\nnext") == "50%25%0D%0Anext"
+    assert workflow.escape_data("a:b,c") == "a:b,c"
+    assert workflow.escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+    # `%` goes first, so an escape-looking literal survives the round trip
+    assert workflow.escape_data("%0A") == "%250A"
+
+
+@pytest.mark.parametrize("text", NASTY)
+def test_commands_round_trip_through_the_runner(text: str) -> None:
+    line = workflow.command("error", text, file=f"src/{text or 'x'}.py", line=3,
+                            title=f"torchvet: {text}")
+    assert "\n" not in line and "\r" not in line
+    [(name, props, data)] = replay_log(line + "\n")
+    assert name == "error"
+    assert data == text
+    # (the runner trims the property list, so a trailing blank of the last value goes)
+    assert props == {"file": f"src/{text or 'x'}.py", "line": "3",
+                     "title": f"torchvet: {text}".rstrip()}
+
+
+@pytest.mark.parametrize("text", NASTY)
+def test_our_parser_reads_back_what_we_write(text: str) -> None:
+    """``torchvet docker`` reads the container's log with parse_command."""
+    line = workflow.command("warning", text, file="a,b:c.py", line=7, title=f"t: {text}")
+    assert workflow.parse_command(line) == (
+        "warning", {"file": "a,b:c.py", "line": "7", "title": f"t: {text}"}, text)
+    assert workflow.parse_command("plain text ::error::x") is None
+
+
+def test_command_leaves_out_empty_properties() -> None:
+    assert workflow.command("warning", "m", file=None, line=None, title="") == "::warning::m"
+    assert (workflow.command("group", "Install: pip install .[x]")
+            == "::group::Install: pip install .[x]")
+
+
+def test_stop_commands_make_everything_until_the_token_inert() -> None:
+    out = io.StringIO()
+    resume = workflow.stop_commands(out)
+    out.write("::error::from user code\n::set-output name=x::y\n")
+    out.write(resume)
+    out.write(workflow.command("notice", "after") + "\n")
+    assert [(name, data) for name, _, data in replay_log(out.getvalue())] == [
+        ("notice", "after")]
+    assert workflow.stop_commands(io.StringIO()) != resume  # a fresh token each time
+
+
+def test_withhold_removes_tokens_and_file_command_paths() -> None:
+    environ = {"GITHUB_TOKEN": "t", "ACTIONS_RUNTIME_TOKEN": "r", "GITHUB_OUTPUT": "/o",
+               "GITHUB_STEP_SUMMARY": "/s", "GITHUB_ENV": "/e", "GITHUB_WORKSPACE": "/w",
+               "HF_TOKEN": "h", "actions_id_token_request_token": "o"}
+    before = dict(environ)
+    assert workflow.withhold_from_user_code(environ) == before
+    assert environ == {"GITHUB_WORKSPACE": "/w", "HF_TOKEN": "h"}
+    assert [workflow.is_token(k) for k in ("GH_TOKEN", "ACTIONS_CACHE_URL", "HF_TOKEN")] == [
+        True, False, False]
