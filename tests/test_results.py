@@ -35,6 +35,15 @@ def test_json_round_trip_is_lossless() -> None:
     assert data["counts"] == {"failed": 1, "passed": 1, "skipped": 1}
 
 
+def test_structured_data_round_trips_and_stays_out_of_the_json_when_empty() -> None:
+    curve = {"curves": {"Adam lr 0.01": [2.3, None, 0.6]},
+             "table": {"columns": ["layer", "dead"], "rows": [["0", 0.5]]}}
+    with_data = CheckResult("training.overfit", Status.FAILED, "m", data=curve)
+    assert CheckResult.from_dict(json.loads(json.dumps(with_data.to_dict()))) == with_data
+    assert "data" not in CheckResult("forward.runs", Status.PASSED).to_dict()
+    assert CheckResult.from_dict({"id": "forward.runs", "status": "passed"}).data == {}
+
+
 def test_unknown_schema_or_status_is_rejected() -> None:
     with pytest.raises(ValueError, match="schema"):
         RunReport.from_dict({"schema": 99})

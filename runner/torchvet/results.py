@@ -65,7 +65,9 @@ class CheckResult:
 
     ``message`` is the one-line verdict (it names the culprit and the fix); ``details``
     holds everything else (tracebacks, tables). ``file``/``line`` point at the culprit,
-    relative to the report root where possible.
+    relative to the report root where possible. ``data`` is structured evidence for the
+    reporters (``{"curves": {label: [loss, ...]}, "table": {"columns": [...], "rows":
+    [...]}}``); plain JSON, absent from the report when empty.
     """
 
     id: str
@@ -75,13 +77,14 @@ class CheckResult:
     file: str | None = None
     line: int | None = None
     duration: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def area(self) -> str:
         return self.id.split(".", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "status": self.status.value,
             "message": self.message,
@@ -90,6 +93,9 @@ class CheckResult:
             "line": self.line,
             "duration": round(self.duration, 6),
         }
+        if self.data:
+            out["data"] = self.data
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
@@ -101,6 +107,7 @@ class CheckResult:
             file=data.get("file"),
             line=int(data["line"]) if data.get("line") is not None else None,
             duration=float(data.get("duration") or 0.0),
+            data=dict(data.get("data") or {}),
         )
 
 

@@ -358,3 +358,12 @@ def test_a_run_that_could_not_start_says_why_with_error_outputs(tmp_path: Path) 
     assert set(values) == set(gh.outputs(run_of(), None, {}))
     gh.publish_failure("x", "y", summarize=False, env=env)
     assert summary.read_text(encoding="utf-8") == text
+
+
+def test_a_problem_with_a_loss_curve_gets_a_mermaid_chart_in_the_summary() -> None:
+    result = CheckResult("training.overfit", Status.FAILED, "levels off", "curve", "m.py", 3,
+                         data={"curves": {"Adam lr 0.01": [2.3, 1.9, 1.6]}})
+    text = gh.render_summary(RunReport([UnitReport("net", results=[result])]), env={})
+    block = text[text.index("<details>"):text.index("</details>")]
+    assert "```mermaid\nxychart-beta\n" in block
+    assert "line [2.3, 1.9, 1.6]" in block

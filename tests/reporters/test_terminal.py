@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import sample_run
 from torchvet.reporters.terminal import TerminalReporter, use_color
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 
 def test_terminal_report_lists_problems_then_a_table() -> None:
@@ -35,3 +36,23 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch: pytest.Monkey
     assert use_color(Tty()) and not use_color(io.StringIO())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not use_color(Tty())
+
+
+def _with_curve() -> RunReport:
+    result = CheckResult("training.overfit", Status.FAILED, "levels off", "curve", "m.py", 3,
+                         data={"curves": {"Adam lr 0.01": [2.3, 1.9, 1.6, 1.6]}})
+    return RunReport([UnitReport("net", results=[result])])
+
+
+def test_a_problem_shows_its_loss_curve_as_a_sparkline() -> None:
+    stream = io.StringIO()
+    TerminalReporter(stream=stream, color=False).finish(_with_curve())
+    assert "  Adam lr 0.01  █▄▁▁  2.3 -> 1.6" in stream.getvalue()
+
+
+def test_the_sparkline_falls_back_to_ascii_where_blocks_cannot_be_encoded() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="latin-1")  # no block characters
+    TerminalReporter(stream=stream, color=False).finish(_with_curve())
+    stream.flush()
+    assert b"Adam lr 0.01  #:__  2.3 -> 1.6" in raw.getvalue()

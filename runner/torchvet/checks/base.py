@@ -9,8 +9,8 @@ id from :mod:`torchvet.checks.catalogue`. It returns :func:`passed`, :func:`fail
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..results import Status
 from .catalogue import CATALOGUE
@@ -27,6 +27,7 @@ class Outcome:
     message: str = ""
     details: str = ""
     where: Location = None
+    data: dict[str, Any] = field(default_factory=dict)  # curves, tables (CheckResult.data)
 
 
 class Skip(Exception):
@@ -37,16 +38,19 @@ class DependencyFailed(Skip):
     """A shared computation this check needs already failed in another check."""
 
 
-def passed(message: str = "", details: str = "") -> Outcome:
-    return Outcome(Status.PASSED, message, details)
+def passed(message: str = "", details: str = "", data: dict[str, Any] | None = None
+           ) -> Outcome:
+    return Outcome(Status.PASSED, message, details, None, data or {})
 
 
-def failed(message: str, details: str = "", where: Location = None) -> Outcome:
-    return Outcome(Status.FAILED, message, details, where)
+def failed(message: str, details: str = "", where: Location = None,
+           data: dict[str, Any] | None = None) -> Outcome:
+    return Outcome(Status.FAILED, message, details, where, data or {})
 
 
-def warned(message: str, details: str = "", where: Location = None) -> Outcome:
-    return Outcome(Status.WARNED, message, details, where)
+def warned(message: str, details: str = "", where: Location = None,
+           data: dict[str, Any] | None = None) -> Outcome:
+    return Outcome(Status.WARNED, message, details, where, data or {})
 
 
 CheckFunction = Callable[["CheckContext"], Outcome]

@@ -31,6 +31,7 @@ from urllib.parse import quote
 from ..action.workflow import command
 from ..errors import ExitCode
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
+from .evidence import mermaid_charts
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
 SUMMARY_LIMIT = 1024 * 1024  # bytes per step summary (GitHub's limit)
@@ -332,11 +333,18 @@ def _problem_block(report: UnitReport, result: CheckResult, env: Mapping[str, st
     parts = [f"<details>\n<summary>{summary}</summary>\n\n"]
     if file:
         parts.append(f"<p>at {_source_link(file, line, env)}</p>\n\n")
+    parts.append(_charts(result))
     details = (result.details or "").strip()
     if details and details != (result.message or "").strip():
         parts.append(html_pre(_tail(details, DETAILS_LIMIT)) + "\n\n")
     parts.append("</details>\n\n")
     return "".join(parts)
+
+
+def _charts(result: CheckResult) -> str:
+    """The result's loss curves as Mermaid charts (GitHub renders them), or ''."""
+    charts = mermaid_charts(result.data, result.id)
+    return f"{charts}\n" if charts else ""
 
 
 def _output_block(report: UnitReport) -> str:

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TextIO
 
 from ..results import CheckResult, RunReport, Status, UnitReport
+from .evidence import curve_lines
 
 _COLORS = {
     Status.PASSED: "32", Status.FAILED: "31", Status.ERROR: "31;1", Status.XPASSED: "31",
@@ -123,10 +124,23 @@ class TerminalReporter:
         self.write(f"  {printable(result.message)}")
         if result.file:
             self.write(f"  at {printable(result.file)}:{result.line or 1}")
+        self.curves(result)
         if result.details and result.details.strip() != result.message.strip():
             for line in result.details.rstrip().splitlines()[-25:]:
                 self.write(f"    {printable(line)}")
         self.write()
+
+    def curves(self, result: CheckResult) -> None:
+        """The result's loss curves as sparklines (ASCII where the stream cannot encode
+        block characters)."""
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        try:
+            "▁█".encode(encoding)
+            ascii_only = False
+        except (UnicodeEncodeError, LookupError):
+            ascii_only = True
+        for line in curve_lines(result.data, ascii_only):
+            self.write(f"  {printable(line)}")
 
     def outputs(self, run: RunReport, names: set[str]) -> None:
         for report in run.reports:

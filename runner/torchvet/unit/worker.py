@@ -269,14 +269,14 @@ def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
     message = outcome.message or ("ok" if outcome.status is Status.PASSED else "")
     return CheckResult(
         check_id, outcome.status, message, outcome.details, file, line,
-        time.perf_counter() - started,
+        time.perf_counter() - started, outcome.data,
     )
 
 
 def _apply_xfail(outcome: Outcome, pattern: str, reason: str) -> Outcome:
     if outcome.status in (Status.FAILED, Status.ERROR, Status.WARNED):
         return Outcome(Status.XFAILED, f"xfail ({reason}): {outcome.message}", outcome.details,
-                       outcome.where)
+                       outcome.where, outcome.data)
     if outcome.status is Status.PASSED:
         return Outcome(
             Status.XPASSED,
