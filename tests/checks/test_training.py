@@ -3,9 +3,7 @@ located; declared unused/frozen parameters honoured; healthy real-world shapes p
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,14 +12,15 @@ from torch import nn
 
 from tests.fixtures import models_buggy as buggy
 from tests.fixtures import models_real as real
+from tests.fixtures.corpus import healthy_patterns, learning
+from tests.fixtures.resnet50 import resnet50
 from tests.helpers import assert_status, line_in, verdict, vet
-from torchvet.checks import training
 from torchvet.checks.catalogue import CATALOGUE
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 
 BUGGY_FILE = Path(buggy.__file__)
-WARN_CHECKS = {"training.loss_at_init"}
+WARN_BUGS = {"huge_logits_at_init", "shuffled_labels"}
 TRAINING_BUGS = {name: bug for name, bug in buggy.BUGS.items()
                  if bug[0].startswith("training.")}
 
@@ -43,7 +42,7 @@ EXPECTED_LINE = {
 def test_bug_is_caught_by_its_check(name: str) -> None:
     check_id, fragment = TRAINING_BUGS[name]
     result = verdict(getattr(buggy, name), check_id)
-    expected = Status.WARNED if check_id in WARN_CHECKS else Status.FAILED
+    expected = Status.WARNED if name in WARN_BUGS else Status.FAILED
     assert_status(result, expected, fragment)
     assert result.file and result.file.endswith("models_buggy.py"), result.file
     assert result.line == line_in(BUGGY_FILE, EXPECTED_LINE[name]), (result.line,
@@ -134,23 +133,88 @@ class CountingForward(nn.Module):
         return self.fc(x)
 
 
-def test_overfit_skips_up_front_when_its_steps_cannot_fit_the_budget(
+def counting() -> dict[str, Any]:
+    return {"model": CountingForward(), "inputs": torch.randn(2, 4),
+            "target": torch.tensor([0, 1]), "loss": nn.CrossEntropyLoss()}
+
+
+def test_overfit_is_decided_by_step_counts_not_by_the_clock(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # a clock on which every reading is 10 s after the last: one step "takes" 10 s
-    clock = itertools.count(0.0, 10.0)
-    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    monkeypatch.setattr(CountingForward, "calls", 0)
+    def passes() -> tuple[str, int]:
+        monkeypatch.setattr(CountingForward, "calls", 0)
+        result = verdict(counting, "training.overfit")
+        return result.message, CountingForward.calls
 
+    first = passes()
+    assert first == passes()
+    assert "in " in first[0] and "step(s) with Adam lr 0.01" in first[0], first
+
+
+def test_overfit_skips_only_when_its_budget_truly_runs_out() -> None:
+    tight = UnitConfig(budgets={"training.overfit": 0.001})
+    result = verdict(lambda: learning.xor_sigmoid(), "training.overfit", config=tight)
+    assert_status(result, Status.SKIPPED, "did not finish within its 0.001 s budget")
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: learning.quadratic_regressor(None),   # large targets: 2804 -> 1734 in 50 steps
+    lambda: learning.titanic_sigmoid_mse(None),   # sigmoid + MSE: a slow, steady fall
+    lambda: learning.threshold_logistic(True),    # logistic regression
+    learning.xor_sigmoid,                         # a plateau, then it learns
+], ids=["large_targets", "sigmoid_mse", "logistic", "xor"])
+def test_overfit_never_fails_a_slow_learner(factory: Any) -> None:
+    assert_status(verdict(factory, "training.overfit"), Status.PASSED)
+
+
+def test_a_plateau_with_a_mechanism_fails_naming_it() -> None:
+    result = verdict(lambda: learning.titanic_head(nn.Softmax(dim=1), nn.BCELoss()),
+                     "training.overfit")
+    assert_status(result, Status.FAILED, "levels off", "far from",
+                  "likely cause (learning.output_vs_loss)", "softmax over dim 1")
+    assert {"Adam lr 0.01", "your optimizer", "Adam lr 0.001"} <= set(result.data["curves"])
+
+
+def test_a_plateau_nothing_explains_warns_with_its_curve() -> None:
+    result = verdict(buggy.shuffled_labels, "training.overfit")
+    assert_status(result, Status.WARNED, "no learning diagnostic names a mechanism")
+    assert "Adam lr 0.01 (plateau)" in result.details
+
+
+def _healthy_pattern(name: str) -> Any:
+    return next(c for c in healthy_patterns.CASES if c.name == name).factory
+
+
+def test_a_min_max_step_is_skipped_not_judged() -> None:
+    assert_status(verdict(_healthy_pattern("gan"), "training.overfit"), Status.SKIPPED,
+                  "opposing objectives", "discriminator.0")
+
+
+def test_a_declared_adversarial_step_is_skipped() -> None:
     def factory() -> dict[str, Any]:
-        return {"model": CountingForward(), "inputs": torch.randn(2, 4),
-                "loss": nn.CrossEntropyLoss()}
+        return {**learning.sine_regressor(False), "training": "adversarial"}
 
-    result = verdict(factory, "training.overfit")
-    assert_status(result, Status.SKIPPED, "one training step takes 10.00 s",
-                  "exceed the 120 s budget of training.overfit",
-                  'budgets = { "training.overfit" = 1200 }')
-    # the short training run's step, then the first overfit step: not fifty more
-    assert CountingForward.calls <= 4, CountingForward.calls
+    assert_status(verdict(factory, "training.overfit"), Status.SKIPPED,
+                  'training="adversarial" is declared')
+
+
+def test_a_loss_whose_target_the_step_moves_is_skipped_when_it_levels_off() -> None:
+    for seed in range(2):
+        assert_status(verdict(_healthy_pattern("moco"), "training.overfit", seed=seed),
+                      Status.SKIPPED, "queue")
+
+
+def test_loss_at_init_reads_train_mode_on_a_fresh_resnet50() -> None:
+    """Eval mode at init runs 53 BatchNorms on running statistics of (0, 1): the logits
+    blow up. The first step trains in train mode, where the loss is near ln(1000)."""
+    for seed in range(5):
+        result = verdict(resnet50, "training.loss_at_init", seed=seed)
+        assert_status(result, Status.PASSED, "near ln(1000) = 6.91")
+        assert "train mode" in result.details and "eval mode, batch 2" in result.details
+
+
+def test_loss_at_init_skips_in_batch_contrastive_logits() -> None:
+    assert_status(verdict(_healthy_pattern("clip"), "training.loss_at_init"), Status.SKIPPED,
+                  "in-batch logits", "learned temperature")
 
 
 def test_verdicts_are_reproducible_with_the_same_seed() -> None:

@@ -129,7 +129,7 @@ def c():
 
 def test_fail_on_warning_and_never(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", MODELS)
-    args = ("run", str(root), "-k", "b", "--checks", "forward.probabilities")
+    args = ("run", str(root), "-k", "b", "--checks", "learning.output_vs_loss")
     assert run_cli(*args).returncode == 0
     assert run_cli(*args, "--fail-on", "warning").returncode == 1
     assert run_cli("run", str(BUGGY), "-k", "nan_output", "--fail-on", "never").returncode == 0

@@ -1,6 +1,6 @@
 """Checks: the catalogue (``catalogue``, no torch), how a check states its verdict
 (``base``), the phrasing verdicts share (``text``, no torch), and one implementation
-module per area (``data`` is a package; ``meta_device`` serves ``portability``).
+module per area (``data`` and ``learning`` are packages; ``meta_device`` serves ``portability``).
 
 Importing this package does not import torch; :func:`register_all` imports the
 implementations (the worker does, once, in the fork server).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-AREA_MODULES = ("forward", "training", "state", "portability", "export", "data")
+AREA_MODULES = ("forward", "training", "learning", "state", "portability", "export", "data")
 
 
 def register_all() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import traceback
-import weakref
 from typing import Any
 
 import torch
@@ -13,7 +12,7 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Outcome, Skip, check, failed, passed, warned
+from .base import Outcome, Skip, check, failed, passed
 from .text import dtype_name, index_str, one_line, shape_str
 
 BATCH_SIZES = (1, 2, 3)
@@ -378,84 +377,3 @@ def determinism(ctx: CheckContext) -> Outcome:
                 where=found[1] if found else None,
             )
     return passed("two eval passes agree")
-
-
-LOGIT_LOSSES = {
-    "cross_entropy": "CrossEntropyLoss / F.cross_entropy",
-    "binary_cross_entropy_with_logits": "BCEWithLogitsLoss / F.binary_cross_entropy_with_logits",
-}
-PROBABILITY_OPS = {"softmax", "sigmoid"}
-
-
-class _LossCapture(optrace.TorchFunctionMode):
-    """Records what logit losses are fed, and whether a softmax/sigmoid produced it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, torch.Tensor, Any]] = []
-        self.fed_probabilities: set[int] = set()  # indices into calls
-        # Weak references, checked for identity: an id alone is reused once an
-        # intermediate (an attention softmax) is freed, and a later logits tensor may get it.
-        self._probability_outputs: dict[int, weakref.ref[torch.Tensor]] = {}
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = optrace.op_name(func)
-        if name in PROBABILITY_OPS and isinstance(out, torch.Tensor):
-            self._probability_outputs[id(out)] = weakref.ref(out)
-        if name in LOGIT_LOSSES and args and isinstance(args[0], torch.Tensor):
-            ref = self._probability_outputs.get(id(args[0]))
-            if ref is not None and ref() is args[0]:
-                self.fed_probabilities.add(len(self.calls))
-            self.calls.append((name, args[0].detach(), out))
-        return out
-
-
-def capture_loss_calls(ctx: CheckContext, batch: int) -> _LossCapture:
-    """Eval forward + the declared loss under a capture of logit-loss calls."""
-
-    def compute() -> _LossCapture:
-        if ctx.spec is None or not ctx.spec.has_real_loss:
-            raise Skip("no loss or step declared: nothing feeds a logit loss")
-        capture = _LossCapture()
-        model = ctx.model.eval()
-        inputs, target = ctx.inputs(batch), ctx.target(batch)
-        seed_everything(derived_seed(ctx.seed, "loss-capture", batch))
-        with torch.no_grad(), capture:
-            ctx.training_loss(model, inputs, target)
-        return capture
-
-    return ctx.memo(("loss-capture", batch), compute)
-
-
-def looks_like_probabilities(index: int, capture: _LossCapture) -> bool:
-    """Whether the ``index``-th logit-loss call was fed a softmax/sigmoid output, or (for
-    cross_entropy) values in [0, 1] that sum to 1 over the class dimension."""
-    name, logits, _ = capture.calls[index]
-    if index in capture.fed_probabilities:
-        return True
-    if name == "cross_entropy" and logits.dim() >= 2 and logits.is_floating_point():
-        in_range = bool(((logits >= 0) & (logits <= 1)).all())
-        sums = logits.double().sum(1)
-        return in_range and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
-    return False
-
-
-@check("forward.probabilities")
-def probabilities(ctx: CheckContext) -> Outcome:
-    capture = capture_loss_calls(ctx, ctx.train_batch_size)
-    relevant = [k for k, (n, _, _) in enumerate(capture.calls) if n in LOGIT_LOSSES]
-    if not relevant:
-        raise Skip("the loss calls neither cross_entropy nor binary_cross_entropy_with_logits")
-    for index in relevant:
-        name = capture.calls[index][0]
-        if looks_like_probabilities(index, capture):
-            return warned(
-                f"{LOGIT_LOSSES[name]} is fed probabilities (values in [0, 1]"
-                f"{' summing to 1' if name == 'cross_entropy' else ''}), but it applies "
-                "(log-)softmax/sigmoid itself: return raw logits from the model and apply "
-                "softmax/sigmoid only at inference"
-            )
-    return passed("the logit loss receives logits")
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,12 +16,11 @@ from ..unit.seeding import derived_seed, seed_everything
 from ..unit.training_run import validate_loss
 from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure
 from .base import Outcome, Skip, check, failed, passed, warned
-from .forward import capture_loss_calls
+from .learning.findings import cause_phrase, curve, likely_causes
+from .learning.learning_rate import adversarial
+from .learning.probe import InitProbe, init_probe
+from .learning.runs import make_optimizer
 from .text import one_line
-
-OVERFIT_STEPS = 50
-# A single batch should be memorised fast: a bold rate first, a careful one if it diverges.
-OVERFIT_LEARNING_RATES = (1e-2, 1e-3)
 
 
 def matching(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -191,96 +190,194 @@ def overfit(ctx: CheckContext) -> Outcome:
             f"{spec.overfit_max_params:,}; raise overfit_max_params in [tool.torchvet] to run it"
         )
     ctx.trace_failure("optimizer")
+    probe = init_probe(ctx)
+    if adversarial(ctx, probe):
+        raise Skip(
+            "the step sums opposing objectives (it switches requires_grad of "
+            f"{listing(probe.toggled or ['its parameters'], 3)} inside the step, as a GAN "
+            "does; or training=\"adversarial\" is declared): that sum need not fall on one "
+            "batch, so overfitting it proves nothing"
+        )
+    fits = []
+    for label, make in _attempts(ctx):
+        fit = fit_one_batch(ctx, label, make)
+        fits.append(fit)
+        if fit.state in ("reached", "falling", "near"):
+            return passed(fit.summary(), data={"curves": {f.label: curve(f.losses)
+                                                          for f in fits}})
+    return _plateau(ctx, probe, fits)
+
+
+OVERFIT_MAX_STEPS = 400
+PLATEAU_WINDOW = 50
+PLATEAU_GAIN = 0.01  # of the way to the goal, per window, that counts as still falling
+NEAR_GOAL = 0.25  # a plateau within this share of the way from the goal is near it
+
+
+@dataclass
+class Fit:
+    """One attempt at memorising one fixed batch."""
+
+    label: str
+    losses: list[float]
+    goal: float
+    state: str  # reached | falling | near | plateau | diverged
+
+    def summary(self) -> str:
+        first, best = self.losses[0], min(self.losses)
+        steps = len(self.losses) - 1
+        if self.state == "reached":
+            return f"loss {first:.4g} -> {best:.4g} in {steps} step(s) with {self.label}"
+        if self.state == "near":
+            return (f"loss {first:.4g} -> {best:.4g} with {self.label}: it levels off near "
+                    f"half its start ({self.goal:.4g})")
+        return (f"loss {first:.4g} -> {best:.4g} in {steps} steps with {self.label} and "
+                f"still falling (goal {self.goal:.4g}): a slow learner, not a stuck one")
+
+
+def _attempts(ctx: CheckContext) -> list[tuple[str, Any]]:
+    """A bold Adam first (one batch should be memorised fast), the declared optimizer,
+    then a careful Adam."""
+    def adam(lr: float) -> Any:
+        return lambda model: Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    found: list[tuple[str, Any]] = [("Adam lr 0.01", adam(1e-2))]
+    spec = ctx.spec
+    if spec is not None and spec.optimizer is not None:
+        found.append(("your optimizer", lambda model: make_optimizer(ctx, model)[0]))
+    found.append(("Adam lr 0.001", adam(1e-3)))
+    return found
+
+
+def fit_one_batch(ctx: CheckContext, label: str, make: Any) -> Fit:
+    """Up to OVERFIT_MAX_STEPS steps on one batch: stops at the goal (half the first
+    loss), at a non-finite loss, or on a plateau; a step count decides, never the clock."""
+    seed_everything(derived_seed(ctx.seed, "overfit"))
+    model = ctx.fresh_copy().train()
+    optimizer = make(model)
     inputs = ctx.inputs(ctx.train_batch_size)
     target = ctx.target(ctx.train_batch_size)
-    attempts = []
-    for lr in OVERFIT_LEARNING_RATES:
-        seed_everything(derived_seed(ctx.seed, "overfit"))
-        model = ctx.fresh_copy().train()
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = Adam(trainable, lr=lr)
-        losses, goal = _fit(ctx, model, optimizer, inputs, target)
-        best = min(losses)
-        if best <= goal and math.isfinite(best):
-            return passed(
-                f"loss {losses[0]:.4g} -> {best:.4g} in {len(losses) - 1} Adam step(s) at "
-                f"lr {lr:g}"
-            )
-        attempts.append((lr, losses, goal))
-    first = attempts[0][1][0]
-    best = min(min(losses) for _, losses, _ in attempts)
-    goal = attempts[0][2]
-    return failed(
-        f"the loss went from {first:.4g} to {best:.4g} (best) in {OVERFIT_STEPS} Adam steps "
-        f"on one fixed batch (tried lr {', '.join(f'{lr:g}' for lr, _, _ in attempts)}), "
-        f"never reaching {goal:.4g}: the model cannot fit a single batch — check that the "
-        "loss uses the model's output and the right target, and that the parameters that "
-        "matter are trainable",
-        "\n".join(f"lr {lr:g}: " + ", ".join(f"{v:.4g}" for v in losses)
-                  for lr, losses, _ in attempts),
-        ctx.where_model(),
-    )
-
-
-def _fit(ctx: CheckContext, model: torch.nn.Module, optimizer: Adam,
-         inputs: Any, target: Any) -> tuple[list[float], float]:
-    """Up to OVERFIT_STEPS steps on one batch; stops once the loss has halved."""
     losses: list[float] = []
     goal = math.inf
-    started = time.perf_counter()
-    for _ in range(OVERFIT_STEPS + 1):
+    for step in range(OVERFIT_MAX_STEPS + 1):
         optimizer.zero_grad(set_to_none=True)
         value = ctx.training_loss(model, inputs, target)
-        validate_loss(value, False)
+        if step == 0:
+            validate_loss(value, False)
         losses.append(float(value.detach()))
-        if len(losses) == 1:
+        if step == 0:
             goal = losses[0] - 0.5 * abs(losses[0])
-        if losses[-1] <= goal or not math.isfinite(losses[-1]) or len(losses) > OVERFIT_STEPS:
-            break
+        state = _fit_state(losses, goal, step)
+        if state:
+            return Fit(label, losses, goal, state)
         value.backward()
         optimizer.step()
-        if len(losses) == 1:
-            _fits_budget(ctx, time.perf_counter() - started)
-    return losses, goal
+    return Fit(label, losses, goal, "falling")
 
 
-def _fits_budget(ctx: CheckContext, step_seconds: float) -> None:
-    """Skip up front when the steps this check may need cannot fit its budget."""
-    budget = ctx.budget("training.overfit")
-    needed = step_seconds * OVERFIT_STEPS * len(OVERFIT_LEARNING_RATES)
-    if needed > budget:
+def _fit_state(losses: list[float], goal: float, step: int) -> str:
+    latest = losses[-1]
+    if not math.isfinite(latest):
+        return "diverged"
+    if latest <= goal:
+        return "reached"
+    if step < 2 * PLATEAU_WINDOW or (step % 10 and step < OVERFIT_MAX_STEPS):
+        return ""
+    gap = abs(losses[0] - goal)
+    best_now = min(losses)
+    best_before = min(losses[:-PLATEAU_WINDOW])
+    if best_before - best_now >= PLATEAU_GAIN * gap:
+        return "falling" if step >= OVERFIT_MAX_STEPS else ""
+    return "near" if best_now <= goal + NEAR_GOAL * gap else "plateau"
+
+
+def _plateau(ctx: CheckContext, probe: InitProbe, fits: list[Fit]) -> Outcome:
+    """Every attempt levelled off far from the goal (or diverged)."""
+    data = {"curves": {f.label: curve(f.losses) for f in fits}}
+    curves = "\n".join(f"{f.label} ({f.state}): " + ", ".join(f"{v:.4g}" for v in f.losses[::10])
+                       for f in fits)
+    first = fits[0].losses[0]
+    best = min(min(f.losses) for f in fits)
+    if best < 0 or first < 0:
+        raise Skip(f"the loss goes below 0 ({best:.4g}): it has no floor (a policy-gradient "
+                   "or Wasserstein objective), so halving it on one batch means nothing")
+    if probe.self_updated:
         raise Skip(
-            f"one training step takes {step_seconds:.2f} s, so up to "
-            f"{OVERFIT_STEPS * len(OVERFIT_LEARNING_RATES)} steps would exceed the "
-            f"{budget:g} s budget of training.overfit; raise it with [tool.torchvet] "
-            f'budgets = {{ "training.overfit" = {max(needed * 1.2, 1):.0f} }}'
+            f"the loss levels off at {best:.4g} while the step itself updates "
+            f"{listing(probe.self_updated, 3)} (a queue, a centre or a teacher the model "
+            "moves without gradients): its target moves with every step, so one batch cannot "
+            "be memorised against it"
         )
+    goal = fits[0].goal
+    tried = ", ".join(f.label for f in fits)
+    causes = likely_causes(ctx)
+    what = (f"the loss levels off at {best:.4g} (from {first:.4g}) on one fixed batch, far "
+            f"from {goal:.4g}, with {tried}")
+    details = curves + "".join(f"\n{c.check}: {c.message}" for c in causes)
+    if causes:
+        return failed(f"{what}{cause_phrase(causes)}", details, causes[0].where, data)
+    return warned(
+        f"{what}; no learning diagnostic names a mechanism — check that the loss uses the "
+        "model's output and the right target, that the parameters that matter are "
+        "trainable, and what the output is read from",
+        details, ctx.where_model(), data)
 
 
-LOSS_AT_INIT_BATCH = 16
+LOSS_AT_INIT_MARGIN = 0.5  # of ln(C), at least 1 nat
 
 
 @check("training.loss_at_init")
 def loss_at_init(ctx: CheckContext) -> Outcome:
-    capture = capture_loss_calls(ctx, max(LOSS_AT_INIT_BATCH, ctx.train_batch_size))
-    calls = [(t, out) for name, t, out in capture.calls if name == "cross_entropy"]
+    spec = ctx.spec
+    if spec is None or not spec.has_real_loss:
+        raise Skip("no loss or step declared: no cross-entropy to read")
+    probe = init_probe(ctx)
+    calls = [c for c in probe.losses if c.op == "cross_entropy"]
     if not calls:
         raise Skip("the loss calls no cross_entropy")
-    logits, value = calls[0]
-    if logits.dim() < 2 or not isinstance(value, torch.Tensor) or value.dim() != 0:
+    call = calls[0]
+    logits, got = call.input, call.value
+    if logits.dim() < 2 or got is None:
         raise Skip("cross_entropy is not called on (batch, classes) logits with a mean")
     classes = int(logits.shape[1])
+    if classes == logits.shape[0] and _in_batch_targets(call.target, classes):
+        raise Skip(
+            f"cross_entropy over ({classes}, {classes}) in-batch logits with targets "
+            "arange(batch) (a contrastive loss): its classes are the batch mates and its "
+            "scale a learned temperature, so ln(C) is no reference"
+        )
     expected = math.log(classes)
-    got = float(value)
-    margin = max(1.0, 0.5 * expected)
-    if got <= expected + margin:
-        return passed(f"cross-entropy at init {got:.3g} is near ln({classes}) = {expected:.3g}")
+    evidence = (f"train mode, batch {probe.batch} (what the first step sees): {got:.4g}; "
+                f"{_eval_reading(ctx)}")
+    if got <= expected + max(1.0, LOSS_AT_INIT_MARGIN * expected):
+        return passed(f"cross-entropy at init {got:.3g} is near ln({classes}) = "
+                      f"{expected:.3g}", evidence)
     return warned(
         f"cross-entropy at init is {got:.3g}, far above ln({classes}) = {expected:.3g}: the "
         "initial logits are too large or confidently wrong; scale down the last layer's init "
         "(e.g. zero-init or small std), and check the logits are not already scaled",
-        where=ctx.where_model(),
+        evidence, ctx.where_model(),
     )
+
+
+def _in_batch_targets(target: torch.Tensor | None, size: int) -> bool:
+    if target is None or target.dim() != 1 or target.is_floating_point():
+        return False
+    return bool(torch.equal(target.cpu(), torch.arange(size)))
+
+
+def _eval_reading(ctx: CheckContext) -> str:
+    """The same loss on the eval-mode output (BatchNorm's running statistics): evidence
+    only — at init they are not what the first training step sees."""
+    spec = ctx.spec
+    if spec is None or spec.step is not None or spec.loss is None:
+        return "eval mode: not measured (a declared step)"
+    try:  # evidence only: a loss that needs train-mode outputs has no eval reading
+        with torch.no_grad():
+            value = ctx.loss_of(ctx.eval_output(), ctx.target(ctx.batch_size))
+        return f"eval mode, batch {ctx.batch_size}: {float(value):.4g}"
+    except Exception as exc:
+        return f"eval mode: not measured ({one_line(exc)})"
 
 
 __all__ = ["TRAIN_STEPS", "gradients", "loss", "update"]

@@ -1,0 +1,85 @@
+"""learning.progress: with the user's loss, optimizer and data, the model learns at all.
+
+With a dataset and a loss: the declared optimizer trains on the dataset's batches and the
+loss on held-out samples must beat the best constant prediction (the mean target, the
+class frequencies). The run goes on in chunks while the training loss still falls, so a
+slow learner (a sigmoid net on XOR sits on a plateau for 250 steps) gets its steps; it
+stops as soon as the baseline is beaten. Without a dataset, the loss on one batch must at
+least move off its value at init. A model stuck at the baseline is warned with the
+learning diagnostics' finding as its probable cause.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ...unit.context import CheckContext
+from ...unit.data_batches import DatasetSource
+from ..base import Outcome, Skip, check, passed, warned
+from .findings import cause_phrase, curve, likely_causes
+from .runs import ProgressRun, progress_run, rate_run
+
+STILL = 0.01  # relative change of the one-batch loss that counts as not moving
+
+
+@check("learning.progress")
+def progress(ctx: CheckContext) -> Outcome:
+    spec = ctx.spec
+    if spec is None or not spec.has_real_loss:
+        raise Skip("no loss or step declared: whether the model learns needs its real loss")
+    if isinstance(spec.inputs, DatasetSource) and spec.loss is not None and spec.step is None:
+        return _judge(ctx, progress_run(ctx))
+    return _moves(ctx)
+
+
+def _judge(ctx: CheckContext, run: ProgressRun) -> Outcome:
+    evals = [v for _, v in run.eval_losses]
+    data = {"curves": {"held-out loss": curve(evals)}}
+    if run.baseline is not None:
+        data["curves"][f"constant baseline ({run.baseline_kind})"] = [run.baseline] * 2
+    where = "held-out" if run.held_out else "training"
+    against = (f"the constant baseline ({run.baseline_kind}: {run.baseline:.4g})"
+               if run.baseline is not None else f"its value at init ({evals[0]:.4g})")
+    if run.outcome == "diverged":
+        raise Skip(f"the loss diverges after {run.steps} steps (see learning.learning_rate)")
+    if run.outcome == "beaten":
+        return passed(f"{where} loss {evals[0]:.4g} -> {evals[-1]:.4g} in {run.steps} steps, "
+                      f"below {against}", data=data)
+    if run.outcome == "falling":
+        return passed(f"{where} loss {evals[0]:.4g} -> {min(evals):.4g} in {run.steps} steps "
+                      f"and still falling, not yet below {against}: a slow learner",
+                      data=data)
+    causes = likely_causes(ctx)
+    details = "\n".join(f"{c.check}: {c.message}" for c in causes)
+    if run.outcome == "memorising":
+        train = run.train_losses
+        return warned(
+            f"the training loss falls ({train[0]:.4g} -> {min(train[-40:]):.4g}) but the "
+            f"held-out loss rises to {evals[-1]:.4g}, above {against}, in {run.steps} steps: "
+            "the model memorises its training samples and learns nothing that carries over "
+            "— labels shuffled apart from their inputs, the wrong label column, or a target "
+            f"the inputs cannot predict{cause_phrase(causes)}",
+            details, ctx.where_factory() or ctx.where_model(), data)
+    return warned(
+        f"after {run.steps} steps on {run.train_samples} samples the {where} loss is "
+        f"{evals[-1]:.4g} (from {evals[0]:.4g}), no better than {against}: the model "
+        "learns nothing the inputs tell it — check what the output is read from, that the "
+        f"target is the one meant, and the learning diagnostics{cause_phrase(causes)}",
+        details, (causes[0].where if causes else None) or ctx.where_model(), data)
+
+
+def _moves(ctx: CheckContext) -> Outcome:
+    run = rate_run(ctx)
+    losses = run.losses
+    data = {"curves": {run.optimizer: curve(losses)}}
+    change = abs(losses[-1] - losses[0]) / max(abs(losses[0]), 1e-12)
+    if not math.isfinite(losses[-1]) or change >= STILL:
+        return passed(f"the loss moves off its init with {run.optimizer}: {losses[0]:.4g} -> "
+                      f"{losses[-1]:.4g} in {len(losses) - 1} steps on one batch "
+                      "(declare a dataset to judge it against a baseline)", data=data)
+    causes = likely_causes(ctx)
+    return warned(
+        f"the loss does not move off its init with {run.optimizer}: {losses[0]:.4g} -> "
+        f"{losses[-1]:.4g} in {len(losses) - 1} steps on one batch{cause_phrase(causes)}",
+        "\n".join(f"{c.check}: {c.message}" for c in causes),
+        (causes[0].where if causes else None) or ctx.where_model(), data)

@@ -1,0 +1,77 @@
+"""learning.learning_rate: the declared optimizer's rate, momentum and weight decay, judged
+on fifty steps of one batch: a rate a lower one cures fails naming it, a crawl or a
+crushing weight decay warns, a lr-0 group fails; a sane optimizer passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tests.fixtures.corpus.learning import (
+    iris_param_groups,
+    pima_sgd,
+    quadratic_sgd,
+    sine_momentum,
+    sine_sgd,
+    titanic_adam,
+    titanic_deep_init,
+)
+from tests.helpers import assert_status, verdict
+from torchvet.results import Status
+
+CHECK = "learning.learning_rate"
+
+
+def test_a_diverging_rate_fails_and_names_the_cure() -> None:
+    result = verdict(lambda: sine_sgd(10.0), CHECK)
+    assert_status(result, Status.FAILED, "the loss diverges with SGD(lr=10)",
+                  "the learning rate is too high")
+    assert set(result.data["curves"]) == {"lr x1 (SGD(lr=10))", "lr x0.01"}
+    assert_status(verdict(lambda: sine_sgd(0.05), CHECK), Status.PASSED, "SGD(lr=0.05)")
+
+
+def test_sgd_on_large_targets_diverges_at_0_1_and_not_at_0_01() -> None:
+    assert_status(verdict(lambda: quadratic_sgd(0.1), CHECK), Status.FAILED,
+                  "at 0.1x the learning rate")
+    assert_status(verdict(lambda: quadratic_sgd(0.01), CHECK), Status.PASSED)
+
+
+def test_momentum_0_999_is_named() -> None:
+    assert_status(verdict(lambda: sine_momentum(0.5, 0.999), CHECK), Status.FAILED,
+                  "momentum 0.999 makes the effective step", "use 0.9")
+    assert_status(verdict(lambda: sine_momentum(0.05, 0.9), CHECK), Status.PASSED)
+
+
+def test_a_rate_that_barely_moves_the_weights_warns() -> None:
+    assert_status(verdict(lambda: pima_sgd(1e-7), CHECK), Status.WARNED,
+                  "barely moves the weights", "raise the learning rate")
+    assert_status(verdict(lambda: titanic_adam(1e-6), CHECK), Status.WARNED,
+                  "Adam(lr=1e-06)")
+    assert_status(verdict(lambda: titanic_adam(1e-3), CHECK), Status.PASSED)
+
+
+def test_a_group_at_learning_rate_zero_fails_unless_declared_frozen() -> None:
+    result = verdict(lambda: iris_param_groups(0.0), CHECK)
+    assert_status(result, Status.FAILED, "parameter group 1", "2.weight, 2.bias")
+    assert_status(verdict(lambda: iris_param_groups(0.1), CHECK), Status.PASSED)
+
+
+def test_a_crushing_weight_decay_warns() -> None:
+    assert_status(verdict(lambda: pima_sgd(0.1, weight_decay=1.0), CHECK), Status.WARNED,
+                  "weight decay 1", "collapses towards a constant")
+    assert_status(verdict(lambda: pima_sgd(0.1, weight_decay=1e-4), CHECK), Status.PASSED)
+
+
+def test_an_exploding_init_is_not_blamed_on_the_rate() -> None:
+    assert_status(verdict(lambda: titanic_deep_init(1.0), CHECK), Status.SKIPPED,
+                  "learning.gradient_flow names the cause")
+
+
+def test_without_a_declared_optimizer_the_default_adam_is_reported() -> None:
+    def factory() -> dict[str, Any]:
+        return {"model": nn.Linear(4, 2), "inputs": lambda b: torch.randn(b, 4),
+                "loss": nn.CrossEntropyLoss()}
+
+    assert_status(verdict(factory, CHECK), Status.PASSED, "torchvet's default Adam(lr=0.001)")
