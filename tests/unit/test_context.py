@@ -18,6 +18,7 @@ from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
 from torchvet.unit.context import CheckContext
 from torchvet.unit.locate import Locator
+from torchvet.unit.seeding import derived_seed, seed_everything
 from torchvet.unit.spec import normalize_model
 from torchvet.unit.training_types import LossProblem
 
@@ -29,7 +30,11 @@ def context(factory: Any, seed: int = 0) -> CheckContext:
     spec = normalize_model(factory(), "net", UnitConfig(), seed)
     record = Factory(name="net", kind="model", dist="", value="tests:net", file=str(HERE),
                      line=1)
-    return CheckContext(record, seed, "cpu", Locator([HERE.parent], ROOT), factory, spec)
+    def build(build_seed: int | None = None) -> Any:
+        seed_everything(derived_seed(seed, "rebuild") if build_seed is None else build_seed)
+        return factory()
+
+    return CheckContext(record, seed, "cpu", Locator([HERE.parent], ROOT), build, spec)
 
 
 def linear() -> dict[str, Any]:
