@@ -408,22 +408,29 @@ class _LossCapture(optrace.TorchFunctionMode):
             ref = self._probability_outputs.get(id(args[0]))
             if ref is not None and ref() is args[0]:
                 self.fed_probabilities.add(len(self.calls))
-            self.calls.append((name, args[0].detach(), out))
+            self.calls.append((name, args[0].detach(),
+                               out.detach() if isinstance(out, torch.Tensor) else out))
         return out
 
 
 def capture_loss_calls(ctx: CheckContext, batch: int) -> _LossCapture:
-    """Eval forward + the declared loss under a capture of logit-loss calls."""
+    """The declared loss or step, run as it is meant to run (train mode, autograd on) on
+    a fresh copy of the model, under a capture of logit-loss calls. A step that cannot
+    run there makes the checks that read the capture skip, naming why."""
 
     def compute() -> _LossCapture:
         if ctx.spec is None or not ctx.spec.has_real_loss:
             raise Skip("no loss or step declared: nothing feeds a logit loss")
         capture = _LossCapture()
-        model = ctx.model.eval()
         inputs, target = ctx.inputs(batch), ctx.target(batch)
+        model = ctx.fresh_copy().train()
         seed_everything(derived_seed(ctx.seed, "loss-capture", batch))
-        with torch.no_grad(), capture:
-            ctx.training_loss(model, inputs, target)
+        try:
+            with torch.enable_grad(), capture:
+                ctx.training_loss(model, inputs, target)
+        except Exception as exc:
+            raise Skip(f"the training step raised {one_line(exc)} at batch size {batch}, so "
+                       "the logit losses it calls are unknown (see training.loss)") from exc
         return capture
 
     return ctx.memo(("loss-capture", batch), compute)
