@@ -10,8 +10,9 @@ model's own code, so an EMA target is not mistaken for a training bug.
 
 from __future__ import annotations
 
+import fnmatch
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -96,6 +97,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     trace.in_optimizer = {n for n, p in named if id(p) in held}
     params = dict(named)
+    declared = [*spec.frozen, *spec.ema]
     while trace.steps < ACCUMULATION_STEPS:
         optimizer.zero_grad(set_to_none=True)
         try:
@@ -123,7 +125,8 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
             break
         trace.optimizer_moved |= _moved(params, last)
         trace.steps += 1
-        if _settled(trace) or (trace.steps >= steps and not _accumulating(trace)):
+        if (_settled(trace, declared)
+                or (trace.steps >= steps and not _accumulating(trace))):
             break
     return trace
 
@@ -145,21 +148,21 @@ def _moved(params: Mapping[str, torch.Tensor], last: dict[str, torch.Tensor]) ->
     return moved
 
 
-def _settled(trace: TrainingTrace) -> bool:
+def _settled(trace: TrainingTrace, declared: Sequence[str]) -> bool:
     """Every trainable parameter has had a usable gradient and the optimizer moved it,
     or it is moved by the model's own code without a gradient (an averaged copy); and
-    when the model's code moves parameters (an EMA), every frozen one has had the steps
-    to show whether it follows (an EMA of a parameter equal to its target moves it only
-    once the source has trained)."""
+    every frozen parameter not ``declared`` frozen/ema has moved (an EMA target moves
+    by rounding only, or not at all, while it equals its source: it gets the steps to
+    show it follows; a forgotten freeze costs those steps before it fails)."""
     trained = all(
         (trace.usable_gradient(n) and n in trace.optimizer_moved)
         or trace.moved_by_model_only(n)
         for n in trace.trainable
     )
-    if not trained or not trace.self_moved:
-        return trained
     moved = trace.self_moved | trace.optimizer_moved
-    return all(n in moved for n in trace.frozen)
+    return trained and all(
+        n in moved or any(fnmatch.fnmatchcase(n, p) for p in declared) for n in trace.frozen
+    )
 
 
 def _accumulating(trace: TrainingTrace) -> bool:
