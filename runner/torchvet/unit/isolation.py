@@ -133,16 +133,18 @@ def faithful(original: nn.Module, copied: nn.Module) -> bool:
 def copy_model(model: nn.Module, rebuild: Callable[[], Any]) -> nn.Module:
     """An independent, faithful copy of ``model``: a deep copy where that is faithful,
     else ``rebuild()`` (a fresh factory instance seeded like the original) loaded with
-    ``model``'s state. Raises what the deep copy raised when neither works."""
-    copied: nn.Module | None = None
+    ``model``'s state; an unfaithful deep copy only when no fresh instance can be had.
+    Raises what the deep copy raised when neither works."""
     error: Exception | None = None
     if not holds_script_module(model):
         try:
             copied = copy.deepcopy(model)
         except Exception as exc:
             error = exc
-        if copied is not None and faithful(model, copied):
-            return copied
+        else:
+            if faithful(model, copied):
+                return copied
+            del copied  # one live copy at a time
     try:
         fresh = rebuild()
         if fresh is model:
@@ -150,11 +152,9 @@ def copy_model(model: nn.Module, rebuild: Callable[[], Any]) -> nn.Module:
         fresh.load_state_dict(model.state_dict())
         return fresh
     except Exception:
-        if copied is not None:
-            return copied  # not faithful, but the best there is
         if error is not None:
             raise error from None
-        return copy.deepcopy(model)
+        return copy.deepcopy(model)  # not faithful, but the best there is
 
 
 def bound_to(fn: Any, pristine: nn.Module, model: nn.Module) -> Any:

@@ -74,8 +74,8 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     Changes are found by exact comparison: an EMA whose target equals its source moves
     it by float rounding only."""
     trace = TrainingTrace()
-    seed_everything(derived_seed(ctx.seed, "train"))
     model = ctx.fresh_copy().train()
+    seed_everything(derived_seed(ctx.seed, "train"))
     named = list(model.named_parameters())
     trace.trainable = [n for n, p in named if p.requires_grad]
     trace.frozen = [n for n, p in named if not p.requires_grad]
