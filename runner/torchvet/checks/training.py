@@ -189,11 +189,11 @@ def frozen(ctx: CheckContext) -> Outcome:
     moved_by_model = [n for n in everything
                       if n in trace.self_moved and n not in trace.optimizer_moved
                       and (n in declared or n in ema or n in by_model)]
-    note = _model_updates_note(moved_by_model, everything)
-    if not spec.frozen and not trace.frozen:
-        return passed("no frozen parameters" + note)
     kept = [n for n in declared if n not in moved_by_model]
-    return passed(f"{len(kept)} declared frozen parameter(s) stayed unchanged" + note)
+    summary = (f"{len(kept)} declared frozen parameter(s) stayed unchanged" if kept
+               else "the optimizer changed no frozen parameter" if moved_by_model
+               else "no frozen parameters")
+    return passed(summary + _model_updates_note(moved_by_model, everything))
 
 
 def _model_updates_note(names: Sequence[str], all_names: Sequence[str]) -> str:

@@ -88,7 +88,7 @@ class CheckContext:
         return value
 
     def begin_check(self, check_id: str) -> None:
-        """``check_id`` runs next, on the pristine model as the factory built it."""
+        """``check_id`` runs next, on the pristine model whatever ran before it."""
         self.current_check = check_id
         self.restore_model()
 
