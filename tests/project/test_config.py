@@ -84,3 +84,14 @@ def test_every_key_is_described_and_in_the_readme() -> None:
     assert all(description for _, description in tables.values())
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert not [key for key in tables if f"`{key}`" not in readme and f"{key} = " not in readme]
+
+
+def test_training_and_ema_are_validated_model_keys() -> None:
+    config = parse({"models": {"gan": {"training": "adversarial", "ema": ["target.*"]}}})
+    unit = config.for_unit("model", "gan")
+    assert unit.training == "adversarial" and unit.ema == ("target.*",)
+    with pytest.raises(ConfigError, match='training = \'min-max\' is invalid: expected '
+                                          '"standard" or "adversarial"'):
+        parse({"models": {"gan": {"training": "min-max"}}})
+    with pytest.raises(ConfigError, match="unknown key 'ema'"):
+        parse({"datasets": {"train": {"ema": ["x"]}}})

@@ -101,3 +101,15 @@ def test_output_dtype_is_parsed_or_refused() -> None:
                      ).output_dtype is torch.float64
     with pytest.raises(SpecError, match="unknown dtype 'float63'"):
         normalize({"model": nn.Linear(3, 2), "output_dtype": "float63"})
+
+
+def test_training_kind_and_ema_are_declared_in_the_spec_or_in_pyproject() -> None:
+    spec = normalize({"model": nn.Linear(4, 3), "ema": "target.*", "training": "adversarial"})
+    assert spec.ema == ("target.*",) and spec.training == "adversarial"
+    config = UnitConfig(ema=("teacher.*",), training="adversarial")
+    merged = normalize(Spec(model=nn.Linear(4, 3), ema=["target.*"]), config)
+    assert merged.ema == ("target.*", "teacher.*") and merged.training == "adversarial"
+    assert normalize(nn.Linear(4, 3)).training == "standard"
+    with pytest.raises(SpecError, match="training='gan' is not one of 'standard', "
+                                        "'adversarial'"):
+        normalize({"model": nn.Linear(4, 3), "training": "gan"})

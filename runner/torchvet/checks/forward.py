@@ -127,6 +127,9 @@ def shape(ctx: CheckContext) -> Outcome:
         )
     if actual and actual[0] == ctx.batch_size:
         return passed(f"{path} has shape {shape_str(actual)}")
+    if per_sample_list(_outputs_by_size(ctx)):
+        return passed(f"out is a list of {ctx.batch_size} per-sample outputs (one per input, "
+                      "as detection models return)")
     return failed(
         f"{path} has shape {shape_str(actual)} at batch size {ctx.batch_size}: dim 0 should "
         "be the batch size; a view/reshape with a hard-coded size or a .squeeze() dropped or "
@@ -147,6 +150,27 @@ def _outputs_by_size(ctx: CheckContext) -> dict[int, Any]:
         return results
 
     return ctx.memo("outputs-by-size", compute)
+
+
+def per_sample_list(outputs: dict[int, Any]) -> bool:
+    """Outputs that are a list with one element per sample at every batch size tried,
+    the elements alike (torchvision detection: a list of per-image dicts)."""
+    ran = {size: out for size, out in outputs.items() if not isinstance(out, Exception)}
+    if len(ran) < 2 or not all(isinstance(o, list) and len(o) == s for s, o in ran.items()):
+        return False
+    layouts = {tuple(p for p, _ in leaves(item)) for out in ran.values() for item in out}
+    return len(layouts) == 1 and bool(next(iter(layouts)))
+
+
+def _follows_batch_multiple(by_size: dict[int, tuple[int, ...]], batch: int) -> bool:
+    """dim 0 is the same multiple of the batch size at every size (batch x tokens
+    flattened, as an MoE router's logits)."""
+    base = by_size[batch]
+    if not base or base[0] % batch:
+        return False
+    factor = base[0] // batch
+    return factor > 1 and all(len(s) == len(base) and s[0] == factor * size
+                              and s[1:] == base[1:] for size, s in by_size.items())
 
 
 def batched_paths(ctx: CheckContext) -> set[str]:
@@ -180,6 +204,9 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
                 ctx.where_exception(out),
             )
     base = outputs[ctx.batch_size]
+    if per_sample_list(outputs):
+        return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} give one output "
+                      "per sample, alike")
     primary = primary_leaf(base)
     structures = {size: [p for p, _ in leaves(out)] for size, out in outputs.items()}
     for size, paths in structures.items():
@@ -198,6 +225,8 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
         is_primary = primary is not None and path == primary[0]
         if len(set(by_size.values())) == 1 and not is_primary:
             continue  # an output that does not depend on the batch (e.g. RNN h_n layers)
+        if not is_primary and _follows_batch_multiple(by_size, ctx.batch_size):
+            continue  # batch x tokens flattened (MoE router logits)
         size, shp = next((size, s) for size, s in sorted(by_size.items())
                          if not (len(s) >= 1 and s[0] == size and s[1:] == base_shape[1:]))
         problems.append(
@@ -408,22 +437,29 @@ class _LossCapture(optrace.TorchFunctionMode):
             ref = self._probability_outputs.get(id(args[0]))
             if ref is not None and ref() is args[0]:
                 self.fed_probabilities.add(len(self.calls))
-            self.calls.append((name, args[0].detach(), out))
+            self.calls.append((name, args[0].detach(),
+                               out.detach() if isinstance(out, torch.Tensor) else out))
         return out
 
 
 def capture_loss_calls(ctx: CheckContext, batch: int) -> _LossCapture:
-    """Eval forward + the declared loss under a capture of logit-loss calls."""
+    """The declared loss or step, run as it is meant to run (train mode, autograd on) on
+    a fresh copy of the model, under a capture of logit-loss calls. A step that cannot
+    run there makes the checks that read the capture skip, naming why."""
 
     def compute() -> _LossCapture:
         if ctx.spec is None or not ctx.spec.has_real_loss:
             raise Skip("no loss or step declared: nothing feeds a logit loss")
         capture = _LossCapture()
-        model = ctx.model.eval()
         inputs, target = ctx.inputs(batch), ctx.target(batch)
+        model = ctx.fresh_copy().train()
         seed_everything(derived_seed(ctx.seed, "loss-capture", batch))
-        with torch.no_grad(), capture:
-            ctx.training_loss(model, inputs, target)
+        try:
+            with torch.enable_grad(), capture:
+                ctx.training_loss(model, inputs, target)
+        except Exception as exc:
+            raise Skip(f"the training step raised {one_line(exc)} at batch size {batch}, so "
+                       "the logit losses it calls are unknown (see training.loss)") from exc
         return capture
 
     return ctx.memo(("loss-capture", batch), compute)

@@ -14,7 +14,7 @@ from ..unit.context import CheckContext
 from ..unit.optim import Adam
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.training_run import validate_loss
-from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure
+from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
 from .base import Outcome, Skip, check, failed, passed, warned
 from .forward import capture_loss_calls
 from .text import one_line
@@ -83,7 +83,9 @@ def gradients(ctx: CheckContext) -> Outcome:
     trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
-    exempt = set(matching(trace.trainable, spec.unused + spec.frozen))
+    exempt = set(matching(trace.trainable, spec.unused + spec.frozen + spec.ema))
+    averaged = [n for n in trace.trainable if n not in exempt and trace.moved_by_model_only(n)]
+    exempt.update(averaged)
     states = {n: s for n, s in trace.grad_states.items() if n not in exempt}
     nonfinite = [n for n, s in states.items() if "nonfinite" in s]
     if nonfinite:
@@ -95,7 +97,8 @@ def gradients(ctx: CheckContext) -> Outcome:
         )
     never = [n for n, s in states.items() if "ok" not in s]
     if not never:
-        return passed(f"{len(states)} trainable parameter(s) received gradients")
+        return passed(f"{len(states)} trainable parameter(s) received gradients"
+                      + _model_updates_note(averaged, trace.trainable))
     missing = [n for n in never if all(s == "none" for s in states[n])]
     zero = [n for n in never if n not in missing]
     steps = trace.steps
@@ -125,10 +128,15 @@ def update(ctx: CheckContext) -> Outcome:
     trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
-    exempt = set(matching(trace.trainable, spec.unused + spec.frozen))
-    stuck = [n for n in trace.trainable if n not in exempt and not trace.changed.get(n)]
+    exempt = set(matching(trace.trainable, spec.unused + spec.frozen + spec.ema))
+    stuck = [n for n in trace.trainable if n not in exempt
+             and n not in trace.optimizer_moved and not trace.moved_by_model_only(n)]
     if not stuck:
-        return passed(f"every trainable parameter changed within {trace.steps} step(s)")
+        averaged = [n for n in trace.trainable
+                    if n not in exempt and n not in trace.optimizer_moved]
+        return passed(f"every trainable parameter changed within {trace.steps} step(s)"
+                      + _accumulation_note(trace)
+                      + _model_updates_note(averaged, trace.trainable))
     outside = [n for n in stuck if n not in trace.in_optimizer]
     if outside:
         where = ctx.locator.for_function(spec.optimizer) if spec.optimizer else None
@@ -154,25 +162,53 @@ def frozen(ctx: CheckContext) -> Outcome:
     trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
-    undeclared = [n for n in trace.frozen if n not in matching(trace.frozen, spec.frozen)]
+    everything = [*trace.frozen, *trace.trainable]
+    declared = matching(everything, spec.frozen)
+    ema = matching(everything, spec.ema)
+    by_model = [n for n in trace.frozen
+                if n in trace.self_moved and n not in trace.optimizer_moved]
+    undeclared = [n for n in trace.frozen
+                  if n not in declared and n not in ema and n not in by_model]
     if undeclared:
         return failed(
-            f"{listing(undeclared)} has requires_grad=False but is not declared frozen: a "
-            "freeze that was never undone? if intended, declare "
-            f"frozen={suggest_patterns(undeclared, trace.frozen + trace.trainable)}",
+            f"{listing(undeclared)} has requires_grad=False but is not declared frozen and "
+            "nothing updates it: a freeze that was never undone? if intended, declare "
+            f"frozen={suggest_patterns(undeclared, everything)}",
             where=ctx.where_parameters(undeclared),
         )
-    declared = matching([*trace.frozen, *trace.trainable], spec.frozen)
-    moved = [n for n in declared if trace.changed.get(n)]
-    if moved:
+    trained = [n for n in [*declared, *ema] if n in trace.optimizer_moved]
+    if trained:
+        what = "declared frozen" if trained[0] in declared else "declared ema"
         return failed(
-            f"{listing(moved)} is declared frozen but changed during training: set "
-            "requires_grad_(False) on it or leave it out of the optimizer",
-            where=ctx.where_parameters(moved),
+            f"{listing(trained)} is {what} but changed during training: the optimizer "
+            "updated it; set requires_grad_(False) on it or leave it out of the optimizer "
+            "(an EMA target is updated under torch.no_grad() by your own code, not by the "
+            "optimizer)",
+            where=ctx.where_parameters(trained),
         )
-    if not spec.frozen and not trace.frozen:
-        return passed("no frozen parameters")
-    return passed(f"{len(declared)} declared frozen parameter(s) stayed unchanged")
+    moved_by_model = [n for n in everything
+                      if n in trace.self_moved and n not in trace.optimizer_moved
+                      and (n in declared or n in ema or n in by_model)]
+    kept = [n for n in declared if n not in moved_by_model]
+    summary = (f"{len(kept)} declared frozen parameter(s) stayed unchanged" if kept
+               else "the optimizer changed no frozen parameter" if moved_by_model
+               else "no frozen parameters")
+    return passed(summary + _model_updates_note(moved_by_model, everything))
+
+
+def _model_updates_note(names: Sequence[str], all_names: Sequence[str]) -> str:
+    """The parameters the model's own code moved without the optimizer, as information."""
+    if not names:
+        return ""
+    return (f"; {len(names)} parameter(s) updated by the model's own code, not by the "
+            f"optimizer (EMA/averaged copies: {suggest_patterns(names, all_names)})")
+
+
+def _accumulation_note(trace: TrainingTrace) -> str:
+    if trace.steps <= TRAIN_STEPS:
+        return ""
+    return (f" (the optimizer first changed them at call {trace.steps}: it accumulates "
+            "gradients over several calls)")
 
 
 @check("training.overfit")

@@ -22,6 +22,9 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_OVERFIT_MAX_PARAMS = 5_000_000
 DEFAULT_MAX_SAMPLES = 256
+# how a model's step trains: "adversarial" is a min-max / multi-objective sum that need
+# not fall (GANs), which training.overfit cannot judge
+TRAINING_KINDS = ("standard", "adversarial")
 
 
 class ConfigError(UsageError):
@@ -99,6 +102,12 @@ def _budgets(value: Any) -> dict[str, float]:
     ):
         raise TypeError('a table of check = seconds, e.g. { "training.overfit" = 300 }')
     return {str(k): float(v) for k, v in value.items()}
+
+
+def _training(value: Any) -> str:
+    if value not in TRAINING_KINDS:
+        raise TypeError(" or ".join(f'"{kind}"' for kind in TRAINING_KINDS))
+    return str(value)
 
 
 def _fail_on(value: Any) -> str:
@@ -185,6 +194,8 @@ _MODEL_ONLY: dict[str, tuple[Validator, str]] = {
     "output_dtype": (_dtype, "expected dtype of the floating outputs"),
     "frozen": (_str_list, "globs of parameters expected to stay frozen"),
     "unused": (_str_list, "globs of parameters expected to get no gradient"),
+    "ema": (_str_list, "globs of parameters the model's own code updates without gradients"),
+    "training": (_training, '"adversarial" for a min-max step whose loss need not fall'),
     "tolerance": (_tolerance, "{atol, rtol} for output comparisons"),
     "overfit_max_params": (_positive_int, "parameter budget above which training.overfit skips"),
     "dataset": (_str, "name of a torchvet.datasets factory to feed this model"),
@@ -224,6 +235,8 @@ class UnitConfig:
     output_dtype: str | None = None
     frozen: tuple[str, ...] = ()
     unused: tuple[str, ...] = ()
+    ema: tuple[str, ...] = ()
+    training: str | None = None
     tolerance: Mapping[str, float] | None = None
     overfit_max_params: int = DEFAULT_OVERFIT_MAX_PARAMS
     dataset: str | None = None

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..project.config import DEFAULT_BATCH_SIZE, UnitConfig
+from ..project.config import DEFAULT_BATCH_SIZE, TRAINING_KINDS, UnitConfig
 from .data_batches import DatasetSource, DatasetTargets, DataSpec
 from .inputs import (
     DTYPES,
@@ -60,6 +60,8 @@ class Spec:
     batch_size: int | None = None
     timeout: float | None = None
     devices: Sequence[str] | None = None
+    training: str | None = None
+    ema: Sequence[str] = ()
 
 
 SPEC_KEYS = tuple(f.name for f in dataclasses.fields(Spec))
@@ -97,6 +99,10 @@ class ModelSpec:
     output_dtype: torch.dtype | None = None
     frozen: tuple[str, ...] = ()
     unused: tuple[str, ...] = ()
+    # "adversarial": a min-max / multi-objective step whose summed loss need not fall
+    training: str = "standard"
+    # globs of parameters the model's own code updates without gradients (EMA targets)
+    ema: tuple[str, ...] = ()
     skip: dict[str, str] = field(default_factory=dict)
     xfail: dict[str, str] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
@@ -170,6 +176,12 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
     if unknown_tol:
         warnings.append(f"tolerance keys {sorted(unknown_tol)} are ignored: use atol and rtol")
     output_shape = pick("output_shape", config.output_shape)
+    training = str(pick("training", config.training or "standard"))
+    if training not in TRAINING_KINDS:
+        raise SpecError(
+            f"training={training!r} is not one of {', '.join(map(repr, TRAINING_KINDS))}: "
+            "declare training='adversarial' for a min-max step whose loss need not fall"
+        )
     spec = ModelSpec(
         model=model,
         inputs=None,
@@ -185,6 +197,8 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
         output_dtype=parse_dtype(pick("output_dtype", config.output_dtype)),
         frozen=_as_tuple(raw.get("frozen")) + config.frozen,
         unused=_as_tuple(raw.get("unused")) + config.unused,
+        training=training,
+        ema=_as_tuple(raw.get("ema")) + config.ema,
         skip={**dict(config.skip), **dict(pick("skip", {}))},
         xfail={**dict(config.xfail), **dict(pick("xfail", {}))},
         tolerance={k: float(v) for k, v in tolerance.items() if k in ("atol", "rtol")},

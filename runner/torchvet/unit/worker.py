@@ -151,8 +151,8 @@ class UnitRun:
         obj = self.call_factory(fn)
         job = self.job
 
-        def rebuild() -> Any:
-            seed_everything(derived_seed(job.seed, "rebuild"))
+        def rebuild(seed: int | None = None) -> Any:
+            seed_everything(derived_seed(job.seed, "rebuild") if seed is None else seed)
             return fn()
 
         spec: ModelSpec | None = None
@@ -240,7 +240,7 @@ def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
     func = IMPLEMENTATIONS.get(check_id)
     if func is None:
         return CheckResult(check_id, Status.ERROR, f"no implementation registered for {check_id}")
-    ctx.current_check = check_id
+    ctx.begin_check(check_id)
     seed_everything(derived_seed(ctx.seed, check_id))
     budget = ctx.budget(check_id)
     try:
