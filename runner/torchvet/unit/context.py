@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..checks.base import DependencyFailed, Location
+from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
 from .budget import budget_for
@@ -71,12 +71,14 @@ class CheckContext:
             blamed = owner or first
             if blamed == self.current_check:
                 raise value
+            if isinstance(value, Skip):  # a computation that cannot apply skips everyone
+                raise type(value)(str(value))
             raise DependencyFailed(f"not run: {_describe(value)} (see {blamed})")
         try:
             value = compute()
         except Exception as exc:
             self._memo[key] = (False, exc, owner or self.current_check)
-            if owner and owner != self.current_check:
+            if owner and owner != self.current_check and not isinstance(exc, Skip):
                 raise DependencyFailed(f"not run: {_describe(exc)} (see {owner})") from exc
             raise
         self._memo[key] = (True, value, owner or self.current_check)
@@ -133,7 +135,9 @@ class CheckContext:
             ("inputs", size, variant),
             lambda: self.spec.inputs.make(size, variant),  # type: ignore[union-attr]
         )
-        return made.map(lambda t: t.to(self.device))
+        # a copy per call: a forward that writes into its input must not change the
+        # inputs of every later check (forward.input_mutation reports it once)
+        return made.map(lambda t: t.to(self.device, copy=True))
 
     def target(self, batch_size: int | None = None, variant: int = 0) -> Any:
         assert self.spec is not None
@@ -199,6 +203,7 @@ class CheckContext:
     def training_loss(self, model: nn.Module, inputs: Inputs, target: Any) -> Any:
         """One training forward: the user's step, else the loss of the output."""
         assert self.spec is not None
+        inputs = inputs.map(torch.Tensor.clone)  # each step gets the batch as it was made
         if self.spec.step is not None:
             return self.spec.step(model, inputs.user_form())
         return self.loss_of(self.call(model, inputs), target)
