@@ -43,15 +43,18 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
     CheckMeta("forward.dtype", "floating outputs keep the parameters' dtype"),
     CheckMeta("forward.shape", "declared output_shape holds; else dim 0 follows the batch size"),
     CheckMeta("forward.batch_sizes", "batch sizes 1, 2, 3 run and scale dim 0"),
+    CheckMeta("forward.input_mutation", "the forward leaves the caller's input tensors unchanged"),
+    # determinism before the comparisons that defer to it (batch_independence, roundtrip)
+    CheckMeta("forward.determinism", "two eval passes on the same input agree"),
     CheckMeta(
         "forward.batch_independence",
         "a sample's output does not depend on its batch mates (eval mode)",
     ),
-    CheckMeta("forward.determinism", "two eval passes on the same input agree"),
     CheckMeta(
         "forward.probabilities",
         "a logit loss (cross entropy, BCE with logits) is not fed probabilities (warns)",
     ),
+    CheckMeta("forward.warnings", "torch and your code raise no warning in the forward (warns)"),
     CheckMeta("training.loss", "the loss is a finite 0-d tensor that requires grad"),
     CheckMeta(
         "training.gradients",
