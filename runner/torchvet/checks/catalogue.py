@@ -57,6 +57,10 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
     CheckMeta("forward.warnings", "torch and your code raise no warning in the forward (warns)"),
     CheckMeta("training.loss", "the loss is a finite 0-d tensor that requires grad"),
     CheckMeta(
+        "training.loss_sanity",
+        "the loss can reach its floor, averages over the batch and uses every output",
+    ),
+    CheckMeta(
         "training.gradients",
         "every trainable parameter gets a finite, non-zero gradient within 3 steps",
     ),
