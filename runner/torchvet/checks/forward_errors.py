@@ -48,16 +48,13 @@ def explain(ctx: CheckContext, inputs: Inputs, error: BaseException) -> Cause | 
     model = ctx.model.eval()
     batch = inputs.batch_size() or 0
     layer: list[Cause] = []
-    tracer = optrace.OpTracer(batch_flattened(batch), ctx.locator)
     with watch_layers(ctx, model, layer), capture_warnings(ctx) as caught:
-        try:
-            seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
-            with torch.no_grad(), tracer:
-                ctx.call(model, inputs)
-        except Exception:
-            pass
+        _replay(ctx, model, inputs, batch)
     if layer:
         return layer[0]
+    tracer = optrace.OpTracer(batch_flattened(batch), ctx.locator)
+    with tracer:  # apart: under a mode, a warning's stack level lands in the tracer
+        _replay(ctx, model, inputs, batch)
     if tracer.found is not None:
         return Cause(tracer.found[0], tracer.found[1])
     if any(word in str(error) for word in DTYPE_WORDS):
@@ -71,6 +68,12 @@ def explain(ctx: CheckContext, inputs: Inputs, error: BaseException) -> Cause | 
         assert where is not None
         return Cause(f"torch warned first, at {where[0]}:{where[1]}: {first.message}", where)
     return None
+
+
+def _replay(ctx: CheckContext, model: nn.Module, inputs: Inputs, batch: int) -> None:
+    seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
+    with torch.no_grad(), contextlib.suppress(Exception):
+        ctx.call(model, inputs)
 
 
 # --------------------------------------------------------------------------- layers
@@ -198,6 +201,7 @@ def capture_warnings(ctx: CheckContext) -> Iterator[list[CaughtWarning]]:
     seen = set()
     for record in records:
         text = str(record.message).strip().splitlines()[0] if str(record.message) else ""
+        text = text.split(" (Triggered internally at")[0]
         where = (ctx.locator.relative(record.filename), record.lineno) if (
             ctx.locator.is_project_file(record.filename)) else None
         key = (text, where)

@@ -61,7 +61,74 @@ def nan_origin(ctx: CheckContext) -> tuple[str, Location | None] | None:
                 "is finite, but its backward still multiplies their gradient by 0, and "
                 "0 × NaN = NaN; compute the unsafe op on safe inputs (e.g. "
                 "torch.where(mask, x, 1).sqrt(), or x.clamp_min(eps))", masked[1])
-    return _anomaly(ctx, inputs, target)
+    return _backward_source(ctx, inputs, target) or _anomaly(ctx, inputs, target)
+
+
+UNBOUNDED = {"sqrt", "rsqrt", "pow", "log", "log2", "log10", "div", "reciprocal", "norm",
+             "acos", "asin", "atan2", "cdist", "__truediv__", "__rtruediv__", "__pow__",
+             "__rpow__"}
+
+
+class GradientWatch(optrace.TorchFunctionMode):
+    """Records each op's output tensors and inputs, and whether the gradient that reaches
+    each output in the backward is finite (a tensor hook per output)."""
+
+    def __init__(self, ctx: CheckContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.ops: list[tuple[str, Location | None, list[int], list[torch.Tensor]]] = []
+        self.finite: dict[int, bool] = {}
+        self.keep: list[torch.Tensor] = []  # ids stay unique while the replay lives
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        outs = [t for _, t in leaves(out, "") if t.requires_grad and t.is_floating_point()]
+        if outs:
+            ins = [t for _, t in leaves((args, kwargs), "") if t.requires_grad]
+            self.keep.extend(outs + ins)
+            for tensor in outs:
+                tensor.register_hook(self._note(id(tensor)))
+            where = optrace.OpTracer(lambda *a: None, self.ctx.locator)._project_frame()
+            self.ops.append((optrace.op_name(func), where, [id(t) for t in outs], ins))
+        return out
+
+    def _note(self, key: int) -> Any:
+        def hook(grad: torch.Tensor) -> None:
+            self.finite[key] = bool(torch.isfinite(grad).all())
+        return hook
+
+    def grad_finite(self, tensor: torch.Tensor) -> bool | None:
+        if tensor.is_leaf:
+            return None if tensor.grad is None else bool(torch.isfinite(tensor.grad).all())
+        return self.finite.get(id(tensor))
+
+
+def _backward_source(ctx: CheckContext, inputs: Any, target: Any
+                     ) -> tuple[str, Location | None] | None:
+    """The op whose backward turns a finite gradient at its output into a non-finite one
+    at its inputs: the last such op of the forward, which the backward meets first."""
+    model = ctx.fresh_copy().train()
+    watch = GradientWatch(ctx)
+    try:
+        with watch:
+            loss = ctx.training_loss(model, inputs, target)
+        loss.backward()
+    except Exception:
+        return None
+    for name, where, outs, ins in reversed(watch.ops):
+        if not all(watch.finite.get(key, True) for key in outs):
+            continue
+        if not any(watch.grad_finite(t) is False for t in ins):
+            continue
+        op = optrace.base_name(name).strip("_")
+        at = f" at {where[0]}:{where[1]}" if where else ""
+        why = (f"{op}'s derivative is unbounded where its input is 0 (sqrt of a zero distance, "
+               "log(0), division by 0, a fractional power of 0); add an epsilon inside or use "
+               "a safe form (torch.cdist, log1p, clamp_min)" if op in UNBOUNDED else
+               "its derivative is not finite at these inputs; clamp them or use a stable form")
+        return f"the backward of {op}(){at} turns a finite gradient into NaN/Inf: {why}", where
+    return None
 
 
 def _anomaly(ctx: CheckContext, inputs: Any, target: Any) -> tuple[str, Location | None] | None:
