@@ -125,8 +125,9 @@ class Snapshot:
 
 
 def snapshot(model: nn.Module) -> Snapshot:
-    """A cheap fingerprint of every module's own state (tensor versions, not copies of
-    parameters; small tensors copied so they can be restored)."""
+    """A cheap fingerprint of every module's own state: tensor versions rather than
+    copies, and copies of buffers and tensor attributes (not parameters, which an eval
+    forward has no business changing) so they can be restored."""
     shot = Snapshot()
     for name, module in model.named_modules():
         slots: list[tuple[str, str, Any]] = [
@@ -140,7 +141,8 @@ def snapshot(model: nn.Module) -> Snapshot:
             shot.tokens[slot] = _token(value)
             shot.values[slot] = value
             shot.owners[slot] = module
-            if isinstance(value, torch.Tensor) and value.numel() <= RESTORE_LIMIT:
+            if (isinstance(value, torch.Tensor) and kind != "parameter"
+                    and value.numel() <= RESTORE_LIMIT):
                 shot.copies[slot] = value.detach().clone()
     return shot
 
