@@ -42,7 +42,7 @@ def runs(ctx: CheckContext) -> Outcome:
         cause = forward_errors.explain(ctx, ctx.inputs(), exc)
         return failed(
             f"the forward pass raised {one_line(exc)} (inputs: {ctx.inputs().describe()})"
-            + (f"; the cause: {cause.text}" if cause else ""),
+            + (f"; {cause.phrase()}" if cause else ""),
             details,
             cause.where if cause else ctx.where_exception(exc),
         )

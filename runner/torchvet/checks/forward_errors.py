@@ -34,6 +34,10 @@ DTYPE_WORDS = ("dtype", "Double", "Float", "Half", "BFloat16", "scalar type")
 class Cause:
     text: str
     where: Location
+    certain: bool = True  # False: a lead (a warning raised before the error), not proof
+
+    def phrase(self) -> str:
+        return f"the cause: {self.text}" if self.certain else self.text
 
 
 @dataclass
@@ -66,7 +70,8 @@ def explain(ctx: CheckContext, inputs: Inputs, error: BaseException) -> Cause | 
         first = located[0]
         where = first.where
         assert where is not None
-        return Cause(f"torch warned first, at {where[0]}:{where[1]}: {first.message}", where)
+        return Cause(f"torch warned first, at {where[0]}:{where[1]}: {first.message}", where,
+                     certain=False)
     return None
 
 

@@ -56,7 +56,7 @@ def model_fit(ctx: CheckContext) -> Outcome:
             cause = forward_errors.explain(ctx, inputs, exc)
             if cause is not None:
                 return failed(f"a real batch ({desc}) does not fit the model: {one_line(exc)}; "
-                              f"the cause: {cause.text}", details, cause.where)
+                              f"{cause.phrase()}", details, cause.where)
             return failed(
                 f"a real batch ({desc}) does not fit the model: {one_line(exc)}"
                 f"{_dtype_hint(ctx, inputs)}; make the dataset's samples match the model's "
