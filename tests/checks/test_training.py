@@ -36,6 +36,7 @@ EXPECTED_LINE = {
     "shuffled_labels": "def shuffled_labels",
     "loss_item": "def step(model: nn.Module, x: torch.Tensor)",
     "optimizer_misses_parameters": "def optimizer(params: Any)",
+    "nll_on_raw_scores": "def nll_on_raw_scores",
 }
 
 

@@ -92,6 +92,46 @@ def test_a_skip_inside_a_computation_is_passed_on_by_its_reason() -> None:
     assert "DependencyFailed" not in str(raised.value)
 
 
+def test_a_skip_raised_for_its_owner_is_the_same_skip_for_everyone() -> None:
+    """A computation that cannot apply (no loss declared) is no check's failure: each
+    check that asks skips with its reason, not with 'see <first asker>'."""
+    ctx = context(linear)
+
+    def compute() -> int:
+        raise DependencyFailed("not run: the loss raised ValueError (see training.loss)")
+
+    for check_id in ("forward.probabilities", "training.loss_at_init"):
+        ctx.current_check = check_id
+        with pytest.raises(DependencyFailed) as raised:
+            ctx.memo("loss-capture", compute, owner="forward.probabilities")
+        assert str(raised.value) == "not run: the loss raised ValueError (see training.loss)"
+
+
+def test_each_call_gets_its_own_copy_of_the_inputs() -> None:
+    """A forward that writes into its input must not change what later checks are fed."""
+    ctx = context(linear)
+    first = ctx.inputs().args[0]
+    first.mul_(0)
+    again = ctx.inputs().args[0]
+    assert again is not first and bool(again.ne(0).any())
+
+
+def test_training_loss_feeds_every_step_the_batch_as_it_was_made() -> None:
+    class Halves(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.mul_(0.5)
+            return self.fc(x)
+
+    ctx = context(lambda: {"model": Halves(), "inputs": torch.ones(2, 4)})
+    inputs = ctx.inputs()
+    losses = [float(ctx.training_loss(ctx.model, inputs, None).detach()) for _ in range(2)]
+    assert losses[0] == losses[1] and bool(inputs.args[0].eq(1).all())
+
+
 def test_forget_drops_memoised_results() -> None:
     ctx = context(linear)
     ctx.memo("answer", lambda: 1)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..checks.base import DependencyFailed, Location
+from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
 from .budget import budget_for
@@ -76,12 +76,14 @@ class CheckContext:
             blamed = owner or first
             if blamed == self.current_check:
                 raise value
+            if isinstance(value, Skip):  # a computation that cannot apply skips everyone
+                raise type(value)(str(value))
             raise DependencyFailed(f"not run: {_describe(value)} (see {blamed})")
         try:
             value = compute()
         except Exception as exc:
             self._memo[key] = (False, exc, owner or self.current_check)
-            if owner and owner != self.current_check:
+            if owner and owner != self.current_check and not isinstance(exc, Skip):
                 raise DependencyFailed(f"not run: {_describe(exc)} (see {owner})") from exc
             raise
         self._memo[key] = (True, value, owner or self.current_check)
@@ -163,7 +165,9 @@ class CheckContext:
             ("inputs", size, variant),
             lambda: self.spec.inputs.make(size, variant),  # type: ignore[union-attr]
         )
-        return made.map(lambda t: t.to(self.device))
+        # a copy per call: a forward that writes into its input must not change the
+        # inputs of every later check (forward.input_mutation reports it once)
+        return made.map(lambda t: t.to(self.device, copy=True))
 
     def target(self, batch_size: int | None = None, variant: int = 0) -> Any:
         assert self.spec is not None
@@ -233,6 +237,7 @@ class CheckContext:
         step, else the loss of the output; a loss or step that belongs to the model
         (a method of it, a loss module inside it) is the copy's own."""
         assert self.spec is not None
+        inputs = inputs.map(torch.Tensor.clone)  # each step gets the batch as it was made
         if self.spec.step is not None:
             step = bound_to(self.spec.step, self.model, model)
             return step(model, inputs.user_form())

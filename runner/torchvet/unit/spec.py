@@ -65,7 +65,8 @@ class Spec:
 
 
 SPEC_KEYS = tuple(f.name for f in dataclasses.fields(Spec))
-DATASET_KEYS = ("dataset", "batch_size", "num_classes", "collate_fn", "label", "skip", "xfail")
+DATASET_KEYS = ("dataset", "batch_size", "num_classes", "collate_fn", "label", "validation",
+                "skip", "xfail")
 
 
 class SpecError(Exception):
@@ -279,6 +280,11 @@ def normalize_dataset(obj: Any, config: UnitConfig) -> tuple[DataSpec, list[str]
             data.collate_fn = raw["collate_fn"]
         if raw.get("label") is not None:
             data.label = raw["label"]
+        if raw.get("validation") is not None:
+            data.validation = _data_spec(raw["validation"], data.batch_size, data.num_classes,
+                                         config, where="'validation'")
+            data.validation.collate_fn = data.collate_fn
+            data.validation.label = data.label
         data.skip = {**dict(config.skip), **dict(raw.get("skip") or {})}
         data.xfail = {**dict(config.xfail), **dict(raw.get("xfail") or {})}
         return data, warnings

@@ -14,6 +14,7 @@ from ...unit.data_batches import DatasetSource, label_path, split_sample
 from ...unit.inputs import Inputs
 from ...unit.pytree import floating_leaves
 from ...unit.seeding import derived_seed, seed_everything
+from .. import forward_errors
 from ..base import Outcome, Skip, check, failed, passed
 from ..text import dtype_name, one_line, shape_str
 from .labels import CLASS_LOSSES
@@ -51,11 +52,16 @@ def model_fit(ctx: CheckContext) -> Outcome:
         try:
             output = ctx.call(model, inputs)
         except Exception as exc:
+            details = traceback.format_exc()
+            cause = forward_errors.explain(ctx, inputs, exc)
+            if cause is not None:
+                return failed(f"a real batch ({desc}) does not fit the model: {one_line(exc)}; "
+                              f"{cause.phrase()}", details, cause.where)
             return failed(
                 f"a real batch ({desc}) does not fit the model: {one_line(exc)}"
                 f"{_dtype_hint(ctx, inputs)}; make the dataset's samples match the model's "
                 "input layer (features, channels, dtype), or fix the model",
-                traceback.format_exc(),
+                details,
                 ctx.where_exception(exc),
             )
         bad = [(p, t) for p, t in floating_leaves(output) if not bool(torch.isfinite(t).all())]
