@@ -174,13 +174,16 @@ def checks_command(as_json: bool) -> None:
 @click.option("--github/--no-github", default=None,
               help="Emit GitHub Actions annotations, job summary and step outputs "
                    "[default: when GITHUB_ACTIONS=true].")
+@click.option("--full-trace", is_flag=True,
+              help="Keep torchvet's own frames in the tracebacks of verdicts (hidden by "
+                   "default, so a traceback starts at your code).")
 @INSTALLED_OPT
 def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
                 github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
-                changed_since: str | None = None) -> None:
+                changed_since: str | None = None, full_trace: bool = False) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
     sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
     if sel.changes is not None:  # nothing affected is a success: the run is empty
@@ -197,6 +200,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
         json_path=json_path,
         capture=not no_capture,
         github=github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
+        full_trace=full_trace,
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
