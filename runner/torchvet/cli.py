@@ -24,6 +24,7 @@ from .action.workflow import command
 from .checks.catalogue import CATALOGUE
 from .errors import ExitCode, UsageError
 from .project.discovery import split_patterns
+from .project.stanza import plan as init_plan
 from .reporters import json_report
 from .reporters.terminal import TerminalReporter
 from .results import exit_code_for, merge_runs
@@ -227,6 +228,38 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
     terminal.finish(merged, fail_on)
     write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
     raise SystemExit(exit_code_for(merged, fail_on))
+
+
+@cli.command("init")
+@PATH_ARG
+@click.option("--write", is_flag=True,
+              help="Apply the proposal: append the stanza to pyproject.toml (only when the "
+                   "result re-parses to the old data plus the new entries) and write the "
+                   "factories skeleton, if any.")
+def init_command(path: str, write: bool) -> None:
+    """Find the models and datasets of the project at PATH (default: .) by reading its
+    sources (nothing is imported) and propose the entry-point stanza; shows the diff,
+    writes it only with --write."""
+    proposal = init_plan(path)
+    if not proposal.candidates:
+        click.echo(proposal.note)
+        return
+    if proposal.refusal:
+        click.echo(f"torchvet init cannot edit pyproject.toml: {proposal.refusal}.\n"
+                   f"Add this to pyproject.toml by hand:\n\n{proposal.stanza()}")
+        if write:
+            raise SystemExit(ExitCode.USAGE)
+        return
+    click.echo(proposal.diff(), nl=False)
+    todo = [c.name for c in proposal.candidates if c.todo]
+    if not write:
+        click.echo("\nNothing written: `torchvet init --write` applies this.")
+        return
+    for written in proposal.write():
+        click.echo(f"wrote {written}")
+    if todo:
+        click.echo(f"fill in the TODO factories ({', '.join(todo)}) and uncomment their entries")
+    click.echo("next: torchvet run")
 
 
 cli.add_command(docker_command)  # torchvet docker (action/docker; imports docker lazily)
