@@ -27,8 +27,8 @@ import pytest
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
 from .errors import UsageError
-from .project.config import load_config
 from .project.discovery import SNIPPET, discover
+from .project.tomlcompat import load_toml
 from .reporters.terminal import TerminalReporter
 from .results import CheckResult, Status, UnitReport
 from .session import RunOptions, build_jobs, select_units
@@ -58,13 +58,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def enabled(config: pytest.Config) -> bool:
+    """``--torchvet``, or ``[tool.torchvet] pytest = true`` in the rootdir's pyproject
+    (read raw: the rest of the table is validated only when the plugin runs, so a typo
+    in it never breaks a pytest run that does not ask for torchvet)."""
     if config.getoption("torchvet"):
         return True
     pyproject = config.rootpath / "pyproject.toml"
     try:
-        return load_config(pyproject if pyproject.is_file() else None).pytest
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        data = load_toml(pyproject) if pyproject.is_file() else {}
+    except ValueError:
+        return False
+    table = data.get("tool", {}).get("torchvet", {})
+    return isinstance(table, dict) and table.get("pytest") is True
 
 
 def project_roots(config: pytest.Config) -> list[Path]:

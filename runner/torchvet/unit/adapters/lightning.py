@@ -56,7 +56,7 @@ def _first_batch(model: nn.Module, base: type | None, seed: int, size: int
     seed_everything(derived_seed(seed, "lightning-batch"))
     try:
         loader = model.train_dataloader()  # type: ignore[operator]
-        if isinstance(loader, torch.utils.data.DataLoader):
+        if isinstance(loader, torch.utils.data.DataLoader) and loader.batch_size:
             loader = torch.utils.data.DataLoader(
                 loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn)
         batch = next(iter(loader))
