@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,13 @@ def test_init_write_then_run_checks_what_the_example_declared(example: str,
 
     assert verdicts(ours) == verdicts(theirs)
     assert run_cli("init", str(root)).stdout.startswith("nothing to add")
+
+
+def test_init_imports_neither_torch_nor_the_project(tmp_path: Path) -> None:
+    root = fresh_copy("buggy", tmp_path)
+    code = ("import sys\nfrom torchvet.cli import main\n"
+            f"assert main(['init', {str(root)!r}]) == 0\n"
+            "assert not {'torch', 'buggy'} & set(sys.modules), 'imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
