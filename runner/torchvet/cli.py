@@ -24,6 +24,7 @@ from .action.workflow import command
 from .checks.catalogue import CATALOGUE
 from .errors import ExitCode, UsageError
 from .project.discovery import split_patterns
+from .project.stanza import plan as init_plan
 from .reporters import json_report
 from .reporters.terminal import TerminalReporter
 from .results import exit_code_for, merge_runs
@@ -174,13 +175,16 @@ def checks_command(as_json: bool) -> None:
 @click.option("--github/--no-github", default=None,
               help="Emit GitHub Actions annotations, job summary and step outputs "
                    "[default: when GITHUB_ACTIONS=true].")
+@click.option("--full-trace", is_flag=True,
+              help="Keep torchvet's own frames in the tracebacks of verdicts (hidden by "
+                   "default, so a traceback starts at your code).")
 @INSTALLED_OPT
 def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
                 github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
-                changed_since: str | None = None) -> None:
+                changed_since: str | None = None, full_trace: bool = False) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
     sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
     if sel.changes is not None:  # nothing affected is a success: the run is empty
@@ -197,6 +201,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
         json_path=json_path,
         capture=not no_capture,
         github=github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
+        full_trace=full_trace,
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
@@ -223,6 +228,38 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
     terminal.finish(merged, fail_on)
     write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
     raise SystemExit(exit_code_for(merged, fail_on))
+
+
+@cli.command("init")
+@PATH_ARG
+@click.option("--write", is_flag=True,
+              help="Apply the proposal: append the stanza to pyproject.toml (only when the "
+                   "result re-parses to the old data plus the new entries) and write the "
+                   "factories skeleton, if any.")
+def init_command(path: str, write: bool) -> None:
+    """Find the models and datasets of the project at PATH (default: .) by reading its
+    sources (nothing is imported) and propose the entry-point stanza; shows the diff,
+    writes it only with --write."""
+    proposal = init_plan(path)
+    if not proposal.candidates:
+        click.echo(proposal.note)
+        return
+    if proposal.refusal:
+        click.echo(f"torchvet init cannot edit pyproject.toml: {proposal.refusal}.\n"
+                   f"Add this to pyproject.toml by hand:\n\n{proposal.stanza()}")
+        if write:
+            raise SystemExit(ExitCode.USAGE)
+        return
+    click.echo(proposal.diff(), nl=False)
+    todo = [c.name for c in proposal.candidates if c.todo]
+    if not write:
+        click.echo("\nNothing written: `torchvet init --write` applies this.")
+        return
+    for written in proposal.write():
+        click.echo(f"wrote {written}")
+    if todo:
+        click.echo(f"fill in the TODO factories ({', '.join(todo)}) and uncomment their entries")
+    click.echo("next: torchvet run")
 
 
 cli.add_command(docker_command)  # torchvet docker (action/docker; imports docker lazily)

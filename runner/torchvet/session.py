@@ -164,6 +164,7 @@ class RunOptions:
     json_path: str | None = None
     capture: bool = True
     github: bool = False  # GitHub Actions: annotations, job summary, step outputs
+    full_trace: bool = False  # keep torchvet's frames in verdict tracebacks
 
 
 def project_dirs(sel: Selection) -> tuple[str, ...]:
@@ -196,6 +197,7 @@ def build_jobs(sel: Selection, options: RunOptions) -> list[Job]:
             project_dirs=dirs,
             report_root=report_root,
             cwd=str(sel.project.root),
+            full_trace=options.full_trace,
         )
         for factory in sel.factories
     ]

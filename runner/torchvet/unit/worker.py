@@ -35,6 +35,7 @@ from .inputs import declare_inputs_hint
 from .locate import Locator
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
+from .tracebacks import hide_torchvet_frames
 
 register_all()
 
@@ -180,6 +181,8 @@ class UnitRun:
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
+        if not self.job.full_trace:
+            result.details = hide_torchvet_frames(result.details)
         self.send(protocol.Finished(result))
 
     @staticmethod
