@@ -27,13 +27,12 @@ def test_cli_command_passes_only_the_given_options() -> None:
                               "INPUT_TIMEOUT": "30", "INPUT_JOBS": "2",
                               "INPUT_SHARD": "1/2", "INPUT_MODELS": "a,b",
                               "INPUT_CHANGED_SINCE": "3f2a9c1"})
-    argv = entrypoint.cli_command(PY, inputs, Path("/ws/p"), Path("/tmp/r.json"),
-                                  Path("/ws/j.xml"))
+    argv = entrypoint.cli_command(PY, inputs, Path("/ws/p"), Path("/tmp/r.json"))
     assert argv == [PY, "-m", "torchvet", "run", "/ws/p", "--no-github", "--json",
-                    "/tmp/r.json", "--device", "cpu", "--junit", "/ws/j.xml", "--checks",
+                    "/tmp/r.json", "--device", "cpu", "--checks",
                     "forward", "--models", "a,b", "--shard", "1/2", "--changed-since",
                     "3f2a9c1", "--jobs", "2", "--timeout", "30", "--seed", "0"]
-    argv = entrypoint.cli_command(PY, Inputs(), Path("/p"), Path("/r.json"), None)
+    argv = entrypoint.cli_command(PY, Inputs(), Path("/p"), Path("/r.json"))
     assert "--junit" not in argv and "--fail-on" not in argv and "--seed" not in argv
 
 
