@@ -257,11 +257,11 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
     github_env = saved_env if options.github else None
     jobs = build_jobs(sel, options)
     reaper.become_subreaper()
-    if jobs:  # an empty selection (--changed-since, --shard) needs no torch
-        warm_up(jobs)
     out = stream or sys.stdout
     guarded = options.github or in_actions_log()
-    with stderr_into_stdout(guarded and out is sys.stdout):
+    with stderr_into_stdout(guarded and out is sys.stdout):  # the fork server inherits it
+        if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+            warm_up(jobs)
         resume = workflow.stop_commands(out) if guarded else None
         run = run_units(sel, options, jobs, out)
         if resume is not None:
