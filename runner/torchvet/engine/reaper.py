@@ -177,7 +177,7 @@ class Reaper:
             if self.is_ours(pid):
                 kill([pid])
             return None
-        self.blamed[unit] = reason
+        self.blamed.setdefault(unit, reason)  # the first signal names it
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(unit, signal.SIGKILL)
         return unit
