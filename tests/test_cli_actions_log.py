@@ -55,3 +55,10 @@ def test_a_bad_name_is_an_inert_usage_error(tmp_path: Path, name: str) -> None:
         [(name_, props, data)] = replay_log(proc.stdout)  # torchvet's own, escaped
         assert (name_, props["title"]) == ("error", "torchvet")
         assert "\n" not in data.split("'")[0]
+
+
+def test_inside_the_actions_block_no_block_of_its_own() -> None:
+    """The action relays `torchvet run` inside its own block: a nested one is noise."""
+    proc = run_cli("list", str(FIXTURES / "faults"),
+                   env={**ACTIONS, "TORCHVET_RELAYED": "1"})
+    assert proc.returncode == 0 and "::stop-commands::" not in proc.stdout

@@ -228,8 +228,11 @@ def shield_environment() -> dict[str, str]:
 
 
 def in_actions_log() -> bool:
-    """Whether our output is a GitHub Actions step log (which obeys workflow commands)."""
-    return os.environ.get("GITHUB_ACTIONS") == "true"
+    """Whether our output goes straight into a GitHub Actions step log (which obeys
+    workflow commands); not when the action relays it inside its own stop-commands
+    block."""
+    return (os.environ.get("GITHUB_ACTIONS") == "true"
+            and os.environ.get(workflow.RELAYED_ENV) != "1")
 
 
 @contextlib.contextmanager

@@ -360,7 +360,8 @@ class Action:
                 outcome = self.untrusted(
                     "torchvet run", cli_command(self.user_python, self.inputs,
                                                 self.user_project, json_path),
-                    tail_lines=60, **{CANCEL_FROM_ENV: str(os.getpid())})
+                    tail_lines=60, **{CANCEL_FROM_ENV: str(os.getpid()),
+                                        workflow.RELAYED_ENV: "1"})
             return self.check(outcome, json_path)
 
     def read_report(self, code: int, json_path: Path) -> RunReport | None:

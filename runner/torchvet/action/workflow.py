@@ -22,6 +22,9 @@ from typing import TextIO
 FILE_COMMAND_VARIABLES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV",
                           "GITHUB_PATH", "GITHUB_STATE")
 TOKENS = ("GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
+# set by the action for `torchvet run`: its output is relayed inside the action's own
+# stop-commands block, so it needs none of its own
+RELAYED_ENV = "TORCHVET_RELAYED"
 
 _COMMAND = re.compile(r"^::(?P<name>[^\s:]+)(?: (?P<props>[^:]*))?::(?P<data>.*)$")
 _COLONS = re.compile(r":(?=:)")
