@@ -9,18 +9,20 @@ nor ``list`` imports torch.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
 
 from . import __version__
 from .action.docker.command import docker_command
-from .action.workflow import command
+from .action.workflow import command, neutralize, stop_commands
 from .checks.catalogue import CATALOGUE
 from .errors import ExitCode, UsageError
 from .project.discovery import split_patterns
@@ -32,7 +34,9 @@ from .session import (
     RunOptions,
     cpu_count,
     execute,
+    in_actions_log,
     select_units,
+    shield_environment,
     validate_checks,
     validate_config_checks,
     write_reports,
@@ -62,6 +66,29 @@ INSTALLED_OPT = click.option(
 )
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@contextlib.contextmanager
+def commands_off() -> Iterator[None]:
+    """In a GitHub Actions log, what the block prints (names, messages, paths of the
+    project) sits inside a stop-commands block: it cannot issue workflow commands."""
+    if not in_actions_log():
+        yield
+        return
+    sys.stdout.flush()
+    resume = stop_commands(sys.stdout)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout.write(resume)
+        sys.stdout.flush()
+
+
+def echo_err(text: str) -> None:
+    """A line on stderr; in an Actions log with every ``::`` and ``##[`` neutralised
+    (stderr is read for commands too, and a block on stdout does not order with it)."""
+    click.echo(neutralize(text) if in_actions_log() else text, err=True)
 
 
 @click.group(context_settings=CONTEXT)
@@ -101,18 +128,20 @@ def list_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
     if as_json:
         rows = [f.to_dict() | ({"changed": changes.why(f)} if changes else {})
                 for f in sel.factories]
-        click.echo(json.dumps(rows, indent=2))
+        with commands_off():
+            click.echo(json.dumps(rows, indent=2))
         return
-    if changes is not None:
-        click.echo(changes.summary(len(sel.factories), len(sel.all_factories)))
-    width = max((len(f.name) for f in sel.factories), default=0)
-    for f in sel.factories:
-        where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
-        click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
-        if changes is not None and not changes.everything:
-            click.echo(f"{'':<8} {'':<{width}}  because {changes.why(f)}")
+    with commands_off():
+        if changes is not None:
+            click.echo(changes.summary(len(sel.factories), len(sel.all_factories)))
+        width = max((len(f.name) for f in sel.factories), default=0)
+        for f in sel.factories:
+            where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
+            click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
+            if changes is not None and not changes.everything:
+                click.echo(f"{'':<8} {'':<{width}}  because {changes.why(f)}")
     for note in sel.notes:
-        click.echo(f"note: {note}", err=True)
+        echo_err(f"note: {note}")
 
 
 def _short(file: str | None, root: Path) -> str:
@@ -186,6 +215,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
                 changed_since: str | None = None, full_trace: bool = False) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
+    shield_environment()  # before git or anything else starts
     sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
     if sel.changes is not None:  # nothing affected is a success: the run is empty
         sel.notes.insert(0, sel.changes.summary(len(sel.factories), len(sel.all_factories)))
@@ -223,10 +253,12 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
                   fail_on: str) -> None:
     """Combine the JSON reports of shards (or matrix cells) into one report."""
     merged = merge_runs([json_report.read(path) for path in reports])
-    terminal = TerminalReporter()
-    terminal.header(f"torchvet merge · {len(reports)} report(s) · {len(merged.reports)} unit(s)")
-    terminal.finish(merged, fail_on)
-    write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
+    with commands_off():
+        terminal = TerminalReporter()
+        terminal.header(f"torchvet merge · {len(reports)} report(s) · "
+                        f"{len(merged.reports)} unit(s)")
+        terminal.finish(merged, fail_on)
+        write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
     raise SystemExit(exit_code_for(merged, fail_on))
 
 
@@ -279,19 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return ExitCode.INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)
+        echo_err(shown.getvalue().rstrip("\n"))
         return ExitCode.USAGE
     except UsageError as exc:
-        click.echo(f"torchvet: error: {exc}", err=True)
-        if os.environ.get("GITHUB_ACTIONS") == "true":
+        echo_err(f"torchvet: error: {exc}")
+        if in_actions_log():
             click.echo(command("error", str(exc), title="torchvet"))
         return ExitCode.USAGE
     except Exception:
-        click.echo(
-            "torchvet: internal error (please report it with the traceback below):\n"
-            + traceback.format_exc(),
-            err=True,
-        )
+        echo_err("torchvet: internal error (please report it with the traceback below):\n"
+                 + traceback.format_exc())
         return ExitCode.INTERNAL
     return ExitCode.OK
 
