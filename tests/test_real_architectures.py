@@ -12,10 +12,10 @@ from torchvet.checks.catalogue import select
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 
-NEEDS_LOSS = {"training.overfit", "training.loss_at_init", "learning.output_vs_loss",
-              "learning.learning_rate", "learning.progress"}
-# training.overfit skips up front when one measured step times its 50-step runs exceed its
-# budget: a verdict on the machine's load, not on the model, so give it room here
+NEEDS_LOSS = {"training.overfit", "training.loss_at_init", "training.loss_sanity",
+              "learning.output_vs_loss", "learning.learning_rate", "learning.progress"}
+# training.overfit's budget is a safety stop (its verdict is decided by step counts): room
+# here so a loaded machine cannot turn a verdict into "skipped: budget"
 ROOMY = UnitConfig(budgets={"training.overfit": 1800})
 
 
