@@ -90,7 +90,7 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
               "no 1-unit bottleneck, map collapsed to 1x1 or dropout above 0.8 (warns)"),
     CheckMeta("learning.progress",
               "a short run with your loss, optimizer and data beats the constant baseline "
-              "(warns)"),
+              "(warns)", budget=120.0),
     CheckMeta(
         "state.roundtrip",
         "state_dict through torch.save/torch.load(weights_only=True) reproduces the outputs",

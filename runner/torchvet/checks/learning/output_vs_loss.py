@@ -2,9 +2,11 @@
 
 Read from the probe's record of every torch loss call and the activation that produced
 its input (through views): probabilities into a logit loss (this is the one home of the
-old forward.probabilities), sigmoid or raw scores into NLLLoss, a softmax over a size-1
-dimension, a bounded output that cannot reach the targets, a ReLU on logits, and a target
-whose shape broadcasts against the output.
+old forward.probabilities), a sigmoid or softmax into NLLLoss, a softmax over a size-1
+dimension, a bounded output that cannot reach the targets, a ReLU on logits. What is wrong
+with the loss itself (a target that broadcasts, one class, NLL fed raw scores) is
+training.loss_sanity's verdict (checks.loss); it is offered to training.overfit as a
+mechanism from here, and this check skips pointing at it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import torch
 
 from ...results import Status
 from ...unit.context import CheckContext
+from .. import loss as loss_causes
 from ..base import Outcome, Skip, check
-from ..text import shape_str
 from .findings import Finding, finder, report, where_module
 from .probe import ActivationCall, LossCall, init_probe
 
@@ -29,8 +31,6 @@ LOSS_NAMES = {**LOGIT_LOSSES, "nll_loss": "NLLLoss", "binary_cross_entropy": "BC
               "huber_loss": "HuberLoss", "kl_div": "KLDivLoss",
               "poisson_nll_loss": "PoissonNLLLoss", "soft_margin_loss": "SoftMarginLoss"}
 REGRESSION = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"}
-ELEMENTWISE = REGRESSION | {"binary_cross_entropy", "binary_cross_entropy_with_logits",
-                            "soft_margin_loss", "kl_div", "poisson_nll_loss"}
 RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0),
           "relu": (0.0, math.inf), "relu6": (0.0, 6.0), "softplus": (0.0, math.inf),
           "hardsigmoid": (0.0, 1.0), "hardtanh": (-1.0, 1.0)}
@@ -44,12 +44,12 @@ def find(ctx: CheckContext) -> Finding | None:
         raise Skip("no loss or step declared: the surrogate loss is torchvet's own")
     probe = init_probe(ctx)
     for call in probe.losses:
-        for rule in (_broadcast, _constant_softmax, _nll_input, _probabilities_into_logits,
-                     _range, _relu_logits):
+        for rule in (_constant_softmax, _nll_activation, _probabilities_into_logits, _range,
+                     _relu_logits):
             found = rule(ctx, call)
             if found is not None:
                 return found
-    return None
+    return _loss_itself(ctx)
 
 
 @check("learning.output_vs_loss")
@@ -59,8 +59,23 @@ def output_vs_loss(ctx: CheckContext) -> Outcome:
     if not probe.losses:
         raise Skip("the loss calls no torch loss function (custom loss): nothing to match "
                    "the output against")
+    if found is not None and found.check != "learning.output_vs_loss":
+        raise Skip(f"the loss itself is at fault, not the output activation (see "
+                   f"{found.check})")
     names = ", ".join(sorted({LOSS_NAMES.get(c.op, c.op) for c in probe.losses}))
     return report(found, f"the output fits {names}")
+
+
+def _loss_itself(ctx: CheckContext) -> Finding | None:
+    """A target that broadcasts, one class, NLL fed scores: training.loss_sanity's
+    verdicts (checks.loss is their one home), offered here as a mechanism for a plateau."""
+    found = loss_causes.probe(ctx)
+    for problem in (loss_causes.target_broadcast(found), loss_causes.single_class(found),
+                    loss_causes.below_floor(found)):
+        if problem:
+            return Finding("training.loss_sanity", Status.FAILED, problem,
+                           where=ctx.where_model())
+    return None
 
 
 def _name(call: LossCall) -> str:
@@ -73,36 +88,8 @@ def _where(ctx: CheckContext, source: ActivationCall | None) -> tuple[str, int] 
     return source.where or where_module(ctx, source.module)
 
 
-def _broadcast(ctx: CheckContext, call: LossCall) -> Finding | None:
-    if call.op not in ELEMENTWISE or call.target is None:
-        return None
-    a, b = tuple(call.input.shape), tuple(call.target.shape)
-    if a == b:
-        return None
-    try:
-        joint = tuple(torch.broadcast_shapes(a, b))
-    except RuntimeError:
-        return None
-    if math.prod(joint) <= max(math.prod(a), math.prod(b)):
-        return None
-    return Finding(
-        "learning.output_vs_loss", Status.FAILED,
-        f"{_name(call)} gets the output {shape_str(a)} and the target {shape_str(b)}: they "
-        f"broadcast to {shape_str(joint)}, so every output is compared with every target "
-        "and the model can only learn their mean; make the shapes equal "
-        "(target.view_as(output), or output.squeeze(-1))",
-        where=ctx.where_model())
-
-
 def _constant_softmax(ctx: CheckContext, call: LossCall) -> Finding | None:
     source = call.source
-    if call.op == "cross_entropy" and call.input.dim() >= 2 and call.input.shape[1] == 1:
-        return Finding(
-            "learning.output_vs_loss", Status.FAILED,
-            f"CrossEntropyLoss gets {shape_str(call.input.shape)}: one class, so its softmax "
-            "is always 1, the loss constant and the gradient 0; for a binary target use "
-            "BCEWithLogitsLoss with float 0/1 targets, or output 2 logits",
-            where=_where(ctx, source))
     if source is None or source.op not in ("softmax", "log_softmax") or source.dim is None:
         return None
     size = source.shape[source.dim] if -len(source.shape) <= source.dim < len(source.shape) \
@@ -119,30 +106,20 @@ def _constant_softmax(ctx: CheckContext, call: LossCall) -> Finding | None:
         where=_where(ctx, source))
 
 
-def _nll_input(ctx: CheckContext, call: LossCall) -> Finding | None:
+def _nll_activation(ctx: CheckContext, call: LossCall) -> Finding | None:
+    """NLLLoss fed a sigmoid/softmax output (raw scores are training.loss_sanity's)."""
     if call.op != "nll_loss" or call.input.dim() < 2 or not call.input.is_floating_point():
         return None
     source = call.source
-    if source is not None and source.op in ("sigmoid", "softmax"):
-        return Finding(
-            "learning.output_vs_loss", Status.FAILED,
-            f"NLLLoss is fed the {source.op} output of {source.label}: it expects "
-            f"log-probabilities, so it returns minus the {source.op} value — negative, "
-            "with no floor to learn towards; end the model with "
-            "nn.LogSoftmax(dim=1) for NLLLoss, or return raw logits to CrossEntropyLoss",
-            where=_where(ctx, source))
-    if source is not None and source.op == "log_softmax":
-        return None
-    lse = torch.logsumexp(call.input.double(), dim=1)
-    if float(lse.abs().max()) <= 1e-3:
+    if source is None or source.op not in ("sigmoid", "softmax"):
         return None
     return Finding(
         "learning.output_vs_loss", Status.FAILED,
-        f"NLLLoss is fed raw logits, not log-probabilities (each row's logsumexp should be 0; "
-        f"here up to {float(lse.abs().max()):.3g}): the loss falls below 0 without bound as "
-        "the scores grow; apply log_softmax first (nn.LogSoftmax(dim=1)) or use "
-        "CrossEntropyLoss on the raw logits",
-        where=ctx.where_model())
+        f"NLLLoss is fed the {source.op} output of {source.label}: it expects "
+        f"log-probabilities, so it returns minus the {source.op} value — negative, "
+        "with no floor to learn towards; end the model with "
+        "nn.LogSoftmax(dim=1) for NLLLoss, or return raw logits to CrossEntropyLoss",
+        where=_where(ctx, source))
 
 
 def _probabilities_into_logits(ctx: CheckContext, call: LossCall) -> Finding | None:
