@@ -3,9 +3,9 @@ each with its fixed twin. Every buggy program must be flagged by a check whose m
 names its true cause, no flag may claim a cause the baseline got wrong, every fixed twin
 must pass every check, and no verdict may move with the seed.
 
-The three programs whose cause only a ``learning.*`` check can name (issue 15) are
-listed in PENDING: they count against the share of right causes, and their
-training.overfit verdict is that issue's to make seed-stable.
+Three programs' causes only a ``learning.*`` check names (issue 15): relu_on_logits
+(learning.output_vs_loss), deep_sigmoid_stuck_at_chance (learning.gradient_flow) and
+sgd_learning_rate_too_high (learning.learning_rate).
 """
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ from tests.fixtures.corpus import Case
 from tests.fixtures.corpus.causes import CASES
 from tests.fixtures.corpus.harness import Row, run_corpus
 
-PENDING = {
-    "relu_on_logits": "learning.output_vs_loss (a ReLU on the logits)",
-    "deep_sigmoid_stuck_at_chance": "learning.gradient_flow / learning.saturation",
-    "sgd_learning_rate_too_high": "learning.learning_rate (the user's SGD at lr 5)",
-}
 RIGHT_SHARE = 0.9
 
 # the wrong causes today's checks named before issue 11 (causes_baseline.md): none may
@@ -52,7 +47,8 @@ SEED_SUBSET = {
     "nll_on_raw_logits", "cross_entropy_reduction_sum", "aux_head_left_out_of_loss",
     "lstm_batch_first_false", "attention_mask_repeat_not_interleave",
     "fully_masked_rows_softmax_nan", "getitem_normalises_cache_in_place",
-    "oversampled_before_split",
+    "oversampled_before_split", "relu_on_logits", "deep_sigmoid_stuck_at_chance",
+    "sgd_learning_rate_too_high",
 }
 
 
@@ -75,7 +71,6 @@ def test_the_corpus_is_what_the_issue_asks_for() -> None:
     assert len(bugs) >= 30
     twins = {c.twin for c in CASES if c.healthy}
     assert {c.name for c in bugs} <= twins, "every bug has its healthy twin"
-    assert set(PENDING) <= {c.name for c in bugs}
 
 
 def test_every_fixed_twin_passes_every_check(seed0: dict[str, Row]) -> None:
@@ -87,8 +82,7 @@ def test_every_fixed_twin_passes_every_check(seed0: dict[str, Row]) -> None:
 def test_the_flagging_check_names_the_true_cause(seed0: dict[str, Row]) -> None:
     bugs = buggy(CASES)
     right = [c.name for c in bugs if seed0[c.name].correct]
-    wrong = {c.name: describe(seed0[c.name]) for c in bugs
-             if c.name not in right and c.name not in PENDING}
+    wrong = {c.name: describe(seed0[c.name]) for c in bugs if c.name not in right}
     assert not wrong, wrong
     assert len(right) >= RIGHT_SHARE * len(bugs), (len(right), len(bugs))
 

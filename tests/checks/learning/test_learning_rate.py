@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tests.fixtures.corpus import causes
 from tests.fixtures.corpus.learning import (
     iris_param_groups,
     pima_sgd,
@@ -75,3 +76,13 @@ def test_without_a_declared_optimizer_the_default_adam_is_reported() -> None:
                 "loss": nn.CrossEntropyLoss()}
 
     assert_status(verdict(factory, CHECK), Status.PASSED, "torchvet's default Adam(lr=0.001)")
+
+
+
+def test_a_spike_that_a_tenth_of_the_rate_avoids_warns() -> None:
+    """The causes corpus's sgd_learning_rate_too_high (iris, SGD at lr 5): the first step
+    throws the head far off, the loss spikes ~1e8-fold, then the batch is memorised."""
+    case = {c.name: c.factory for c in causes.CASES}
+    assert_status(verdict(case["sgd_learning_rate_too_high"], CHECK), Status.WARNED,
+                  "SGD(lr=5) is too high", "its own norm", "the loss spikes")
+    assert_status(verdict(case["sgd_learning_rate_too_high_fixed"], CHECK), Status.PASSED)

@@ -6,6 +6,9 @@ Fifty steps of the declared optimizer on one fixed batch (:func:`runs.rate_run`)
   hundredth of the rate cures: the rate is the cause (failed). Divergence at every rate is
   not the rate's doing and is left to gradient_flow / input_scale;
 - a parameter group at learning rate 0 holding parameters not declared frozen (failed);
+- a loss that spikes many-fold before it settles while the first step moves a layer by more
+  than its own norm, and a tenth of the rate does not spike (warned: the run survives one
+  batch, but the weights were thrown far from their init);
 - a rate that barely moves the weights (first step under 3e-5 of their norm) while the
   loss stands still (warned);
 - weight decay that outweighs the gradient and shrinks the weights to half their norm
@@ -34,6 +37,7 @@ STILL = 0.01  # relative change of the loss over the run that counts as standing
 DECAY_DOMINATES = 3.0  # weight_decay * ||w|| against the loss's ||grad||
 COLLAPSE = 0.5  # the group's weight norm after the run, against the start
 HIGH_MOMENTUM = 0.99
+OVERSHOOT = 1.0  # first-step move of a layer against its norm that throws it off its init
 
 
 def diverged(losses: Sequence[float], adversarial: bool = False) -> bool:
@@ -103,6 +107,28 @@ def _divergence(ctx: CheckContext, run: RateRun) -> Finding | None:
     return None
 
 
+def _overshoot(ctx: CheckContext, run: RateRun) -> Finding | None:
+    losses = run.losses
+    if not run.declared or not run.finite or len(losses) < 2 or losses[0] <= 0:
+        return None
+    moved = {k: v for k, v in run.first_update.items() if math.isfinite(v)}
+    if not moved or max(moved.values()) < OVERSHOOT or max(losses) < BLOW_UP * losses[0]:
+        return None
+    lower = rate_run(ctx, LOWER_RATES[0])
+    if not lower.finite or max(lower.losses) >= BLOW_UP * lower.losses[0]:
+        return None
+    layer = max(moved, key=lambda k: moved[k])
+    return Finding(
+        "learning.learning_rate", Status.WARNED,
+        f"the learning rate of {run.optimizer} is too high: the first step moves layer "
+        f"{layer} by {moved[layer]:.3g}x its own norm and the loss spikes {losses[0]:.4g} -> "
+        f"{max(losses):.4g} before it settles, while at {LOWER_RATES[0]:g}x the rate it "
+        f"never rises above {max(lower.losses):.4g}; lower it (about {LOWER_RATES[0]:g}x)",
+        where=_optimizer_line(ctx),
+        data={"curves": {f"lr x1 ({run.optimizer})": curve(losses),
+                         f"lr x{LOWER_RATES[0]:g}": curve(lower.losses)}})
+
+
 def _crawl(ctx: CheckContext, run: RateRun) -> Finding | None:
     moved = [v for v in run.first_update.values() if math.isfinite(v)]
     if not run.declared or not moved or not run.finite or max(moved) == 0:
@@ -164,7 +190,7 @@ def find(ctx: CheckContext) -> Finding | None:
         if _other_cause(ctx):
             return None
         found = _divergence(ctx, run)
-    return found or _crawl(ctx, run) or _decay(ctx, run, probe)
+    return found or _overshoot(ctx, run) or _crawl(ctx, run) or _decay(ctx, run, probe)
 
 
 def _other_cause(ctx: CheckContext) -> str:
