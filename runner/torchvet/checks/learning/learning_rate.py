@@ -37,6 +37,7 @@ STILL = 0.01  # relative change of the loss over the run that counts as standing
 DECAY_DOMINATES = 3.0  # weight_decay * ||w|| against the loss's ||grad||
 COLLAPSE = 0.5  # the group's weight norm after the run, against the start
 HIGH_MOMENTUM = 0.99
+SETTLE = 3  # first losses whose median a cure's last losses must not exceed
 OVERSHOOT = 1.0  # first-step move of a layer against its norm that throws it off its init
 
 
@@ -48,6 +49,11 @@ def diverged(losses: Sequence[float], adversarial: bool = False) -> bool:
         return False
     return (max(losses) >= BLOW_UP * first
             and statistics.median(losses[-10:]) >= STAYS_UP * first)
+
+
+def _settles(losses: Sequence[float]) -> bool:
+    """The loss ends no higher than it starts: a rate that cures a divergence."""
+    return statistics.median(losses[-10:]) <= statistics.median(losses[:SETTLE])
 
 
 def adversarial(ctx: CheckContext, probe: InitProbe) -> bool:
@@ -87,14 +93,11 @@ def _divergence(ctx: CheckContext, run: RateRun) -> Finding | None:
     losses = run.losses
     for scale in LOWER_RATES:
         lower = rate_run(ctx, scale)
-        if diverged(lower.losses):
+        if diverged(lower.losses) or not _settles(lower.losses):
             continue
         worst = max(losses) if run.finite else math.inf
         steps = len(losses) - 1
-        momentum = max((g.get("momentum") or 0.0 for g in run.groups), default=0.0)
-        lr = run.groups[0].get("lr", 0.0) if run.groups else 0.0
-        note = (f"; momentum {momentum:g} makes the effective step lr / (1 - momentum) = "
-                f"{lr / (1 - momentum):.3g}, use 0.9" if momentum >= HIGH_MOMENTUM else "")
+        note = _momentum_note(run)
         return Finding(
             "learning.learning_rate", Status.FAILED,
             f"the loss diverges with {run.optimizer}: {losses[0]:.4g} -> {worst:.4g} within "
@@ -123,7 +126,8 @@ def _overshoot(ctx: CheckContext, run: RateRun) -> Finding | None:
         f"the learning rate of {run.optimizer} is too high: the first step moves layer "
         f"{layer} by {moved[layer]:.3g}x its own norm and the loss spikes {losses[0]:.4g} -> "
         f"{max(losses):.4g} before it settles, while at {LOWER_RATES[0]:g}x the rate it "
-        f"never rises above {max(lower.losses):.4g}; lower it (about {LOWER_RATES[0]:g}x)",
+        f"never rises above {max(lower.losses):.4g}; lower it (about {LOWER_RATES[0]:g}x)"
+        f"{_momentum_note(run)}",
         where=_optimizer_line(ctx),
         data={"curves": {f"lr x1 ({run.optimizer})": curve(losses),
                          f"lr x{LOWER_RATES[0]:g}": curve(lower.losses)}})
@@ -169,6 +173,13 @@ def _decay(ctx: CheckContext, run: RateRun, probe: InitProbe) -> Finding | None:
     return None
 
 
+def _momentum_note(run: RateRun) -> str:
+    momentum = max((g.get("momentum") or 0.0 for g in run.groups), default=0.0)
+    lr = run.groups[0].get("lr", 0.0) if run.groups else 0.0
+    return (f"; momentum {momentum:g} makes the effective step lr / (1 - momentum) = "
+            f"{lr / (1 - momentum):.3g}, use 0.9" if momentum >= HIGH_MOMENTUM else "")
+
+
 def _optimizer_line(ctx: CheckContext) -> tuple[str, int] | None:
     spec = ctx.spec
     if spec is not None and spec.optimizer is not None:
@@ -186,7 +197,9 @@ def find(ctx: CheckContext) -> Finding | None:
     probe = init_probe(ctx)
     run = rate_run(ctx)
     found = _zero_group(ctx, run)
-    if found is None and diverged(run.losses, lenient(ctx, probe)):
+    # torchvet's own Adam diverging says nothing about a rate the user never chose (and a
+    # step that draws its own noise, a diffusion timestep, can look like it)
+    if found is None and run.declared and diverged(run.losses, lenient(ctx, probe)):
         if _other_cause(ctx):
             return None
         found = _divergence(ctx, run)
@@ -214,6 +227,10 @@ def learning_rate(ctx: CheckContext) -> Outcome:
         return found.outcome()
     run = rate_run(ctx)
     if diverged(run.losses, lenient(ctx, init_probe(ctx))):
+        if not run.declared:
+            raise Skip(f"no optimizer declared, and the loss rises with torchvet's default "
+                       f"{run.optimizer} on one batch: no learning rate of yours to judge; "
+                       "declare optimizer= to have it checked")
         other = _other_cause(ctx)
         if other:
             raise Skip(f"the loss diverges with {run.optimizer}, but {other} names the cause "

@@ -17,6 +17,8 @@ from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource
 from ..base import Outcome, Skip, check, passed, warned
 from .findings import cause_phrase, curve, likely_causes
+from .learning_rate import adversarial
+from .probe import init_probe
 from .runs import ProgressRun, progress_run, rate_run
 
 STILL = 0.01  # relative change of the one-batch loss that counts as not moving
@@ -43,7 +45,7 @@ def _judge(ctx: CheckContext, run: ProgressRun) -> Outcome:
     if run.outcome == "diverged":
         raise Skip(f"the loss diverges after {run.steps} steps (see learning.learning_rate)")
     if run.outcome == "beaten":
-        return passed(f"{where} loss {evals[0]:.4g} -> {evals[-1]:.4g} in {run.steps} steps, "
+        return passed(f"{where} loss {evals[0]:.4g} -> {min(evals):.4g} in {run.steps} steps, "
                       f"below {against}", data=data)
     if run.outcome == "falling":
         return passed(f"{where} loss {evals[0]:.4g} -> {min(evals):.4g} in {run.steps} steps "
@@ -69,6 +71,9 @@ def _judge(ctx: CheckContext, run: ProgressRun) -> Outcome:
 
 
 def _moves(ctx: CheckContext) -> Outcome:
+    if adversarial(ctx, init_probe(ctx)):
+        raise Skip("the step sums opposing objectives (a GAN's generator and discriminator, "
+                   "or training=\"adversarial\" is declared): its sum need not move")
     run = rate_run(ctx)
     losses = run.losses
     data = {"curves": {run.optimizer: curve(losses)}}

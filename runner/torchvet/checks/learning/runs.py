@@ -229,7 +229,8 @@ def _decide(run: ProgressRun, step: int) -> str:
     chunk_start = next(v for s, v in run.eval_losses if s >= step - PROGRESS_CHUNK)
     if (run.baseline is not None and latest >= reference and train_falling
             and latest - min(evals) >= BEAT * abs(reference)):
-        return "memorising"
+        # a held-out loss that once beat the baseline learned something before it overfit
+        return "beaten" if min(evals) < run.goal else "memorising"
     if train_falling or latest < chunk_start - FALLING * abs(reference):
         return "falling" if step >= PROGRESS_MAX else ""
     return "stuck"
