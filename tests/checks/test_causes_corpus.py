@@ -47,9 +47,10 @@ SEED_SUBSET = {
     "nll_on_raw_logits", "cross_entropy_reduction_sum", "aux_head_left_out_of_loss",
     "lstm_batch_first_false", "attention_mask_repeat_not_interleave",
     "fully_masked_rows_softmax_nan", "getitem_normalises_cache_in_place",
-    "oversampled_before_split", "relu_on_logits", "deep_sigmoid_stuck_at_chance",
-    "sgd_learning_rate_too_high",
+    "oversampled_before_split", "deep_sigmoid_stuck_at_chance", "sgd_learning_rate_too_high",
 }
+# relu_on_logits is named by learning.output_vs_loss under every seed, but its
+# training.overfit verdict still moves with the seed (failed on 0, passed on 1-4)
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
               "cross-entropy at init, in train mode, is near ln(C) (warns)"),
     CheckMeta("learning.output_vs_loss",
               "the last activation fits the loss: no probabilities into a logit loss, no "
-              "softmax over one unit, a reachable target range, no broadcast target"),
+              "softmax over one unit, a reachable target range, no ReLU on logits"),
     CheckMeta("learning.dead_units", "ReLU layers are not dead (0 for every sample) at init"),
     CheckMeta("learning.saturation",
               "a sigmoid/tanh output is not saturated in its flat tails (warns)"),
@@ -84,8 +84,8 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
     CheckMeta("learning.input_scale",
               "real inputs reach the first layer near unit scale (warns)"),
     CheckMeta("learning.learning_rate",
-              "the declared optimizer neither diverges nor crawls; no lr-0 group, no "
-              "crushing weight decay"),
+              "the declared optimizer neither diverges, overshoots nor crawls; no lr-0 "
+              "group, no crushing weight decay"),
     CheckMeta("learning.capacity",
               "no 1-unit bottleneck, map collapsed to 1x1 or dropout above 0.8 (warns)"),
     CheckMeta("learning.progress",

@@ -1,6 +1,6 @@
 """learning.progress: with the user's loss, optimizer and data the model beats the best
-constant prediction on held-out samples (slow learners get more steps); stuck or
-memorising models warn naming the baseline and the likely cause."""
+constant prediction on held-out samples (slow learners get more steps);
+a stuck model warns naming the baseline and the likely cause; a memoriser passes."""
 
 from __future__ import annotations
 
