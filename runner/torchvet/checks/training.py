@@ -6,15 +6,11 @@ import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from ..unit.context import CheckContext
-from ..unit.optim import Adam
 from ..unit.pytree import floating_leaves
-from ..unit.seeding import derived_seed, seed_everything
-from ..unit.training_run import validate_loss
 from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
 from . import gradient_causes
 from . import loss as loss_causes
@@ -23,7 +19,7 @@ from .forward import forward_warnings
 from .learning.findings import cause_phrase, curve, likely_causes
 from .learning.learning_rate import adversarial
 from .learning.probe import InitProbe, init_probe
-from .learning.runs import make_optimizer
+from .learning.runs import batch_run
 from .text import one_line
 
 
@@ -398,8 +394,8 @@ def overfit(ctx: CheckContext) -> Outcome:
             "batch, so overfitting it proves nothing"
         )
     fits = []
-    for label, make in _attempts(ctx):
-        fit = fit_one_batch(ctx, label, make)
+    for label, key in _attempts(ctx):
+        fit = fit_one_batch(ctx, label, key)
         fits.append(fit)
         if fit.state in ("reached", "falling", "near"):
             return passed(fit.summary(), data={"curves": {f.label: curve(f.losses)
@@ -434,44 +430,29 @@ class Fit:
                 f"still falling (goal {self.goal:.4g}): a slow learner, not a stuck one")
 
 
-def _attempts(ctx: CheckContext) -> list[tuple[str, Any]]:
-    """A bold Adam first (one batch should be memorised fast), the declared optimizer,
-    then a careful Adam."""
-    def adam(lr: float) -> Any:
-        return lambda model: Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-
-    found: list[tuple[str, Any]] = [("Adam lr 0.01", adam(1e-2))]
+def _attempts(ctx: CheckContext) -> list[tuple[str, str]]:
+    """(label, one-batch run key): a bold Adam first (one batch should be memorised fast),
+    the declared optimizer (the run learning.learning_rate reads), then a careful Adam."""
+    found = [("Adam lr 0.01", "adam-0.01")]
     spec = ctx.spec
     if spec is not None and spec.optimizer is not None:
-        found.append(("your optimizer", lambda model: make_optimizer(ctx, model)[0]))
-    found.append(("Adam lr 0.001", adam(1e-3)))
+        found.append(("your optimizer", "declared"))
+    found.append(("Adam lr 0.001", "adam-0.001"))
     return found
 
 
-def fit_one_batch(ctx: CheckContext, label: str, make: Any) -> Fit:
-    """Up to OVERFIT_MAX_STEPS steps on one batch: stops at the goal (half the first
-    loss), at a non-finite loss, or on a plateau; a step count decides, never the clock."""
-    seed_everything(derived_seed(ctx.seed, "overfit"))
-    model = ctx.fresh_copy().train()
-    optimizer = make(model)
-    inputs = ctx.inputs(ctx.train_batch_size)
-    target = ctx.target(ctx.train_batch_size)
-    losses: list[float] = []
-    goal = math.inf
-    for step in range(OVERFIT_MAX_STEPS + 1):
-        optimizer.zero_grad(set_to_none=True)
-        value = ctx.training_loss(model, inputs, target)
-        if step == 0:
-            validate_loss(value, False)
-        losses.append(float(value.detach()))
-        if step == 0:
-            goal = losses[0] - 0.5 * abs(losses[0])
-        state = _fit_state(losses, goal, step)
-        if state:
-            return Fit(label, losses, goal, state)
-        value.backward()
-        optimizer.step()
-    return Fit(label, losses, goal, "falling")
+def fit_one_batch(ctx: CheckContext, label: str, key: str) -> Fit:
+    """Up to OVERFIT_MAX_STEPS steps of the shared one-batch run: stops at the goal (half
+    the first loss), at a non-finite loss, or on a plateau; a step count decides, never the
+    clock."""
+    run = batch_run(ctx, key)
+    first = run.until(ctx, 0)
+    if run.problem is not None:
+        raise run.problem
+    goal = first[0] - 0.5 * abs(first[0])
+    losses = run.until(ctx, OVERFIT_MAX_STEPS,
+                       lambda head: bool(_fit_state(head, goal, len(head) - 1)))
+    return Fit(label, losses, goal, _fit_state(losses, goal, len(losses) - 1) or "falling")
 
 
 def _fit_state(losses: list[float], goal: float, step: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -14,13 +15,34 @@ from tests.helpers.unit import make_context
 from torchvet.checks.learning import runs
 
 
-def test_the_rate_run_takes_a_fixed_number_of_steps_and_reproduces() -> None:
+def test_the_rate_run_takes_at_most_its_steps_and_reproduces() -> None:
     first = runs.rate_run(make_context(lambda: sine_sgd(0.05)))
     again = runs.rate_run(make_context(lambda: sine_sgd(0.05)))
-    assert len(first.losses) == runs.RATE_STEPS + 1
+    assert len(first.losses) <= runs.RATE_STEPS + 1
     assert first.losses == again.losses
     assert first.optimizer == "SGD(lr=0.05)" and first.declared
     assert set(first.first_update) == {"0", "2"}
+
+
+def test_a_rate_that_clearly_works_ends_the_run_early() -> None:
+    run = runs.rate_run(make_context(lambda: sine_sgd(0.05)))
+    assert runs.RATE_SETTLED < len(run.losses) - 1 < runs.RATE_STEPS, run.losses
+
+
+def test_the_shared_run_is_one_sequence_whoever_reads_it_and_however_far(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """training.overfit may grow the run before or after learning.learning_rate reads its
+    first steps, and a large model replays it: the losses are the same either way."""
+    alone = runs.rate_run(make_context(lambda: sine_sgd(0.05))).losses
+    ctx = make_context(lambda: sine_sgd(0.05))
+    longer = runs.batch_run(ctx, "declared").until(ctx, 60)
+    assert longer[:len(alone)] == alone and len(longer) == 61
+    assert runs.rate_run(ctx).losses == alone
+    monkeypatch.setattr(runs, "KEEP_MAX_PARAMS", 0)
+    ctx = make_context(lambda: sine_sgd(0.05))
+    run = runs.batch_run(ctx, "declared")
+    assert run.until(ctx, 5) == alone[:6]
+    assert run.until(ctx, 30) == longer[:31]
 
 
 def test_the_rate_run_stops_at_a_non_finite_loss_and_scales_the_rate() -> None:

@@ -1,7 +1,8 @@
 """learning.learning_rate: the declared optimizer's rate, momentum and weight decay suit
 the model.
 
-Fifty steps of the declared optimizer on one fixed batch (:func:`runs.rate_run`):
+Up to twenty steps of the declared optimizer on one fixed batch (:func:`runs.rate_run`,
+ended once the loss is at half its start; nothing to judge without a declared optimizer):
 - divergence (the loss turns NaN/Inf, or blows up many-fold and stays up) that a tenth or a
   hundredth of the rate cures: the rate is the cause (failed). Divergence at every rate is
   not the rate's doing and is left to gradient_flow / input_scale;
@@ -194,12 +195,14 @@ def find(ctx: CheckContext) -> Finding | None:
     spec = ctx.spec
     if spec is None or not spec.has_real_loss:
         raise Skip("no loss or step declared: the surrogate loss says nothing about the rate")
+    if spec.optimizer is None:
+        raise Skip("no optimizer declared: no learning rate of yours to judge (declare "
+                   "optimizer= to have its rate, momentum and weight decay checked)")
     probe = init_probe(ctx)
     run = rate_run(ctx)
     found = _zero_group(ctx, run)
-    # torchvet's own Adam diverging says nothing about a rate the user never chose (and a
-    # step that draws its own noise, a diffusion timestep, can look like it)
-    if found is None and run.declared and diverged(run.losses, lenient(ctx, probe)):
+    # a step that draws its own noise (a diffusion timestep) can look like a divergence
+    if found is None and diverged(run.losses, lenient(ctx, probe)):
         if _other_cause(ctx):
             return None
         found = _divergence(ctx, run)
@@ -227,10 +230,6 @@ def learning_rate(ctx: CheckContext) -> Outcome:
         return found.outcome()
     run = rate_run(ctx)
     if diverged(run.losses, lenient(ctx, init_probe(ctx))):
-        if not run.declared:
-            raise Skip(f"no optimizer declared, and the loss rises with torchvet's default "
-                       f"{run.optimizer} on one batch: no learning rate of yours to judge; "
-                       "declare optimizer= to have it checked")
         other = _other_cause(ctx)
         if other:
             raise Skip(f"the loss diverges with {run.optimizer}, but {other} names the cause "
@@ -239,8 +238,7 @@ def learning_rate(ctx: CheckContext) -> Outcome:
                    f"{' and '.join(f'{s:g}x' for s in LOWER_RATES)} its rate too: not the "
                    "learning rate (see learning.gradient_flow and learning.input_scale)")
     moved = max((v for v in run.first_update.values() if math.isfinite(v)), default=0.0)
-    source = run.optimizer if run.declared else f"torchvet's default {run.optimizer}"
-    return passed(f"{source}: loss {run.losses[0]:.4g} -> {run.losses[-1]:.4g} in "
+    return passed(f"{run.optimizer}: loss {run.losses[0]:.4g} -> {run.losses[-1]:.4g} in "
                   f"{len(run.losses) - 1} steps on one batch; the first step moves a layer by "
                   f"up to {moved:.2g} of its norm",
                   data={"curves": {run.optimizer: curve(run.losses)}})

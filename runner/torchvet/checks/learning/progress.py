@@ -19,7 +19,7 @@ from ..base import Outcome, Skip, check, passed, warned
 from .findings import cause_phrase, curve, likely_causes
 from .learning_rate import adversarial
 from .probe import init_probe
-from .runs import ProgressRun, progress_run, rate_run
+from .runs import ProgressRun, batch_run, progress_run, rate_steps
 
 STILL = 0.01  # relative change of the one-batch loss that counts as not moving
 
@@ -70,14 +70,17 @@ def _judge(ctx: CheckContext, run: ProgressRun) -> Outcome:
 
 
 def _moves(ctx: CheckContext) -> Outcome:
+    spec = ctx.spec
+    assert spec is not None
     if adversarial(ctx, init_probe(ctx)):
         raise Skip("the step sums opposing objectives (a GAN's generator and discriminator, "
                    "or training=\"adversarial\" is declared): its sum need not move")
-    run = rate_run(ctx)
-    losses = run.losses
+    # the declared optimizer's run (learning.learning_rate reads it too), else the run
+    # training.overfit starts with; it ends as soon as the loss moves
+    run = batch_run(ctx, "declared" if spec.optimizer is not None else "adam-0.01")
+    losses = run.until(ctx, rate_steps(ctx), _moved)
     data = {"curves": {run.optimizer: curve(losses)}}
-    change = abs(losses[-1] - losses[0]) / max(abs(losses[0]), 1e-12)
-    if not math.isfinite(losses[-1]) or change >= STILL:
+    if not math.isfinite(losses[-1]) or _moved(losses):
         return passed(f"the loss moves off its init with {run.optimizer}: {losses[0]:.4g} -> "
                       f"{losses[-1]:.4g} in {len(losses) - 1} steps on one batch "
                       "(declare a dataset to judge it against a baseline)", data=data)
@@ -87,3 +90,7 @@ def _moves(ctx: CheckContext) -> Outcome:
         f"{losses[-1]:.4g} in {len(losses) - 1} steps on one batch{cause_phrase(causes)}",
         "\n".join(f"{c.check}: {c.message}" for c in causes),
         (causes[0].where if causes else None) or ctx.where_model(), data)
+
+
+def _moved(losses: list[float]) -> bool:
+    return abs(losses[-1] - losses[0]) / max(abs(losses[0]), 1e-12) >= STILL

@@ -1,8 +1,9 @@
 """Short runs with the user's own loss, optimizer and data, counted in steps.
 
-- :func:`rate_run`: the declared optimizer (at its rate, or a tenth of it) on one fixed
-  batch: does the loss diverge, crawl, or move; how far did each layer move on the first
-  step.
+- :class:`BatchRun` (:func:`batch_run`): one optimizer on one fixed training batch, grown
+  as its readers need and shared by them: learning.learning_rate reads the declared
+  optimizer's first steps (:func:`rate_run`, at its rate or a tenth of it), learning.progress
+  whether the loss moves, training.overfit whether it halves.
 - :func:`progress_run`: the declared optimizer on the dataset's batches, judged on held-out
   samples against the best constant prediction (the mean, the majority class).
 
@@ -14,7 +15,8 @@ into a skip.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,19 +29,22 @@ from ...unit.inputs import Inputs
 from ...unit.optim import Adam
 from ...unit.pytree import leaves, primary_leaf
 from ...unit.seeding import derived_seed, seed_everything
+from ...unit.training_run import LossProblem, validate_loss
 from ..base import DependencyFailed, Skip
 from ..text import one_line
 from .probe import PROBE_MAX_PARAMS, WEIGHT_LAYERS, init_probe
 
-RATE_STEPS = 50
+RATE_STEPS = 20
 LARGE_MODEL_RATE_STEPS = 10  # above PROBE_MAX_PARAMS: a step of a large model is costly
+RATE_SETTLED = 10  # last losses whose median at half the start ends the rate run early
 EVAL_EVERY = 20
 EVAL_SAMPLES = 128
+KEEP_MAX_PARAMS = PROBE_MAX_PARAMS  # above: a paused run drops its copy and replays
 
 
 @dataclass
 class RateRun:
-    """The declared optimizer on one fixed batch."""
+    """What the learning-rate judgement reads of a one-batch run: its first steps."""
 
     scale: float
     optimizer: str  # "SGD(lr=0.5, momentum=0.999)"
@@ -77,50 +82,153 @@ def describe_optimizer(optimizer: Any) -> str:
     return f"{type(optimizer).__name__}({', '.join(shown)})"
 
 
+# --------------------------------------------------------------------------- one batch
+
+OPTIMIZERS = {"adam-0.01": 1e-2, "adam-0.001": 1e-3}  # torchvet's own, by run key
+
+
+def _make(ctx: CheckContext, key: str, model: nn.Module) -> tuple[Any, bool]:
+    if key == "declared":
+        return make_optimizer(ctx, model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return Adam(trainable, lr=OPTIMIZERS[key]), False
+
+
+@dataclass
+class _Live:
+    model: nn.Module
+    optimizer: Any
+    layers: Sequence[tuple[str, nn.Module]]
+
+
+class BatchRun:
+    """One optimizer (the declared one, or torchvet's Adam at a rate) times ``scale`` on
+    one fixed training batch, grown step by step as its readers need: learning.learning_rate
+    reads its first steps, learning.progress whether it moves, training.overfit whether it
+    halves, so a unit pays for each step once. Every step is seeded from the run's key and
+    its index, so the losses are one fixed sequence whichever check reads first and however
+    far."""
+
+    def __init__(self, ctx: CheckContext, key: str, scale: float) -> None:
+        self.key, self.scale = key, scale
+        self.losses: list[float] = []
+        self.first_update: dict[str, float] = {}
+        self.norms: list[list[float]] = []  # per step up to rate_steps: each group's ||w||
+        self.problem: Exception | None = None  # the first loss is no scalar to train on
+        self.finished = False
+        self.keep = sum(p.numel() for p in ctx.model.parameters()) <= KEEP_MAX_PARAMS
+        self._live: _Live | None = None
+        live = self._start(ctx)
+        self.optimizer = describe_optimizer(live.optimizer)
+        self.declared = _make_declared(ctx, key)
+        names = {id(p): n for n, p in live.model.named_parameters()}
+        self.groups = [{**{k: v for k, v in g.items()
+                           if isinstance(v, (int, float, bool, tuple))},
+                        "names": [names.get(id(p), "?") for p in g["params"]]}
+                       for g in live.optimizer.param_groups]
+
+    def _start(self, ctx: CheckContext) -> _Live:
+        seed_everything(derived_seed(ctx.seed, "one-batch", self.key, self.scale))
+        model = ctx.fresh_copy().train()
+        optimizer, _ = _make(ctx, self.key, model)
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * self.scale
+        layers = [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+        self._live = _Live(model, optimizer, layers)
+        self.losses, self.norms, self.finished = [], [], False
+        return self._live
+
+    def until(self, ctx: CheckContext, steps: int,
+              stop: Callable[[list[float]], bool] = lambda _: False) -> list[float]:
+        """The losses up to the first that is non-finite or makes ``stop`` true, else of
+        ``steps`` steps (fewer only where the run cannot go on)."""
+        try:
+            for n in range(1, steps + 2):
+                if n > len(self.losses) and not self._step(ctx):
+                    break
+                head = self.losses[:n]
+                if not math.isfinite(head[-1]) or stop(head):
+                    return head
+            return self.losses[:steps + 1]
+        finally:
+            if not self.keep:
+                self._live = None  # a large model's copy is not kept between readers
+
+    def _step(self, ctx: CheckContext) -> bool:
+        """One more loss (and, while finite, its update); False once nothing can follow."""
+        if self.finished:
+            return False
+        if self._live is None:
+            done = len(self.losses)
+            self._start(ctx)  # replay: the same seeds give the same losses
+            for _ in range(done):
+                self._step(ctx)
+        live = self._live
+        assert live is not None
+        step = len(self.losses)
+        seed_everything(derived_seed(ctx.seed, "one-batch", self.key, self.scale, step))
+        batch = ctx.train_batch_size
+        live.optimizer.zero_grad(set_to_none=True)
+        loss = ctx.training_loss(live.model, ctx.inputs(batch), ctx.target(batch))
+        if step == 0:
+            try:
+                validate_loss(loss, False)
+            except LossProblem as exc:
+                self.problem, self.finished = exc, True
+        value = float(loss.detach())
+        self.losses.append(value)
+        if self.finished or not math.isfinite(value):
+            self.finished = True
+            return True
+        if step <= rate_steps(ctx):
+            self.norms.append([_group_norm(g) for g in live.optimizer.param_groups])
+        before = [_weights(m) for _, m in live.layers] if step == 0 else []
+        loss.backward()
+        live.optimizer.step()
+        if step == 0:
+            self.first_update = {n: _moved(b, _weights(m)) for (n, m), b
+                                 in zip(live.layers, before, strict=True)}
+        return True
+
+    def shrink(self, steps: int) -> list[float]:
+        """Each group's weight norm after ``steps`` steps against its start."""
+        if not self.norms:
+            return []
+        start, end = self.norms[0], self.norms[min(steps, len(self.norms) - 1)]
+        return [e / s if s > 0 else 1.0 for s, e in zip(start, end, strict=True)]
+
+
+def _make_declared(ctx: CheckContext, key: str) -> bool:
+    return key == "declared" and ctx.spec is not None and ctx.spec.optimizer is not None
+
+
+def batch_run(ctx: CheckContext, key: str, scale: float = 1.0) -> BatchRun:
+    """Memoised per unit: the one-batch run of optimizer ``key`` ("declared", or one of
+    OPTIMIZERS) at ``scale`` times its rate."""
+    init_probe(ctx)  # a step that cannot run is the probe's skip
+    return ctx.memo(("one-batch-run", key, scale), lambda: BatchRun(ctx, key, scale))
+
+
 def rate_steps(ctx: CheckContext) -> int:
     params = sum(p.numel() for p in ctx.model.parameters())
     return RATE_STEPS if params <= PROBE_MAX_PARAMS else LARGE_MODEL_RATE_STEPS
 
 
+def _settled(losses: list[float]) -> bool:
+    """The last RATE_SETTLED losses mostly under half the first: the rate clearly works
+    (no divergence can be read into the rest), no need for more steps."""
+    recent = losses[-RATE_SETTLED:]
+    return (len(losses) > RATE_SETTLED and losses[0] > 0
+            and statistics.median(recent) <= 0.5 * losses[0])
+
+
 def rate_run(ctx: CheckContext, scale: float = 1.0) -> RateRun:
-    """Memoised: the declared optimizer, its rates times ``scale``, for a number of steps
-    fixed by the model's size."""
-    steps = rate_steps(ctx)
-    return ctx.memo(("learning-rate-run", scale, steps), lambda: _rate_run(ctx, scale, steps))
-
-
-def _rate_run(ctx: CheckContext, scale: float, steps: int) -> RateRun:
-    init_probe(ctx)  # a step that cannot run is the probe's skip
-    batch = ctx.train_batch_size
-    inputs, target = ctx.inputs(batch), ctx.target(batch)
-    seed_everything(derived_seed(ctx.seed, "learning-rate", scale))
-    model = ctx.fresh_copy().train()
-    optimizer, declared = make_optimizer(ctx, model)
-    for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * scale
-    names = {id(p): n for n, p in model.named_parameters()}
-    groups = [{**{k: v for k, v in g.items() if isinstance(v, (int, float, bool, tuple))},
-               "names": [names.get(id(p), "?") for p in g["params"]]}
-              for g in optimizer.param_groups]
-    run = RateRun(scale, describe_optimizer(optimizer), groups, declared=declared)
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
-    start = [_group_norm(g) for g in optimizer.param_groups]
-    for step in range(steps + 1):
-        optimizer.zero_grad(set_to_none=True)
-        loss = ctx.training_loss(model, inputs, target)
-        value = float(loss.detach())
-        run.losses.append(value)
-        if not math.isfinite(value) or step == steps:
-            break
-        before = [_weights(m) for _, m in layers] if step == 0 else []
-        loss.backward()
-        optimizer.step()
-        if step == 0:
-            run.first_update = {n: _moved(b, _weights(m)) for (n, m), b in zip(layers, before,
-                                                                           strict=True)}
-    run.shrink = [_group_norm(g) / s if s > 0 else 1.0
-                  for g, s in zip(optimizer.param_groups, start, strict=True)]
-    return run
+    """The declared optimizer (else torchvet's default Adam) at ``scale`` times its rates,
+    for rate_steps() steps, ended early once the loss is at half its start."""
+    run = batch_run(ctx, "declared", scale)
+    losses = run.until(ctx, rate_steps(ctx), _settled)
+    return RateRun(scale, run.optimizer, run.groups, losses, run.first_update, run.declared,
+                   run.shrink(len(losses) - 1))
 
 
 def _group_norm(group: dict[str, Any]) -> float:
