@@ -25,6 +25,7 @@ from .action import workflow
 from .checks.catalogue import AREAS, unknown_patterns
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
+from .engine.memory import MemoryReading, describe, read_memory, usable
 from .errors import UsageError
 from .project.changes import ChangedUnits, select_changed
 from .project.config import Config, load_config
@@ -38,7 +39,7 @@ from .project.discovery import (
     split_patterns,
 )
 from .project.paths import find_report_root
-from .project.sharding import load_durations, select_shard
+from .project.sharding import load_durations, load_peaks, select_shard
 from .reporters import github, json_report, junit
 from .reporters.terminal import TerminalReporter
 from .results import RunReport
@@ -72,6 +73,7 @@ class Selection:
     all_factories: list[Factory]
     notes: list[str] = field(default_factory=list)
     changes: ChangedUnits | None = None  # under --changed-since: why each unit runs
+    peaks: dict[tuple[str, str], int] = field(default_factory=dict)  # recorded, --durations
 
 
 def select_units(
@@ -105,8 +107,6 @@ def select_units(
                  if table.get("dataset")}
         changes = select_changed(project, found, changed_since, feeds)
         selected = changes.selected(selected)
-    if durations and not shard_spec:
-        raise UsageError("--durations balances --shard: give --shard I/N too")
     if shard_spec:
         index, total = parse_shard(shard_spec)
         selected = (select_shard(selected, index, total, load_durations(durations))
@@ -118,7 +118,8 @@ def select_units(
             {f.name for f in found if f.kind == "dataset"},
         )
     ]
-    return Selection(project, config, selected, found, notes, changes)
+    return Selection(project, config, selected, found, notes, changes,
+                     load_peaks(durations) if durations else {})
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -205,6 +206,7 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
     """Run every selected unit and write the reports; returns the run."""
     github_env = workflow.withhold_from_user_code() if options.github else None
     jobs = build_jobs(sel, options)
+    memory = read_memory()
     if jobs:  # an empty selection (--changed-since, --shard) needs no torch
         warm_up(jobs)
     out = stream or sys.stdout
@@ -214,12 +216,15 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
     terminal.header(
         f"torchvet {__version__} · torch {torch_version()} · {n_models} model(s), "
         f"{len(sel.factories) - n_models} dataset(s) · -j {options.jobs} · seed {options.seed}"
+        f"{memory_summary(memory)}"
     )
     for note in sel.notes:
         terminal.write(f"note: {note}")
     started = time.monotonic()
     executor = Executor(jobs, parallel=options.jobs, on_done=terminal.unit_done,
-                        capture=options.capture)
+                        capture=options.capture,
+                        memory=usable(memory) if memory is not None else None,
+                        peaks=sel.peaks)
     with terminate_as_interrupt():
         reports = executor.run()
     run = RunReport(
@@ -239,6 +244,13 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
         github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
                        env=github_env)
     return run
+
+
+def memory_summary(memory: MemoryReading | None) -> str:
+    """The header's memory figure: what the units may share (``-j`` is an upper bound)."""
+    if memory is None:
+        return ""
+    return f" · {describe(usable(memory))} of memory usable"
 
 
 @contextlib.contextmanager

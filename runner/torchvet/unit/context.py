@@ -24,6 +24,7 @@ from .budget import budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
 from .locate import Locator
+from .memory_plan import MemoryPlan
 from .pytree import floating_leaves, primary_leaf
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec
@@ -60,6 +61,7 @@ class CheckContext:
         self.current_check = ""
         self.budgets = dict(budgets or {})
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
+        self.memory = MemoryPlan()  # the worker replaces it once the parent grants memory
 
     # -- memoisation -------------------------------------------------------------
     def memo(self, key: Any, compute: Callable[[], T], owner: str | None = None) -> T:
@@ -81,6 +83,10 @@ class CheckContext:
             raise
         self._memo[key] = (True, value, owner or self.current_check)
         return value
+
+    def computed(self, key: Any) -> bool:
+        """Whether ``key`` is memoised (its cost is paid)."""
+        return key in self._memo
 
     def budget(self, check_id: str | None = None) -> float:
         """Seconds ``check_id`` (default: the running check) may take."""

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import optrace
-from .optim import Adam
 from .seeding import derived_seed, seed_everything
 from .training_types import LossProblem, TrainingFailure, TrainingTrace
 
@@ -67,11 +66,11 @@ def validate_loss(loss: Any, surrogate: bool) -> None:
 def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     trace = TrainingTrace()
     seed_everything(derived_seed(ctx.seed, "train"))
-    model = ctx.fresh_copy().train()
+    model = ctx.memory.training_model(ctx).train()  # memory hook: a copy, or lent in place
     named = list(model.named_parameters())
     trace.trainable = [n for n, p in named if p.requires_grad]
     trace.frozen = [n for n, p in named if not p.requires_grad]
-    initial = {n: p.detach().clone() for n, p in named}
+    initial = ctx.memory.snapshot(ctx, model)  # memory hook: in memory or on disk
     trace.grad_states = {n: [] for n in trace.trainable}
     inputs = ctx.inputs(ctx.train_batch_size)
     target = ctx.target(ctx.train_batch_size)
@@ -81,7 +80,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
         optimizer = (
             spec.optimizer(model.parameters())
             if spec.optimizer is not None
-            else Adam(model.parameters(), lr=1e-3)
+            else ctx.memory.default_optimizer(ctx, model.parameters())  # memory hook
         )
     except Exception as exc:
         trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))

@@ -1,0 +1,185 @@
+"""Copies of a model that cost less than a copy.
+
+- :func:`meta_copy`: a twin on the ``meta`` device (shapes and dtypes, no data) made
+  without ever materialising the weights: for checks that look at structure, not values.
+- :class:`Snapshot`: the values of every parameter and buffer, kept in memory or spilled
+  to a file on disk, read back one tensor at a time: what the training run compares
+  against ("did this parameter change?") and restores a model lent in place from.
+
+Spilling is pointless where the temporary directory lives in memory (tmpfs), so
+:func:`spill_directory` says where a spill really goes to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+META = torch.device("meta")
+MEMORY_FILESYSTEMS = {"tmpfs", "ramfs", "devtmpfs"}
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose registered parameters and buffers are on ``meta``, built without
+    copying their data (everything else — plain tensor attributes included — is copied as
+    ``copy.deepcopy`` would, so a tensor left outside the registry stays where it was)."""
+    memo: dict[int, Any] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) in memo or tensor.device.type == "meta":
+            continue
+        twin = torch.empty_like(tensor, device=META)
+        if type(tensor) is nn.Parameter:
+            twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
+        elif type(tensor) is not torch.Tensor:
+            continue  # a subclass (lazy parameters, ...): deepcopy knows how to copy it
+        memo[id(tensor)] = twin
+    return copy.deepcopy(model, memo)
+
+
+def named_state(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every parameter and buffer once (tied tensors under their first name)."""
+    seen: set[int] = set()
+    found = []
+    for name, tensor in [*model.named_parameters(remove_duplicate=False),
+                         *model.named_buffers(remove_duplicate=False)]:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            found.append((name, tensor))
+    return found
+
+
+def nbytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of distinct storages (tied or shared tensors count once)."""
+    seen: set[tuple[str, int]] = set()
+    total = 0
+    for t in tensors:
+        key = (str(t.device), t.untyped_storage().data_ptr())
+        if key not in seen or key[1] == 0:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem ``path`` is on, from /proc/mounts ('' if unknown)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return ""
+    resolved = str(path.resolve())
+    best, kind = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3:
+            point = parts[1].replace("\\040", " ")
+            inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, parts[2]
+    return kind
+
+
+def spill_directory(needed: int) -> str | None:
+    """A temporary directory on disk with room for ``needed`` bytes, or None."""
+    base = Path(tempfile.gettempdir())
+    if _filesystem(base) in MEMORY_FILESYSTEMS:
+        return None
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return None
+    return str(base) if free > needed * 1.1 + (256 << 20) else None
+
+
+def _spillable(t: torch.Tensor) -> bool:
+    return t.layout == torch.strided and not t.is_quantized and t.device.type != "meta"
+
+
+def _raw(t: torch.Tensor) -> torch.Tensor:
+    """The bytes of a contiguous CPU tensor as a flat uint8 view (no copy)."""
+    return t.reshape(-1).view(torch.uint8)
+
+
+class Snapshot(Mapping[str, torch.Tensor]):
+    """The values of named tensors at one moment; ``snapshot[name]`` reads one back.
+
+    In memory: a clone per tensor. Spilled: one file holding every tensor's bytes, read
+    back tensor by tensor (the page cache keeps recently read parts at no cost to the
+    process). ``restore`` writes the values back in place; ``close`` deletes the file.
+    """
+
+    def __init__(self, named: Iterable[tuple[str, torch.Tensor]],
+                 directory: str | None = None) -> None:
+        self._memory: dict[str, torch.Tensor] = {}
+        self._offsets: dict[str, tuple[int, torch.dtype, torch.Size, torch.device]] = {}
+        self._file: io.BufferedRandom | None = None
+        self.path: str | None = None
+        named = list(named)
+        if directory is not None:
+            fd, self.path = tempfile.mkstemp(prefix="torchvet-snapshot-", dir=directory)
+            self._file = os.fdopen(fd, "w+b")
+        offset = 0
+        for name, tensor in named:
+            data = tensor.detach()
+            if self._file is None or not _spillable(data):
+                self._memory[name] = data.clone()
+                continue
+            host = data.to("cpu").contiguous()
+            self._file.write(_raw(host).numpy().data)
+            self._offsets[name] = (offset, data.dtype, data.shape, data.device)
+            offset += host.numel() * host.element_size()
+        if self._file is not None:
+            self._file.flush()
+
+    @property
+    def spilled(self) -> bool:
+        return bool(self._offsets)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name in self._memory:
+            return self._memory[name]
+        offset, dtype, shape, device = self._offsets[name]
+        value = torch.empty(shape, dtype=dtype)
+        self._read(offset, value)
+        return value.to(device)
+
+    def _read(self, offset: int, into: torch.Tensor) -> None:
+        assert self._file is not None
+        self._file.seek(offset)
+        view = _raw(into).numpy().data
+        if self._file.readinto(view) != len(view):
+            raise OSError(f"snapshot {self.path} is truncated")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._memory, *self._offsets])
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._offsets)
+
+    @torch.no_grad()
+    def restore(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Write the snapshot's values back into ``named`` (the same names, in place)."""
+        for name, tensor in named:
+            if name in self._offsets and tensor.device.type == "cpu" and tensor.is_contiguous():
+                self._read(self._offsets[name][0], tensor.data)
+            elif name in self:
+                tensor.copy_(self[name])
+
+    def close(self) -> None:
+        self._memory = {}
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.path = None
