@@ -88,6 +88,15 @@ class CheckContext:
         """Whether ``key`` is memoised (its cost is paid)."""
         return key in self._memo
 
+    def memo_keys(self) -> list[Any]:
+        return list(self._memo)
+
+    def drop(self, key: Any) -> None:
+        """Forget a memoised value to free its memory (a failure is kept: it has an
+        owner); asked for again, it is computed again, seeded alike."""
+        if self._memo.get(key, (False,))[0]:
+            del self._memo[key]
+
     def budget(self, check_id: str | None = None) -> float:
         """Seconds ``check_id`` (default: the running check) may take."""
         return budget_for(check_id or self.current_check, self.budgets)

@@ -2,9 +2,13 @@
 
 - :func:`meta_copy`: a twin on the ``meta`` device (shapes and dtypes, no data) made
   without ever materialising the weights: for checks that look at structure, not values.
+- :func:`sharing_copy`: new modules around the same parameters, for eval forwards.
 - :class:`Snapshot`: the values of every parameter and buffer, kept in memory or spilled
   to a file on disk, read back one tensor at a time: what the training run compares
   against ("did this parameter change?") and restores a model lent in place from.
+- :func:`released_as_loaded`: while ``load_state_dict`` copies a memory-mapped checkpoint
+  into a model, each module's file pages are handed back once copied, so the checkpoint
+  is never resident as a whole beside the model.
 
 Spilling is pointless where the temporary directory lives in memory (tmpfs), so
 :func:`spill_directory` says where a spill really goes to disk.
@@ -14,25 +18,38 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import io
+import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .rss import libc
+
 META = torch.device("meta")
+MADV_DONTNEED = 4
 MEMORY_FILESYSTEMS = {"tmpfs", "ramfs", "devtmpfs"}
 
 
-def meta_copy(model: nn.Module) -> nn.Module:
+def meta_copy(model: nn.Module, fallback: Callable[[], nn.Module]) -> nn.Module:
     """A deep copy whose registered parameters and buffers are on ``meta``, built without
     copying their data (everything else — plain tensor attributes included — is copied as
-    ``copy.deepcopy`` would, so a tensor left outside the registry stays where it was)."""
+    ``copy.deepcopy`` would, so a tensor left outside the registry stays where it was);
+    ``fallback()`` where the model cannot be deep-copied."""
+    try:
+        return _meta_copy(model)
+    except Exception:
+        return fallback()
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
     memo: dict[int, Any] = {}
     for tensor in [*model.parameters(), *model.buffers()]:
         if id(tensor) in memo or tensor.device.type == "meta":
@@ -44,6 +61,16 @@ def meta_copy(model: nn.Module) -> nn.Module:
             continue  # a subclass (lazy parameters, ...): deepcopy knows how to copy it
         memo[id(tensor)] = twin
     return copy.deepcopy(model, memo)
+
+
+def sharing_copy(model: nn.Module, fallback: Callable[[], nn.Module]) -> nn.Module:
+    """A deep copy that shares the parameters (same tensors) and copies the rest: for
+    eval forwards that must not leave caches in the original's modules but never write
+    to its weights; ``fallback()`` where the model cannot be deep-copied."""
+    try:
+        return copy.deepcopy(model, {id(p): p for p in model.parameters()})
+    except Exception:
+        return fallback()
 
 
 def named_state(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -183,3 +210,46 @@ class Snapshot(Mapping[str, torch.Tensor]):
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             self.path = None
+
+
+def release_pages(tensors: Iterable[torch.Tensor]) -> None:
+    """Drop the resident pages of memory-mapped, unmodified CPU tensors (they are read
+    from the file again if touched); a no-op where ``madvise`` is not available."""
+    lib = libc()
+    advise = getattr(lib, "madvise", None) if lib is not None else None
+    if advise is None:
+        return
+    page = mmap.PAGESIZE
+    for t in tensors:
+        size = t.untyped_storage().nbytes()
+        if t.device.type != "cpu" or size == 0:
+            continue
+        start = t.untyped_storage().data_ptr()
+        aligned = start - start % page
+        advise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + size - aligned),
+               ctypes.c_int(MADV_DONTNEED))
+
+
+@contextlib.contextmanager
+def released_as_loaded(model: nn.Module) -> Iterator[None]:
+    """Around ``model.load_state_dict(torch.load(..., mmap=True))``: once a module's
+    tensors are copied, their pages of the mapped file are released."""
+    pending: list[torch.Tensor] = []
+
+    def before_module(module: nn.Module, state: Mapping[str, Any], prefix: str,
+                      *_: Any) -> None:
+        release_pages(pending)  # every module before this one has copied its tensors
+        pending.clear()
+        for name in [*module._parameters, *module._buffers]:
+            value = state.get(prefix + name)
+            if isinstance(value, torch.Tensor):
+                pending.append(value)
+
+    handles = [m._register_load_state_dict_pre_hook(before_module, with_module=True)
+               for m in model.modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        release_pages(pending)

@@ -14,8 +14,8 @@ stateless step instead of Adam.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,8 +23,9 @@ from torch import nn
 from ..engine.memory import describe, read_memory
 from ..engine.protocol import Grant
 from . import rss
-from .copies import Snapshot, named_state, spill_directory
+from .copies import Snapshot, named_state, sharing_copy, spill_directory
 from .footprint import (
+    LOSS_AT_INIT_BATCH,
     SPILL_BYTES,
     STATELESS_PARAMS,
     Sizes,
@@ -41,6 +42,27 @@ if TYPE_CHECKING:  # the context holds the plan; the type is all this module nee
 MiB = 1 << 20
 LIVE_CHECK_ABOVE = 64 * MiB  # needs this small are not worth reading /proc for
 LIVE_MARGIN = 128 * MiB
+
+
+def readers(key: Any, ctx: CheckContext) -> tuple[str, ...] | None:
+    """The checks that read a memoised value that can be large (None: not one of those,
+    or one every check may read). A large unit drops it once none is left to run;
+    another reader would compute it again, seeded alike."""
+    by_size = ("forward.batch_sizes", "forward.batch_independence")
+    if key == "outputs-by-size":
+        return by_size
+    if not isinstance(key, tuple) or not key:
+        return None
+    if key[0] == "eval" and key != ("eval", ctx.batch_size, 0):
+        return by_size
+    if key[0] == "loss-capture":
+        found = []
+        if key[1] == ctx.train_batch_size:
+            found.append("forward.probabilities")
+        if key[1] == max(LOSS_AT_INIT_BATCH, ctx.train_batch_size):
+            found.append("training.loss_at_init")
+        return tuple(found)
+    return None
 
 
 class MemoryPlan:
@@ -69,15 +91,17 @@ class MemoryPlan:
         return self.sizes
 
     def ways(self, ctx: CheckContext) -> list[TrainingWay]:
-        """Layouts of the training run, cheapest last."""
+        """Layouts of the training run, preferred first. A small model trains a copy; a
+        large one (weights of SPILL_BYTES or more) trains in place, its starting values
+        on disk, so the run adds only the gradients and activations."""
         s = self.sizes_of(ctx)
         stateless = s.trainable_params > STATELESS_PARAMS
-        small = s.weights < SPILL_BYTES
-        found = [TrainingWay(lend=False, spill=False, stateless=stateless)] if small else []
-        if self.spill_dir(ctx) is not None:
-            found += [TrainingWay(False, True, stateless), TrainingWay(True, True, stateless)]
-        else:
-            found += [TrainingWay(False, False, stateless), TrainingWay(True, False, stateless)]
+        disk = self.spill_dir(ctx) is not None
+        lent = [TrainingWay(True, disk, stateless), TrainingWay(True, False, stateless)]
+        found = lent
+        if s.weights < SPILL_BYTES:
+            copies = [TrainingWay(False, False, stateless), TrainingWay(False, disk, stateless)]
+            found = copies + lent
         if not stateless:
             found += [TrainingWay(w.lend, w.spill, True) for w in found]
         return list(dict.fromkeys(found))
@@ -199,9 +223,25 @@ class MemoryPlan:
                 f"would take {describe(2 * s.trainable)})")
 
     # -- between checks ---------------------------------------------------------------
-    def after_check(self, ctx: CheckContext) -> None:
-        """Give back what a check borrowed: restore a lent model, delete snapshots, hand
-        freed memory back to the OS."""
+    def eval_copy(self, ctx: CheckContext) -> nn.Module:
+        """A copy to run eval forwards on without touching the pristine model's modules
+        (lazily built caches land in the copy): a large model's copy shares its
+        parameters rather than duplicating them."""
+        if self.sizes_of(ctx).weights < SPILL_BYTES:
+            return ctx.fresh_copy()
+        return sharing_copy(ctx.model, ctx.fresh_copy)
+
+    def drop_unread(self, ctx: CheckContext, remaining: Sequence[str]) -> None:
+        """Forget large memoised values no remaining check reads."""
+        for key in ctx.memo_keys():
+            found = readers(key, ctx)
+            if found is not None and not any(check in found for check in remaining):
+                ctx.drop(key)
+
+    def after_check(self, ctx: CheckContext, remaining: Sequence[str] = ()) -> None:
+        """Give back what a check borrowed: restore a lent model, delete snapshots, drop
+        memoised values no later check reads (large units), hand freed memory back to
+        the OS."""
         if self._lent is not None:
             model, mode = self._lent
             if self._restore_from is not None:
@@ -215,5 +255,7 @@ class MemoryPlan:
             snapshot.close()
         self._snapshots = []
         if self.sizes is not None and self.sizes.weights >= SPILL_BYTES:
+            if ctx.spec is not None:
+                self.drop_unread(ctx, remaining)
             gc.collect()
         rss.release_freed()

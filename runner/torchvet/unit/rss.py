@@ -64,7 +64,8 @@ def peak() -> int:
 _LIBC: ctypes.CDLL | bool | None = False
 
 
-def _libc() -> ctypes.CDLL | None:
+def libc() -> ctypes.CDLL | None:
+    """The C library (Linux only; None elsewhere)."""
     global _LIBC
     if _LIBC is False:
         name = ctypes.util.find_library("c")
@@ -77,8 +78,8 @@ def _libc() -> ctypes.CDLL | None:
 
 def release_freed() -> None:
     """Give memory the allocator holds but no object uses back to the OS (glibc)."""
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    lib = libc()
+    trim = getattr(lib, "malloc_trim", None) if lib is not None else None
     if trim is not None:
         trim(0)
 

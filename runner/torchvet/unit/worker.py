@@ -257,7 +257,7 @@ class UnitRun:
         try:
             result = run_check(check_id, ctx)
         finally:
-            plan.after_check(ctx)
+            plan.after_check(ctx, self.plan[self.plan.index(check_id) + 1:])
         result.peak_memory = self.meter.end()
         note = plan.note(check_id, ctx)
         if note and result.status is not Status.SKIPPED:
