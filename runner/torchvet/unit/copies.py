@@ -97,10 +97,10 @@ def nbytes(tensors: Iterable[torch.Tensor]) -> int:
     return total
 
 
-def _filesystem(path: Path) -> str:
+def filesystem(path: Path, table: Path = Path("/proc/mounts")) -> str:
     """The type of the filesystem ``path`` is on, from /proc/mounts ('' if unknown)."""
     try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
+        mounts = table.read_text().splitlines()
     except OSError:
         return ""
     resolved = str(path.resolve())
@@ -118,7 +118,7 @@ def _filesystem(path: Path) -> str:
 def spill_directory(needed: int) -> str | None:
     """A temporary directory on disk with room for ``needed`` bytes, or None."""
     base = Path(tempfile.gettempdir())
-    if _filesystem(base) in MEMORY_FILESYSTEMS:
+    if filesystem(base) in MEMORY_FILESYSTEMS:
         return None
     try:
         free = shutil.disk_usage(base).free
