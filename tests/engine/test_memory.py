@@ -10,10 +10,10 @@ import pytest
 
 from torchvet.engine.memory import (
     FORK_SERVER,
-    GiB,
-    MiB,
     Admission,
+    GiB,
     MemoryReading,
+    MiB,
     describe,
     parse_size,
     read_memory,

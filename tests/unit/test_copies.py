@@ -104,7 +104,8 @@ def test_snapshot_keeps_the_values_and_restores_them(tmp_path: Path, spill: bool
 def test_spilling_goes_to_disk_only(tmp_path: Path) -> None:
     mounts = tmp_path / "mounts"
     mounts.write_text("/dev/vda / ext4 rw 0 0\ntmpfs /tmp tmpfs rw 0 0\n"
-                      "tmpfs /tmp/on\\040disk/x tmpfs rw 0 0\n/dev/vdb /tmp/on\\040disk ext4 rw 0 0\n")
+                      "tmpfs /tmp/on\\040disk/x tmpfs rw 0 0\n"
+                      "/dev/vdb /tmp/on\\040disk ext4 rw 0 0\n")
     assert filesystem(Path("/tmp/a/b"), mounts) == "tmpfs"
     assert filesystem(Path("/home/x"), mounts) == "ext4"
     assert filesystem(Path("/tmp/on disk/file"), mounts) == "ext4"

@@ -56,8 +56,8 @@ def test_checks_that_do_not_fit_the_grant_are_skipped_naming_the_memory_and_the_
     # 64M parameters (244 MB): training needs their gradients at least, the round trip a
     # second instance; an eval forward needs next to nothing
     grant = protocol.Grant(128 * MiB, capacity=GiB, others=0)
-    ctx, results = run_checks(wide(), ["forward.runs", "portability.device",
-                                       "training.loss", "state.roundtrip"], grant)
+    _, results = run_checks(wide(), ["forward.runs", "portability.device",
+                                     "training.loss", "state.roundtrip"], grant)
     assert_status(results["forward.runs"], Status.PASSED)
     assert_status(results["portability.device"], Status.PASSED)
     for check_id in ("training.loss", "state.roundtrip"):
