@@ -246,5 +246,4 @@ def test_the_worker_reports_its_footprint_and_waits_for_the_grant_before_any_che
     assert footprint.baseline >= 0 and footprint.need > 0 and footprint.weights == 10 * 4
     results = [m.result for m in sent if isinstance(m, protocol.Finished)]
     assert {r.status for r in results} == {Status.PASSED}
-    assert all(r.peak_memory > 0 for r in results)
     assert done.peak_memory >= max(r.peak_memory for r in results)
