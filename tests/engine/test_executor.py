@@ -4,6 +4,7 @@ the worker's messages (no worker process needed)."""
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -155,10 +156,13 @@ def test_a_footprint_is_answered_with_a_grant_only_when_the_memory_is_there() ->
     assert b.conn.sent == [], "b waits: 3 GB held by a + 1 + 4 > 6"
     assert b.waiting_since is not None
     b.deadline = 0.0  # its clock is stopped while it waits: no timeout
+    b.started, b.waiting_since = time.monotonic() - 150, time.monotonic() - 100
     executor._finish(a, Status.PASSED, "")
     assert b.conn.sent == [protocol.Grant(4 * GiB, 6 * GiB, 0)]
-    assert b.waiting_since is None and b.deadline > 0.0
+    assert b.waiting_since is None and b.deadline >= 100.0
     executor._handle(b, protocol.Finished(CheckResult("forward.runs", Status.PASSED,
                                                       peak_memory=3 * GiB)))
     executor._handle(b, protocol.Done(1.0, peak_memory=4 * GiB))
     assert b.report.peak_memory == 4 * GiB
+    executor._finish(b, Status.PASSED, "")
+    assert 49 < b.report.duration < 60, "the 100 s spent waiting for memory are not its own"

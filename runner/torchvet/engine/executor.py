@@ -129,6 +129,7 @@ class _Running:
     seen: set[str] = field(default_factory=set)
     check_started: float = 0.0
     waiting_since: float | None = None  # waiting for memory: its clock is stopped
+    waited: float = 0.0  # seconds spent waiting for memory (not the unit's own time)
 
 
 Observer = Callable[[UnitReport], None]
@@ -326,6 +327,7 @@ class Executor:
                 continue
             if unit.waiting_since is not None:
                 unit.deadline += now - unit.waiting_since
+                unit.waited += now - unit.waiting_since
                 unit.waiting_since = None
             with contextlib.suppress(OSError, EOFError, ValueError):
                 unit.conn.send(protocol.Grant(decision.grant, decision.capacity,
@@ -366,7 +368,9 @@ class Executor:
                         CheckResult(check_id, status, text, file=where_file, line=where_line)
                     )
                     unit.seen.add(check_id)
-        report.duration = time.monotonic() - unit.started
+        now = time.monotonic()
+        waiting = now - unit.waiting_since if unit.waiting_since is not None else 0.0
+        report.duration = now - unit.started - unit.waited - waiting
         if unit.job.output_path:
             report.output = _read_tail(unit.job.output_path)
         with contextlib.suppress(OSError):
