@@ -10,6 +10,7 @@ import pytest
 
 from torchvet.engine.memory import (
     FORK_SERVER,
+    HISTORY_MARGIN,
     Admission,
     GiB,
     MemoryReading,
@@ -167,9 +168,14 @@ def test_two_units_of_unknown_size_never_build_at_once() -> None:
     assert admission.may_start("b")
 
 
-def test_recorded_peaks_hold_memory_before_the_unit_starts_and_correct_estimates() -> None:
-    admission = Admission(10 * GiB, history={"a": 7 * GiB, "b": 7 * GiB})
+def test_recorded_peaks_hold_memory_before_the_unit_starts_and_replace_estimates() -> None:
+    admission = Admission(19 * GiB, history={"a": 10 * GiB, "b": 10 * GiB, "c": 2 * GiB})
     admission.start("a")
-    assert not admission.may_start("b"), "7 + 7 GB recorded do not fit 10"
+    assert not admission.may_start("b"), "10 + 10 GB recorded do not fit 19"
     [grant] = admission.footprint("a", baseline=GiB, need=2 * GiB)
-    assert grant.grant == 6 * GiB, "the recorded 7 GB peak beats the 1 + 2 GB estimate"
+    # the measured 10 GB peak (and 15 % for noise) beats the 1 + 2 GB estimate ...
+    assert grant.grant == int(10 * GiB * HISTORY_MARGIN) - GiB
+    admission.start("c")
+    [grant] = admission.footprint("c", baseline=GiB, need=5 * GiB)
+    # ... and a 1 + 5 GB estimate, when the unit measured 2 GB last time
+    assert grant.grant == int(2 * GiB * HISTORY_MARGIN) - GiB

@@ -135,6 +135,18 @@ def test_load_peaks_reads_the_recorded_peak_memory_of_each_unit(tmp_path: Path) 
         load_peaks([bad])
 
 
+def test_a_unit_that_skipped_for_memory_records_no_peak(tmp_path: Path) -> None:
+    skipped = CheckResult("training.loss", Status.SKIPPED,
+                          "skipped for memory: training.loss needs about 9 GB ...")
+    report = UnitReport(name="big", peak_memory=5 << 30, results=[skipped])
+    run = RunReport(reports=[report])
+    earlier = write_report(tmp_path / "a.json", {"big": 1.0}, peaks={"big": 12 << 30})
+    later = tmp_path / "b.json"
+    later.write_text(json.dumps(run.to_dict()))
+    assert load_peaks([earlier]) == {("model", "big"): 12 << 30}
+    assert load_peaks([earlier, later]) == {}, "5 GB is not what all its checks need"
+
+
 # --------------------------------------------------------------------------- the CLI
 
 PROJECT = """\

@@ -34,6 +34,8 @@ HEADROOM_MIN = 256 * MiB
 # The fork server's `import torch` (and the meta machinery it may preload): memory is
 # read before it finishes, and workers share its pages rather than count them.
 FORK_SERVER = 512 * MiB
+# A recorded peak, measured, replaces the estimate, with this margin for noise.
+HISTORY_MARGIN = 1.15
 UNLIMITED = 1 << 60  # cgroup v1 writes 9223372036854771712 for "no limit"
 OVERRIDE_ENV = "TORCHVET_MEMORY"
 
@@ -268,8 +270,8 @@ class Admission:
         more. Returns the grants now possible (this unit's, or none: it waits)."""
         unit = self.units[key]
         unit.baseline = baseline
-        # a recorded peak corrects an estimate that fell short
-        unit.need = max(need, unit.history - baseline) if unit.known else need
+        # a peak measured by an earlier run beats the estimate (both ways)
+        unit.need = max(0, int(unit.history * HISTORY_MARGIN) - baseline) if unit.known else need
         unit.state = WAITING
         unit.reserved = baseline
         self._arrivals += 1

@@ -49,9 +49,17 @@ def load_durations(paths: Sequence[str | Path]) -> dict[Key, float]:
 
 
 def load_peaks(paths: Sequence[str | Path]) -> dict[Key, int]:
-    """Own peak resident bytes per (kind, name) from the same reports (later files win;
-    units without a measured peak are left out)."""
-    return {(u.kind, u.name): u.peak_memory for u in _recorded_units(paths) if u.peak_memory > 0}
+    """Own peak resident bytes per (kind, name) from the same reports (later files win).
+    Left out: units without a measured peak, and units that skipped a check for memory
+    (their peak is not what all their checks need)."""
+    found: dict[Key, int] = {}
+    for unit in _recorded_units(paths):
+        complete = not any(r.message.startswith("skipped for memory") for r in unit.results)
+        if unit.peak_memory > 0 and complete:
+            found[(unit.kind, unit.name)] = unit.peak_memory
+        else:
+            found.pop((unit.kind, unit.name), None)
+    return found
 
 
 def estimates(factories: Sequence[Factory], durations: Mapping[Key, float]
