@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..unit.context import CheckContext
-from ..unit.copies import released_as_loaded
+from ..unit.copies import released_as_loaded, settle_path
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves, structure
 from ..unit.seeding import derived_seed, seed_everything
@@ -393,6 +393,7 @@ def _roundtrip(ctx: CheckContext, path: Path) -> Outcome:
         torch.save(state, path)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         return _unloadable(ctx, dict(state), exc, "save")
+    settle_path(path)
     try:
         loaded = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except Exception as exc:

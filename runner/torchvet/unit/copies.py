@@ -127,6 +127,23 @@ def spill_directory(needed: int) -> str | None:
     return str(base) if free > needed * 1.1 + (256 << 20) else None
 
 
+def settle(fd: int) -> None:
+    """Write a file's dirty pages to disk and drop them from the page cache: inside a
+    memory-limited container the cache is charged to the container, and dirty pages
+    cannot be reclaimed until they are written."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def settle_path(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        settle(fd)
+    finally:
+        os.close(fd)
+
+
 def _spillable(t: torch.Tensor) -> bool:
     return t.layout == torch.strided and not t.is_quantized and t.device.type != "meta"
 
@@ -166,6 +183,7 @@ class Snapshot(Mapping[str, torch.Tensor]):
             offset += host.numel() * host.element_size()
         if self._file is not None:
             self._file.flush()
+            settle(self._file.fileno())
 
     @property
     def spilled(self) -> bool:

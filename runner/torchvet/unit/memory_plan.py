@@ -244,10 +244,10 @@ class MemoryPlan:
         the OS."""
         if self._lent is not None:
             model, mode = self._lent
+            for p in model.parameters():
+                p.grad = None  # first: the gradients take as much memory as the weights
             if self._restore_from is not None:
                 self._restore_from.restore(named_state(model))
-            for p in model.parameters():
-                p.grad = None
             model.train(mode)
             self._lent = None
             self._restore_from = None
