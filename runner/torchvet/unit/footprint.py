@@ -202,9 +202,10 @@ def check_need(check_id: str, s: Sizes, ctx: CheckContext, training: int) -> int
     elif check_id == "portability.device":
         need = _eval(s, batch, ctx)  # a meta twin holds no data; CUDA copies use the GPU
     elif area == "portability":
-        # a copy of the modules: a large model's shares its parameters (memory_plan)
+        # a copy of the modules (a large model's shares its parameters: memory_plan), and
+        # autocast's cache of the weights cast to 16 bits
         copy = w if w < SPILL_BYTES else max(0, w - s.trainable)
-        need = copy + _eval(s, batch, ctx) + kept(batch)
+        need = copy + w // 2 + _eval(s, batch, ctx) + kept(batch)
     elif area == "export":
         need = w + 2 * _eval(s, batch, ctx) + 256 * MiB
     elif check_id == "data.model_fit":
