@@ -12,7 +12,8 @@ from torchvet.checks.catalogue import select
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 
-NEEDS_LOSS = {"forward.probabilities", "training.overfit", "training.loss_at_init"}
+NEEDS_LOSS = {"forward.probabilities", "training.overfit", "training.loss_at_init",
+              "training.loss_sanity"}
 # training.overfit skips up front when one measured step times its 50-step runs exceed its
 # budget: a verdict on the machine's load, not on the model, so give it room here
 ROOMY = UnitConfig(budgets={"training.overfit": 1800})

@@ -19,7 +19,7 @@ from torchvet.checks.catalogue import CATALOGUE
 from torchvet.results import Status
 
 BUGGY_FILE = Path(buggy.__file__)
-WARN_CHECKS = {"forward.probabilities"}
+WARN_CHECKS = {"forward.probabilities", "forward.warnings"}
 FORWARD_BUGS = {name: bug for name, bug in buggy.BUGS.items() if bug[0].startswith("forward.")}
 
 # where each bug must be reported: a snippet of the culprit line in models_buggy.py
@@ -39,6 +39,8 @@ EXPECTED_LINE = {
     "transposed_output": "class Transposed",
     "no_tensor_output": "class NoTensor",
     "shape_error": "# BUG: 8 features",
+    "scales_input_in_place": "# BUG: halves the caller's tensor",
+    "implicit_softmax_dim": "# BUG: no dim",
 }
 
 

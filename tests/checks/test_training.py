@@ -36,6 +36,7 @@ EXPECTED_LINE = {
     "shuffled_labels": "def shuffled_labels",
     "loss_item": "def step(model: nn.Module, x: torch.Tensor)",
     "optimizer_misses_parameters": "def optimizer(params: Any)",
+    "nll_on_raw_scores": "def nll_on_raw_scores",
 }
 
 
@@ -173,3 +174,146 @@ def test_seed_changes_inputs_but_not_verdicts_on_real_architectures(seed: int) -
         other = {k: r.status
                  for k, r in vet(real.REAL_MODELS[name], checks, seed=seed, config=roomy).items()}
         assert base == other, name
+
+
+# --------------------------------------------------------------------------- who moved it
+
+
+class Online(nn.Module):
+    """An online network and an EMA target the step moves under no_grad (BYOL)."""
+
+    def __init__(self, target_trainable: bool = False) -> None:
+        super().__init__()
+        self.online = nn.Linear(4, 4)
+        self.target = nn.Linear(4, 4)
+        self.target.requires_grad_(target_trainable)
+        self.target_trainable = target_trainable
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.online(x)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            for t, o in zip(self.target.parameters(), self.online.parameters(), strict=True):
+                t.mul_(0.9).add_(o, alpha=0.1)
+        target = self.target(x) if self.target_trainable else self.target(x).detach()
+        return (self(x) - target).pow(2).mean() + self(x).pow(2).mean()
+
+
+def ema_spec(**extra: Any) -> dict[str, Any]:
+    return {"model": Online(), "inputs": lambda b: torch.randn(b, 4),
+            "step": lambda model, x: model.step(x), **extra}
+
+
+def test_a_declared_frozen_ema_target_moved_by_the_model_s_own_code_passes() -> None:
+    result = verdict(lambda: ema_spec(frozen=["target.*"]), "training.frozen")
+    assert_status(result, Status.PASSED, "updated by the model's own code, not by the optimizer",
+                  '"target.*"')
+
+
+def test_an_undeclared_ema_target_is_inferred_not_called_a_forgotten_freeze() -> None:
+    assert_status(verdict(ema_spec, "training.frozen"), Status.PASSED,
+                  "updated by the model's own code")
+
+
+def test_a_declared_frozen_parameter_the_optimizer_changes_still_fails() -> None:
+    def trained_target() -> dict[str, Any]:
+        return {**ema_spec(frozen=["target.*"]), "model": Online(target_trainable=True)}
+
+    assert_status(verdict(trained_target, "training.frozen"), Status.FAILED,
+                  "target.weight", "declared frozen but changed during training",
+                  "the optimizer updated it")
+
+
+def test_a_frozen_parameter_nothing_updates_is_still_a_forgotten_freeze() -> None:
+    def never_updated() -> dict[str, Any]:
+        return {"model": Online(), "inputs": lambda b: torch.randn(b, 4),
+                "step": lambda model, x: model(x).pow(2).mean()}
+
+    assert_status(verdict(never_updated, "training.frozen"), Status.FAILED,
+                  "target.weight", "not declared frozen and nothing updates it",
+                  'frozen=["target.*"]')
+
+
+def test_the_ema_declaration_covers_an_update_the_short_run_does_not_see() -> None:
+    def later() -> dict[str, Any]:  # the EMA starts after a warm-up the run never reaches
+        return {"model": Online(), "inputs": lambda b: torch.randn(b, 4),
+                "step": lambda model, x: model(x).pow(2).mean(), "ema": ["target.*"]}
+
+    assert_status(verdict(later, "training.frozen"), Status.PASSED)
+
+
+class Averaged(nn.Module):
+    """torch.optim.swa_utils.AveragedModel: a trainable-looking copy moved by
+    update_parameters(), never by a gradient."""
+
+    def __init__(self, update: bool = True) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 2)
+        self.avg = torch.optim.swa_utils.AveragedModel(
+            self.net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9))
+        self.update = update
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) if self.training else self.avg(x)
+
+
+def averaged_spec(update: bool = True, **extra: Any) -> dict[str, Any]:
+    def step(model: Averaged, x: torch.Tensor) -> torch.Tensor:
+        loss = model(x).pow(2).mean()
+        if model.update:
+            model.avg.update_parameters(model.net)
+        return loss
+
+    return {"model": Averaged(update), "inputs": lambda b: torch.randn(b, 4), "step": step,
+            **extra}
+
+
+def test_averaged_copies_moved_without_a_gradient_are_not_dead_parameters() -> None:
+    results = vet(averaged_spec, ["training.gradients", "training.update"])
+    assert_status(results["training.gradients"], Status.PASSED,
+                  "updated by the model's own code", '"avg.module.*"')
+    assert_status(results["training.update"], Status.PASSED)
+
+
+def test_averaged_copies_nothing_updates_still_fail() -> None:
+    results = vet(lambda: averaged_spec(update=False),
+                  ["training.gradients", "training.update"])
+    assert_status(results["training.gradients"], Status.FAILED, "avg.module.weight",
+                  "received no gradient")
+    assert_status(results["training.update"], Status.FAILED, "avg.module.weight")
+    declared = vet(lambda: averaged_spec(update=False, ema=["avg.module.*"]),
+                   ["training.gradients", "training.update"])
+    assert all(r.status is Status.PASSED for r in declared.values()), declared
+
+
+class EveryFourth:
+    """An optimizer wrapper that steps every 4th call (accumulate_grad_batches=4)."""
+
+    def __init__(self, params: Any) -> None:
+        self.optimizer = torch.optim.SGD(params, lr=0.1)
+        self.param_groups = self.optimizer.param_groups
+        self.calls = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if self.calls % 4 == 0:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.calls += 1
+        if self.calls % 4 == 0:
+            self.optimizer.step()
+
+
+def test_an_accumulating_optimizer_is_given_the_calls_it_accumulates_over() -> None:
+    result = verdict(lambda: {"model": nn.Linear(4, 2), "inputs": torch.randn(2, 4),
+                              "optimizer": EveryFourth}, "training.update")
+    assert_status(result, Status.PASSED, "within 4 step(s)", "accumulates gradients")
+
+
+def test_a_learning_rate_of_zero_still_fails_update() -> None:
+    result = verdict(lambda: {"model": nn.Linear(4, 2), "inputs": torch.randn(2, 4),
+                              "optimizer": lambda p: torch.optim.SGD(p, lr=0.0)},
+                     "training.update")
+    assert_status(result, Status.FAILED, "did not change within 8 optimizer step(s)",
+                  "learning rate 0")

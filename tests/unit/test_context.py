@@ -5,31 +5,21 @@ that trains a model declaring none."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from tests.helpers import ROOT
+from tests.helpers.unit import make_context
 from torchvet.checks.base import DependencyFailed
-from torchvet.project.config import UnitConfig
-from torchvet.project.discovery import Factory
 from torchvet.unit.context import CheckContext
-from torchvet.unit.locate import Locator
-from torchvet.unit.spec import normalize_model
 from torchvet.unit.training_types import LossProblem
-
-HERE = Path(__file__)
 
 
 def context(factory: Any, seed: int = 0) -> CheckContext:
     """The context of the unit ``factory()`` builds, as the worker makes it."""
-    spec = normalize_model(factory(), "net", UnitConfig(), seed)
-    record = Factory(name="net", kind="model", dist="", value="tests:net", file=str(HERE),
-                     line=1)
-    return CheckContext(record, seed, "cpu", Locator([HERE.parent], ROOT), factory, spec)
+    return make_context(factory, seed)
 
 
 def linear() -> dict[str, Any]:
@@ -102,6 +92,46 @@ def test_a_skip_inside_a_computation_is_passed_on_by_its_reason() -> None:
     assert "DependencyFailed" not in str(raised.value)
 
 
+def test_a_skip_raised_for_its_owner_is_the_same_skip_for_everyone() -> None:
+    """A computation that cannot apply (no loss declared) is no check's failure: each
+    check that asks skips with its reason, not with 'see <first asker>'."""
+    ctx = context(linear)
+
+    def compute() -> int:
+        raise DependencyFailed("not run: the loss raised ValueError (see training.loss)")
+
+    for check_id in ("forward.probabilities", "training.loss_at_init"):
+        ctx.current_check = check_id
+        with pytest.raises(DependencyFailed) as raised:
+            ctx.memo("loss-capture", compute, owner="forward.probabilities")
+        assert str(raised.value) == "not run: the loss raised ValueError (see training.loss)"
+
+
+def test_each_call_gets_its_own_copy_of_the_inputs() -> None:
+    """A forward that writes into its input must not change what later checks are fed."""
+    ctx = context(linear)
+    first = ctx.inputs().args[0]
+    first.mul_(0)
+    again = ctx.inputs().args[0]
+    assert again is not first and bool(again.ne(0).any())
+
+
+def test_training_loss_feeds_every_step_the_batch_as_it_was_made() -> None:
+    class Halves(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.mul_(0.5)
+            return self.fc(x)
+
+    ctx = context(lambda: {"model": Halves(), "inputs": torch.ones(2, 4)})
+    inputs = ctx.inputs()
+    losses = [float(ctx.training_loss(ctx.model, inputs, None).detach()) for _ in range(2)]
+    assert losses[0] == losses[1] and bool(inputs.args[0].eq(1).all())
+
+
 def test_forget_drops_memoised_results() -> None:
     ctx = context(linear)
     ctx.memo("answer", lambda: 1)
@@ -156,6 +186,144 @@ def test_fresh_copy_rebuilds_from_the_factory_when_deepcopy_fails(
     copy = ctx.fresh_copy()
     assert isinstance(copy, HoldsALock) and copy is not ctx.model
     assert HoldsALock.built == 2
+
+
+class ScriptedInside(nn.Module):
+    """An eager model with a torch.jit.script-ed block: a deep copy of it has non-leaf
+    parameters whose gradients flow back into the original."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(x))
+
+
+def test_a_model_with_a_scripted_submodule_is_copied_from_the_factory_not_deepcopy() -> None:
+    ctx = context(lambda: {"model": ScriptedInside(), "inputs": torch.randn(2, 4)})
+    with torch.no_grad():  # a pristine state the factory would not rebuild by itself
+        for param in ctx.model.parameters():
+            param.add_(0.5)
+    copy = ctx.fresh_copy()
+    pristine = dict(ctx.model.named_parameters())
+    for name, param in copy.named_parameters():
+        assert param.is_leaf and isinstance(param, nn.Parameter), name
+        assert torch.equal(param, pristine[name]), name  # the pristine state, loaded
+    copy(torch.randn(2, 4)).sum().backward()
+    assert all(p.grad is not None for p in copy.parameters())
+    assert all(p.grad is None for p in ctx.model.parameters())
+
+
+class WeightedLosses(nn.Module):
+    """Multi-task uncertainty weighting: the loss's weights live on the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.log_vars = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+    def criterion(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = (out - target).pow(2).mean(0)
+        return (torch.exp(-self.log_vars) * losses + self.log_vars).sum()
+
+
+def test_a_loss_bound_to_the_model_trains_the_copy_s_own_parameters() -> None:
+    def factory() -> dict[str, Any]:
+        model = WeightedLosses()
+        return {"model": model, "inputs": torch.randn(2, 4), "loss": model.criterion,
+                "target": torch.randn(2, 2)}
+
+    ctx = context(factory)
+    copy = ctx.fresh_copy().train()
+    loss = ctx.training_loss(copy, ctx.inputs(2), ctx.target(2))
+    loss.backward()
+    assert copy.log_vars.grad is not None
+    assert ctx.model.log_vars.grad is None
+
+
+class Counting(nn.Module):
+    """Updates a buffer in every forward, eval included (a cache, a counter)."""
+
+    calls: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.fc(x) * self.calls
+
+
+def test_each_check_starts_from_the_pristine_state_whatever_ran_before() -> None:
+    ctx = context(lambda: {"model": Counting(), "inputs": torch.randn(2, 4)})
+    ctx.begin_check("forward.runs")
+    first = ctx.eval_output()
+    model = ctx.model
+    model.fc.weight.requires_grad_(False)
+    model.fc.bias.grad = torch.ones(2)
+    ctx.call(model, ctx.inputs())  # a pass that changes the state
+    ctx.begin_check("forward.determinism")
+    assert int(model.calls) == 1  # as after the first eval pass, not 2
+    assert model.fc.weight.requires_grad and model.fc.bias.grad is None
+    assert torch.equal(ctx.call(model, ctx.inputs()), first * 2)
+
+
+class ActNormLike(nn.Module):
+    """A data-dependent init on the first forward (Glow's ActNorm)."""
+
+    initialized: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(4))
+        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not int(self.initialized):
+            self.loc.data.copy_(-x.mean(0))
+            self.initialized.fill_(1)
+        return x + self.loc
+
+
+def test_what_the_first_eval_forward_settles_belongs_to_the_pristine_state() -> None:
+    ctx = context(lambda: {"model": ActNormLike(), "inputs": lambda b: torch.randn(b, 4)})
+    ctx.begin_check("forward.batch_independence")
+    assert int(ctx.model.initialized) == 1
+    settled = ctx.model.loc.detach().clone()
+    ctx.call(ctx.model, ctx.inputs(3, variant=1))
+    assert torch.equal(ctx.model.loc, settled)  # later batches do not re-initialise
+
+
+def qat_model() -> nn.Module:
+    model = nn.Sequential(torch.ao.quantization.QuantStub(), nn.Linear(4, 4), nn.ReLU(),
+                          torch.ao.quantization.DeQuantStub()).train()
+    model.qconfig = torch.ao.quantization.get_default_qat_qconfig("x86")
+    return torch.ao.quantization.prepare_qat(model)
+
+
+def observer_state(model: nn.Module) -> list[torch.Tensor]:
+    return [b.clone() for n, b in model.named_buffers() if n.endswith(("min_val", "max_val"))]
+
+
+def test_fake_quant_observers_observe_in_train_mode_only() -> None:
+    ctx = context(lambda: {"model": qat_model(), "inputs": lambda b: torch.randn(b, 4)})
+    ctx.begin_check("forward.determinism")
+    before = observer_state(ctx.model)
+    with torch.no_grad():
+        ctx.call(ctx.model.eval(), ctx.inputs(3, variant=1))
+    assert all(torch.equal(a, b) for a, b in zip(before, observer_state(ctx.model),
+                                                  strict=True))
+    copy = ctx.fresh_copy().train()
+    copy(torch.randn(3, 4))
+    assert not all(torch.equal(a, b) for a, b in zip(before, observer_state(copy),
+                                                      strict=True))
 
 
 # --------------------------------------------------------------------------- tolerances

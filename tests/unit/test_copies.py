@@ -101,6 +101,20 @@ def test_snapshot_keeps_the_values_and_restores_them(tmp_path: Path, spill: bool
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("spill", [False, True])
+def test_snapshot_update_replaces_one_value_and_keeps_the_others(tmp_path: Path, spill: bool
+                                                                 ) -> None:
+    model = Tied()
+    before = {n: t.detach().clone() for n, t in named_state(model)}
+    snapshot = Snapshot(named_state(model), str(tmp_path) if spill else None)
+    first, *others = before
+    snapshot.update(first, torch.full_like(before[first], 3.0))
+    assert torch.equal(snapshot[first], torch.full_like(before[first], 3.0))
+    for name in others:
+        assert torch.equal(snapshot[name], before[name]), name
+    snapshot.close()
+
+
 def test_spilling_goes_to_disk_only(tmp_path: Path) -> None:
     mounts = tmp_path / "mounts"
     mounts.write_text("/dev/vda / ext4 rw 0 0\ntmpfs /tmp tmpfs rw 0 0\n"

@@ -89,6 +89,8 @@ def test_training_layouts_cost_what_they_hold() -> None:
     assert need[(False, True, True)] == need[(True, True, True)] + 400 * MiB  # the copy
     assert need[(False, False, True)] == grads + 800 * MiB  # copy + snapshot in memory
     assert need[(True, True, False)] == need[(True, True, True)] + 800 * MiB  # Adam's state
+    # in place, in memory: what each step is compared against and the starting values
+    assert need[(True, False, True)] == need[(False, False, True)]
     assert sizes.stateless and not Sizes(trainable_params=STATELESS_PARAMS).stateless
 
 

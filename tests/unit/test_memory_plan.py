@@ -136,6 +136,41 @@ def test_in_place_training_still_names_a_parameter_that_gets_no_gradient(scratch
                   "side.weight, side.bias received no gradient")
 
 
+def test_in_place_training_tells_the_optimizer_from_the_models_own_updates(scratch: Path
+                                                                          ) -> None:
+    class Averaged(nn.Module):
+        """A large body and an averaged copy of its head that forward updates itself."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(4200, 4200)
+            self.head = nn.Linear(4200, 4)
+            self.ema = nn.Linear(4200, 4).requires_grad_(False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                with torch.no_grad():
+                    self.ema.weight.lerp_(self.head.weight, 0.5)
+            return self.head(self.body(x))
+
+    pristine: dict[str, torch.Tensor] = {}
+
+    def factory() -> dict[str, Any]:
+        model = Averaged()
+        pristine.update({n: t.detach().clone() for n, t in named_state(model)})
+        return {"model": model, "inputs": lambda b: torch.randn(b, 4200)}
+
+    ctx, results = run_checks(factory, ["training.update"], protocol.Grant(8 * GiB))
+    assert ctx.memory.used_way is not None and ctx.memory.used_way.lend
+    assert_status(results["training.update"], Status.PASSED)
+    trace = ctx.training_trace()
+    assert {"body.weight", "head.weight"} <= trace.optimizer_moved
+    assert "ema.weight" in trace.self_moved and "ema.weight" not in trace.optimizer_moved
+    now = dict(named_state(ctx.model))
+    for name, value in pristine.items():
+        assert torch.equal(now[name], value), f"{name} was not restored"
+
+
 def test_above_50m_parameters_the_stateless_step_replaces_adam_and_says_so(scratch: Path
                                                                           ) -> None:
     _, results = run_checks(wide(7200), ["training.update"], protocol.Grant(8 * GiB))

@@ -61,6 +61,58 @@ def test_nonfinite_from_finite() -> None:
     assert culprit(log_of_positive, optrace.nonfinite_from_finite) is None
 
 
+def softmax_over_masked_rows(h: torch.Tensor) -> torch.Tensor:
+    scores = h.masked_fill(torch.tensor([[True] * 3, [False] * 3]), float("-inf"))
+    return scores.softmax(-1)  # culprit: a row of -inf only
+
+
+def softmax_over_partly_masked_rows(h: torch.Tensor) -> torch.Tensor:
+    scores = h.masked_fill(torch.tensor([[True, False, False]] * 2), float("-inf"))
+    return scores.softmax(-1)
+
+
+def test_nan_from_nan_free_names_a_fully_masked_softmax_row() -> None:
+    """-inf from a mask fill is how attention masks are written: the NaN is the bug, and
+    it comes from softmax over a row with no unmasked position."""
+    found = culprit(softmax_over_masked_rows, optrace.nan_from_nan_free)
+    assert found is not None and found[1] == at("# culprit: a row of -inf only")
+    assert "softmax() over a fully masked row" in found[0]
+    assert "torch.finfo(dtype).min" in found[0]
+    assert culprit(softmax_over_partly_masked_rows, optrace.nan_from_nan_free) is None
+
+
+def test_inplace_into_names_the_write_into_a_watched_tensor() -> None:
+    x = torch.randn(2, 3)
+    other = torch.randn(2, 3)
+
+    def run() -> None:
+        other.add_(1)
+        x[0].mul_(2)  # culprit: writes into a view of x
+        x.clone().mul_(2)
+
+    watched = {optrace.storage_of(x): "the caller's args[0]"}
+    found = optrace.trace(run, optrace.inplace_into(watched), LOCATOR)
+    assert found == ("mul_() writes into the caller's args[0] in place",
+                     at("# culprit: writes into a view of x"))
+
+
+def test_a_tracer_before_the_op_sees_the_op_that_raises() -> None:
+    ids = torch.tensor([3])
+    weight = torch.randn(3, 2)
+
+    def beyond(name: str, args: tuple, kwargs: dict, out: object) -> str | None:
+        if name == "embedding" and int(args[0].max()) >= args[1].shape[0]:
+            return "id beyond the table"
+        return None
+
+    def run() -> None:
+        F.embedding(ids, weight)  # culprit: raises IndexError
+
+    assert optrace.trace(run, beyond, LOCATOR) is None  # after the op: never reached
+    assert optrace.trace(run, beyond, LOCATOR, before=True) == (
+        "id beyond the table", at("# culprit: raises IndexError"))
+
+
 def float64_creep(h: torch.Tensor) -> torch.Tensor:
     scale = torch.ones(h.shape[1], dtype=torch.float64)
     return h * scale  # culprit: float64 creeps in

@@ -85,6 +85,18 @@ def test_dataset_factories() -> None:
         normalize_dataset(42, UnitConfig())
 
 
+def test_a_dataset_factory_declares_its_validation_split() -> None:
+    train = [(torch.zeros(2), 0)] * 5
+    val = torch.utils.data.DataLoader([(torch.ones(2), 1)] * 3, batch_size=2)
+    spec, warnings = normalize_dataset({"dataset": train, "validation": val, "label": 1},
+                                       UnitConfig())
+    assert not warnings
+    assert spec.validation is not None and spec.validation.dataset is val.dataset
+    assert spec.validation.label == 1
+    with pytest.raises(SpecError, match="'validation'"):
+        normalize_dataset({"dataset": train, "validation": 42}, UnitConfig())
+
+
 def test_a_dataset_in_the_spec_feeds_inputs_and_targets() -> None:
     data = [(torch.full((3,), float(i)), i % 2) for i in range(6)]
     spec = normalize({"model": nn.Linear(3, 2), "dataset": data, "loss": nn.CrossEntropyLoss()})
@@ -101,3 +113,15 @@ def test_output_dtype_is_parsed_or_refused() -> None:
                      ).output_dtype is torch.float64
     with pytest.raises(SpecError, match="unknown dtype 'float63'"):
         normalize({"model": nn.Linear(3, 2), "output_dtype": "float63"})
+
+
+def test_training_kind_and_ema_are_declared_in_the_spec_or_in_pyproject() -> None:
+    spec = normalize({"model": nn.Linear(4, 3), "ema": "target.*", "training": "adversarial"})
+    assert spec.ema == ("target.*",) and spec.training == "adversarial"
+    config = UnitConfig(ema=("teacher.*",), training="adversarial")
+    merged = normalize(Spec(model=nn.Linear(4, 3), ema=["target.*"]), config)
+    assert merged.ema == ("target.*", "teacher.*") and merged.training == "adversarial"
+    assert normalize(nn.Linear(4, 3)).training == "standard"
+    with pytest.raises(SpecError, match="training='gan' is not one of 'standard', "
+                                        "'adversarial'"):
+        normalize({"model": nn.Linear(4, 3), "training": "gan"})

@@ -43,16 +43,23 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
     CheckMeta("forward.dtype", "floating outputs keep the parameters' dtype"),
     CheckMeta("forward.shape", "declared output_shape holds; else dim 0 follows the batch size"),
     CheckMeta("forward.batch_sizes", "batch sizes 1, 2, 3 run and scale dim 0"),
+    CheckMeta("forward.input_mutation", "the forward leaves the caller's input tensors unchanged"),
+    # determinism before the comparisons that defer to it (batch_independence, roundtrip)
+    CheckMeta("forward.determinism", "two eval passes on the same input agree"),
     CheckMeta(
         "forward.batch_independence",
         "a sample's output does not depend on its batch mates (eval mode)",
     ),
-    CheckMeta("forward.determinism", "two eval passes on the same input agree"),
     CheckMeta(
         "forward.probabilities",
         "a logit loss (cross entropy, BCE with logits) is not fed probabilities (warns)",
     ),
+    CheckMeta("forward.warnings", "torch and your code raise no warning in the forward (warns)"),
     CheckMeta("training.loss", "the loss is a finite 0-d tensor that requires grad"),
+    CheckMeta(
+        "training.loss_sanity",
+        "the loss can reach its floor, averages over the batch and uses every output",
+    ),
     CheckMeta(
         "training.gradients",
         "every trainable parameter gets a finite, non-zero gradient within 3 steps",
@@ -87,6 +94,10 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
               units=DATA, needs_data=True),
     CheckMeta("data.samples", "samples share structure, dtypes and shapes", units=DATA,
               needs_data=True),
+    CheckMeta("data.distinct", "the samples are not all identical (__getitem__ uses its index)",
+              units=DATA, needs_data=True),
+    CheckMeta("data.idempotent", "reading the same index twice gives the same sample",
+              units=DATA, needs_data=True),
     CheckMeta("data.finite", "no NaN/Inf in float tensors of the samples", units=DATA,
               needs_data=True),
     CheckMeta("data.labels", "integer labels within [0, num_classes)", units=DATA,
@@ -97,6 +108,8 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
               units=DATA, needs_data=True),
     CheckMeta("data.workers", "dataset and collate_fn pickle; spawn workers match (warns)",
               units=DATA, needs_data=True, budget=60.0),
+    CheckMeta("data.leakage", "no validation sample is also a training sample",
+              units=DATA, needs_data=True),
     CheckMeta("data.model_fit", "a real batch through the model (and loss) runs, finite",
               needs_data=True),
 )

@@ -13,7 +13,8 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Outcome, Skip, check, failed, passed, warned
+from . import batch_mixing, forward_errors, side_effects
+from .base import DependencyFailed, Outcome, Skip, check, failed, passed, warned
 from .text import dtype_name, index_str, one_line, shape_str
 
 BATCH_SIZES = (1, 2, 3)
@@ -37,10 +38,13 @@ def runs(ctx: CheckContext) -> Outcome:
     try:
         out = ctx.eval_output()
     except Exception as exc:
+        details = traceback.format_exc()
+        cause = forward_errors.explain(ctx, ctx.inputs(), exc)
         return failed(
-            f"the forward pass raised {one_line(exc)} (inputs: {ctx.inputs().describe()})",
-            traceback.format_exc(),
-            ctx.where_exception(exc),
+            f"the forward pass raised {one_line(exc)} (inputs: {ctx.inputs().describe()})"
+            + (f"; {cause.phrase()}" if cause else ""),
+            details,
+            cause.where if cause else ctx.where_exception(exc),
         )
     tensors = leaves(out)
     if not tensors:
@@ -48,7 +52,9 @@ def runs(ctx: CheckContext) -> Outcome:
             f"the forward pass returned {structure(out)}, which holds no tensor: return the "
             "outputs as tensors (or tuples, dicts, dataclasses of tensors)"
         )
-    return passed(f"{len(tensors)} output tensor(s) from {ctx.inputs().describe()}")
+    source = ctx.spec.inputs.description if ctx.spec and ctx.spec.inputs else ""
+    return passed(f"{len(tensors)} output tensor(s) from {ctx.inputs().describe()}"
+                  + (f"; inputs: {source}" if source else ""))
 
 
 @check("forward.finite")
@@ -65,7 +71,11 @@ def finite(ctx: CheckContext) -> Outcome:
                             f"({nan} NaN, {inf} Inf of {tensor.numel()})")
     if not problems:
         return passed()
-    found = replay(ctx, optrace.nonfinite_from_finite)
+    has_nan = any(bool(torch.isnan(t).any()) for _, t in floating_leaves(out))
+    found = replay(ctx, optrace.nan_from_nan_free) if has_nan else None
+    if found is not None and "fully masked" in found[0]:
+        return failed(f"{problems[0]}; first at {found[0]}", "\n".join(problems), found[1])
+    found = found or replay(ctx, optrace.nonfinite_from_finite)
     culprit = f"; first at {found[0]}" if found else ""
     return failed(
         f"{problems[0]}{culprit}: look for log/sqrt of values that can be 0 or negative, "
@@ -127,6 +137,9 @@ def shape(ctx: CheckContext) -> Outcome:
         )
     if actual and actual[0] == ctx.batch_size:
         return passed(f"{path} has shape {shape_str(actual)}")
+    if per_sample_list(_outputs_by_size(ctx)):
+        return passed(f"out is a list of {ctx.batch_size} per-sample outputs (one per input, "
+                      "as detection models return)")
     return failed(
         f"{path} has shape {shape_str(actual)} at batch size {ctx.batch_size}: dim 0 should "
         "be the batch size; a view/reshape with a hard-coded size or a .squeeze() dropped or "
@@ -147,6 +160,27 @@ def _outputs_by_size(ctx: CheckContext) -> dict[int, Any]:
         return results
 
     return ctx.memo("outputs-by-size", compute)
+
+
+def per_sample_list(outputs: dict[int, Any]) -> bool:
+    """Outputs that are a list with one element per sample at every batch size tried,
+    the elements alike (torchvision detection: a list of per-image dicts)."""
+    ran = {size: out for size, out in outputs.items() if not isinstance(out, Exception)}
+    if len(ran) < 2 or not all(isinstance(o, list) and len(o) == s for s, o in ran.items()):
+        return False
+    layouts = {tuple(p for p, _ in leaves(item)) for out in ran.values() for item in out}
+    return len(layouts) == 1 and bool(next(iter(layouts)))
+
+
+def _follows_batch_multiple(by_size: dict[int, tuple[int, ...]], batch: int) -> bool:
+    """dim 0 is the same multiple of the batch size at every size (batch x tokens
+    flattened, as an MoE router's logits)."""
+    base = by_size[batch]
+    if not base or base[0] % batch:
+        return False
+    factor = base[0] // batch
+    return factor > 1 and all(len(s) == len(base) and s[0] == factor * size
+                              and s[1:] == base[1:] for size, s in by_size.items())
 
 
 def batched_paths(ctx: CheckContext) -> set[str]:
@@ -180,6 +214,9 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
                 ctx.where_exception(out),
             )
     base = outputs[ctx.batch_size]
+    if per_sample_list(outputs):
+        return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} give one output "
+                      "per sample, alike")
     primary = primary_leaf(base)
     structures = {size: [p for p, _ in leaves(out)] for size, out in outputs.items()}
     for size, paths in structures.items():
@@ -198,6 +235,8 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
         is_primary = primary is not None and path == primary[0]
         if len(set(by_size.values())) == 1 and not is_primary:
             continue  # an output that does not depend on the batch (e.g. RNN h_n layers)
+        if not is_primary and _follows_batch_multiple(by_size, ctx.batch_size):
+            continue  # batch x tokens flattened (MoE router logits)
         size, shp = next((size, s) for size, s in sorted(by_size.items())
                          if not (len(s) >= 1 and s[0] == size and s[1:] == base_shape[1:]))
         problems.append(
@@ -217,82 +256,122 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
     return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} scale dim 0")
 
 
-def mix_inputs(keep: Inputs, other: Inputs, batch: int) -> Inputs:
-    """Sample 0 from ``keep``, the rest from ``other`` (tensors batched along dim 0)."""
-    other_tensors = iter([t for _, t in other.tensors()])
+@check("forward.input_mutation")
+def input_mutation(ctx: CheckContext) -> Outcome:
+    mutated = side_effects.input_mutations(ctx)
+    count = len(ctx.inputs().tensors())
+    if not mutated:
+        return passed(f"the forward leaves its {count} input tensor(s) unchanged")
+    first = mutated[0]
+    found = side_effects.locate_input_write(ctx, first.path)
+    culprit = f": {found[0]}" if found else ""
+    return failed(
+        f"the forward changes its input {first.path} in place ({first.change}){culprit}; "
+        "the caller's tensor is corrupted, and calling the model twice on the same batch "
+        "gives two results: compute on a copy (x = (x - mean) / std, x = x + pos, or "
+        "x = x.clone() first)",
+        "\n".join(f"{m.path}: {m.change}" for m in mutated),
+        found[1] if found else None,
+    )
 
-    def pick(t: torch.Tensor) -> torch.Tensor:
-        o = next(other_tensors)
-        if t.dim() >= 1 and t.shape[0] == batch and o.shape == t.shape:
-            return torch.cat([t[:1], o[1:]])
-        return t
 
-    return keep.map(pick)
-
-
-def first_sample(inputs: Inputs, batch: int) -> Inputs:
-    return inputs.map(lambda t: t[:1] if t.dim() >= 1 and t.shape[0] == batch else t)
-
-
-def _compare_sample(ctx: CheckContext, ref: Any, new: Any, paths: set[str], sample_slice: slice
-                    ) -> tuple[str, float] | None:
-    new_leaves = dict(leaves(new))
-    for path, tensor in leaves(ref):
-        if path not in paths or path not in new_leaves or not tensor.is_floating_point():
-            continue
-        a, b = tensor[sample_slice], new_leaves[path][sample_slice]
-        if a.shape != b.shape:
-            return f"{path}[0] changes shape {shape_str(a.shape)} -> {shape_str(b.shape)}", 0.0
-        atol, rtol = ctx.tolerance(tensor.dtype, cross_batch=True)
-        diff = (a.double() - b.double()).abs()
-        allowed = atol + rtol * b.double().abs()
-        if bool((diff > allowed).any()) or not bool(torch.isfinite(a).eq(torch.isfinite(b)).all()):
-            return f"{path}[0]", float(diff.max())
-    return None
+@check("forward.determinism")
+def determinism(ctx: CheckContext) -> Outcome:
+    rep = side_effects.repeatability(ctx)
+    if rep.difference is None:
+        return passed("two eval passes agree")
+    path, amount = rep.difference
+    symptom = f"{path} differs by {amount:.3g} between two eval passes on the same input"
+    state = side_effects.state_culprits(ctx, rep)
+    if state is not None:
+        return failed(
+            f"{symptom}: forward() changes {state.text} on every call and the next call "
+            "reads it, so the output depends on how often the model ran; update such state "
+            "outside forward (in the training loop, e.g. an anneal() method) or reset it on "
+            "every call",
+            where=state.where,
+        )
+    found = replay(ctx, optrace.random_op)
+    if found is not None:
+        return failed(
+            f"{symptom}; {found[0]}: randomness in eval mode — pass training=self.training "
+            "to functional dropout, or draw noise only under `if self.training:`",
+            where=found[1],
+        )
+    return failed(
+        f"{symptom}, with no random op and no change to the model's state in sight: the "
+        "forward reads something outside the model that changes between calls (a global, "
+        "a cache, the clock)"
+    )
 
 
 @check("forward.batch_independence")
 def batch_independence(ctx: CheckContext) -> Outcome:
     ctx.eval_output()
-    batch = max(2, ctx.batch_size)
-    paths = batched_paths(ctx)
+    if side_effects.repeatability(ctx).difference is not None:
+        raise DependencyFailed(
+            "not run: two eval passes on the same input already differ, so a sample's "
+            "output cannot be compared across batches (see forward.determinism)")
+    batch = max(batch_mixing.MIN_BATCH, ctx.batch_size)
+    base = _output_at(ctx, batch)
+    if any(not bool(torch.isfinite(t).all()) for _, t in floating_leaves(base)):
+        raise DependencyFailed("not run: the outputs hold NaN/Inf, so samples cannot be "
+                               "compared (see forward.finite)")
+    paths = batched_paths(ctx) & {p for p, t in leaves(base) if t.dim() >= 1
+                                  and t.shape[0] == batch}
     if not paths:
         raise Skip("no output follows the batch dimension")
     model = ctx.model.eval()
     base_inputs = ctx.inputs(batch)
-    with torch.no_grad():
-        base = ctx.eval_output(batch)
-        mixed_inputs = mix_inputs(base_inputs, ctx.inputs(batch, variant=1), batch)
+    other = ctx.inputs(batch, variant=1)
+    positions = batch_mixing.sample_positions(batch)
+    for k in positions:
         seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
-        mixed = ctx.call(model, mixed_inputs)
-    changed = _compare_sample(ctx, base, mixed, paths, slice(0, 1))
-    if changed:
-        return _mixing_failure(
-            ctx, f"{changed[0]} changes by {changed[1]:.3g} when the other samples in the batch "
-            "change", base_inputs, batch)
-    single = _single_sample_output(ctx, base_inputs, batch)
-    if single is not None:
-        alone = _compare_sample(ctx, base, single, paths & batched_paths_of(single), slice(0, 1))
+        with torch.no_grad():
+            mixed = ctx.call(model, batch_mixing.mix_inputs(base_inputs, other, batch, k))
+        changed = batch_mixing.compare_sample(ctx, base, mixed, paths, k, k)
+        if changed:
+            return _mixing_failure(
+                ctx, f"{changed[0]} changes by {changed[1]:.3g} when the other samples in the "
+                "batch change", base_inputs, batch)
+    for k in positions:
+        single = _single_sample_output(ctx, base_inputs, batch, k)
+        if single is None:
+            break
+        alone = batch_mixing.compare_sample(ctx, base, single, paths & batched_paths_of(single),
+                                            k, 0)
         if alone:
             return _mixing_failure(
                 ctx, f"{alone[0]} differs by {alone[1]:.3g} between a batch of {batch} and the "
                 "sample on its own", base_inputs, batch)
+    for k in positions:
+        try:
+            leaked = batch_mixing.gradient_leak(ctx, base_inputs, batch, paths, k)
+        except Exception:  # a backward that fails is training.gradients' verdict
+            leaked = None
+        if leaked:
+            return _mixing_failure(ctx, leaked, base_inputs, batch)
+    shown = ", ".join(map(str, positions))
+    return passed(f"samples {shown} of a batch of {batch} are unaffected by their batch mates")
+
+
+def _output_at(ctx: CheckContext, batch: int) -> Any:
     try:
-        leaked = _gradient_leak(ctx, base_inputs, batch, paths)
-    except Exception:  # a backward that fails is training.gradients' verdict
-        leaked = None
-    if leaked:
-        return _mixing_failure(ctx, leaked, base_inputs, batch)
-    return passed(f"sample 0 is unaffected by its {batch - 1} batch mate(s)")
+        return ctx.eval_output(batch)
+    except DependencyFailed:
+        raise
+    except Exception as exc:
+        raise DependencyFailed(f"not run: the forward fails at batch size {batch}: "
+                               f"{one_line(exc)} (see forward.batch_sizes)") from exc
 
 
-def _single_sample_output(ctx: CheckContext, inputs: Inputs, batch: int) -> Any:
-    """The first sample on its own; None when batch size 1 fails (forward.batch_sizes'
+def _single_sample_output(ctx: CheckContext, inputs: Inputs, batch: int, k: int) -> Any:
+    """Sample ``k`` on its own; None when batch size 1 fails (forward.batch_sizes'
     verdict, not this check's)."""
     seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
     try:
         with torch.no_grad():
-            return ctx.call(ctx.model.eval(), first_sample(inputs, batch))
+            return ctx.call(ctx.model.eval(), batch_mixing.one_sample(inputs, batch, k))
     except Exception:
         return None
 
@@ -301,48 +380,11 @@ def batched_paths_of(out: Any) -> set[str]:
     return {p for p, t in leaves(out) if t.dim() >= 1 and t.shape[0] == 1}
 
 
-def _gradient_leak(ctx: CheckContext, inputs: Inputs, batch: int, paths: set[str]) -> str | None:
-    """Exact test for float inputs: d(sample 0's outputs)/d(other samples) must be 0."""
-    watched: list[tuple[str, torch.Tensor]] = []
-    names = iter([p for p, _ in inputs.tensors()])
-
-    def watch(t: torch.Tensor) -> torch.Tensor:
-        name = next(names)
-        if t.is_floating_point() and t.dim() >= 1 and t.shape[0] == batch:
-            leaf = t.detach().clone().requires_grad_(True)
-            watched.append((name, leaf))
-            return leaf
-        return t
-
-    probe = inputs.map(watch)
-    if not watched:
-        return None
-    model = ctx.model.eval()
-    seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
-    with torch.enable_grad():
-        out = ctx.call(model, probe)
-        total = None
-        for path, tensor in leaves(out):
-            if path in paths and tensor.is_floating_point() and tensor.requires_grad:
-                gen = torch.Generator().manual_seed(derived_seed(ctx.seed, "leak", path))
-                weight = torch.randn(tuple(tensor[:1].shape), generator=gen).to(tensor)
-                term = (tensor[:1] * weight).sum()
-                total = term if total is None else total + term
-        if total is None:
-            return None
-        grads = torch.autograd.grad(total, [t for _, t in watched], allow_unused=True)
-    for (name, _), grad in zip(watched, grads, strict=False):
-        if grad is not None and bool(grad[1:].ne(0).any()):
-            sample = int(grad[1:].flatten(1).ne(0).any(1).nonzero()[0]) + 1
-            return (
-                f"the gradient of sample 0's outputs reaches input sample {sample} "
-                f"({name}): outputs depend on other samples of the batch"
-            )
-    return None
-
-
 def _mixing_failure(ctx: CheckContext, what: str, inputs: Inputs, batch: int) -> Outcome:
-    found = replay(ctx, optrace.batch_mixing(batch), inputs)
+    module = batch_mixing.module_culprit(ctx, inputs, batch)
+    if module is not None:
+        return failed(f"{what} in eval mode: {module[0]}", where=module[1])
+    found = batch_mixing.op_culprit(ctx, inputs, batch)
     culprit = f"; likely at {found[0]}" if found else ""
     return failed(
         f"{what} in eval mode{culprit}: the model mixes samples across the batch — a "
@@ -350,34 +392,6 @@ def _mixing_failure(ctx: CheckContext, what: str, inputs: Inputs, batch: int) ->
         "batch statistics in eval mode",
         where=found[1] if found else None,
     )
-
-
-@check("forward.determinism")
-def determinism(ctx: CheckContext) -> Outcome:
-    first = ctx.eval_output()
-    model = ctx.model.eval()
-    seed_everything(derived_seed(ctx.seed, "determinism-second-pass"))
-    with torch.no_grad():
-        second = ctx.call(model, ctx.inputs())
-    second_leaves = dict(leaves(second))
-    for path, tensor in floating_leaves(first):
-        other = second_leaves.get(path)
-        if other is None or other.shape != tensor.shape:
-            return failed(f"{path} changes shape between two eval passes on the same input")
-        atol, rtol = ctx.tolerance(tensor.dtype)
-        both_nan = torch.isnan(tensor) & torch.isnan(other)
-        diff = (tensor.double() - other.double()).abs().masked_fill(both_nan, 0)
-        if bool((diff > atol + rtol * other.double().abs()).any()):
-            found = replay(ctx, optrace.random_op)
-            culprit = f"; {found[0]}" if found else ""
-            return failed(
-                f"{path} differs by {float(diff.nan_to_num(float('inf')).max()):.3g} between "
-                f"two eval passes on the same input{culprit}: randomness in eval mode — "
-                "F.dropout(x, p) without training=self.training, or noise added without "
-                "`if self.training:`",
-                where=found[1] if found else None,
-            )
-    return passed("two eval passes agree")
 
 
 LOGIT_LOSSES = {
@@ -408,25 +422,47 @@ class _LossCapture(optrace.TorchFunctionMode):
             ref = self._probability_outputs.get(id(args[0]))
             if ref is not None and ref() is args[0]:
                 self.fed_probabilities.add(len(self.calls))
-            self.calls.append((name, args[0].detach(), out))
+            self.calls.append((name, args[0].detach(),
+                               out.detach() if isinstance(out, torch.Tensor) else out))
         return out
 
 
 def capture_loss_calls(ctx: CheckContext, batch: int) -> _LossCapture:
-    """Eval forward + the declared loss under a capture of logit-loss calls."""
+    """The declared loss or step, run as it is meant to run (train mode, autograd on) on
+    a fresh copy of the model, under a capture of logit-loss calls. A step that cannot
+    run there makes the checks that read the capture skip, naming why."""
 
     def compute() -> _LossCapture:
         if ctx.spec is None or not ctx.spec.has_real_loss:
             raise Skip("no loss or step declared: nothing feeds a logit loss")
         capture = _LossCapture()
-        model = ctx.model.eval()
         inputs, target = ctx.inputs(batch), ctx.target(batch)
+        model = ctx.fresh_copy().train()
         seed_everything(derived_seed(ctx.seed, "loss-capture", batch))
-        with torch.no_grad(), capture:
-            ctx.training_loss(model, inputs, target)
+        try:
+            with torch.enable_grad(), capture:
+                ctx.training_loss(model, inputs, target)
+        except Exception as exc:
+            raise _loss_unavailable(ctx, exc, batch) from exc
         return capture
 
     return ctx.memo(("loss-capture", batch), compute)
+
+
+def _loss_unavailable(ctx: CheckContext, exc: Exception, batch: int) -> Skip:
+    """Why the loss could not be inspected: a skip naming the check that owns it."""
+    try:
+        ctx.eval_output()
+    except Skip as skip:
+        return skip
+    except Exception as error:
+        return DependencyFailed(f"not run: the forward pass raised {one_line(error)} (see "
+                                "forward.runs)")
+    trace = ctx.training_trace()
+    if trace.failure is not None and trace.failure.stage == "loss" and not trace.losses:
+        return DependencyFailed(f"not run: the loss raised {one_line(exc)} (see training.loss)")
+    return Skip(f"the training step raised {one_line(exc)} at batch size {batch}, so the "
+                "logit losses it calls are unknown (see training.loss)")
 
 
 def looks_like_probabilities(index: int, capture: _LossCapture) -> bool:
@@ -459,3 +495,48 @@ def probabilities(ctx: CheckContext) -> Outcome:
             )
     return passed("the logit loss receives logits")
 
+
+
+KNOWN_WARNINGS = {
+    "To copy construct from a tensor": "torch.tensor(t) copies t out of the autograd graph, "
+    "so nothing before it gets a gradient: use t.clone() or t.to(dtype)",
+}
+
+
+def forward_warnings(ctx: CheckContext) -> tuple[list[forward_errors.CaughtWarning],
+                                                 BaseException | None]:
+    """Warnings the eval forward raises at lines of the project (memoised), and the
+    exception that ended it, if any."""
+
+    def compute() -> tuple[list[forward_errors.CaughtWarning], BaseException | None]:
+        error = None
+        with forward_errors.capture_warnings(ctx) as caught:
+            seed_everything(derived_seed(ctx.seed, "eval", ctx.batch_size, 0))
+            try:
+                with torch.no_grad():
+                    ctx.call(ctx.model.eval(), ctx.inputs())
+            except Exception as exc:
+                error = exc
+        return [w for w in caught if w.where is not None], error
+
+    return ctx.memo("forward-warnings", compute)
+
+
+@check("forward.warnings")
+def forward_warning(ctx: CheckContext) -> Outcome:
+    caught, error = forward_warnings(ctx)
+    if not caught:
+        if error is not None:
+            ctx.eval_output()  # forward.runs owns the failure
+        return passed("the forward raises no warning from your code")
+    first = caught[0]
+    assert first.where is not None
+    hint = next((f" — {fix}" for key, fix in KNOWN_WARNINGS.items()
+                 if key in first.message), "")
+    return warned(
+        f"the forward raised {len(caught)} warning(s), first at {first.where[0]}:"
+        f"{first.where[1]}: {first.category}: {first.message}{hint}",
+        "\n".join(f"{w.where[0]}:{w.where[1]}: {w.category}: {w.message}" for w in caught
+                   if w.where is not None),
+        first.where,
+    )

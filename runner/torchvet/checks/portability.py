@@ -12,7 +12,6 @@ CPU; float16 and bfloat16 on CUDA) and names the first output leaf that goes non
 from __future__ import annotations
 
 import contextlib
-import copy
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.copies import meta_copy
 from ..unit.inputs import Inputs
+from ..unit.isolation import holds_fake_quant
 from ..unit.pytree import floating_leaves, leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.training_types import LossProblem
@@ -98,7 +98,7 @@ def cuda_round(ctx: CheckContext) -> tuple[Outcome | None, str]:
     device = _cuda_device(ctx)
     cpu = torch.device("cpu")
     cpu_model = ctx.fresh_copy().to(cpu)
-    gpu_model = copy.deepcopy(cpu_model).to(device)
+    gpu_model = ctx.fresh_copy().to(device)
     cpu_inputs = ctx.inputs().map(to_device(cpu))
     gpu_inputs = cpu_inputs.map(to_device(device))
     declared = ctx.spec.tolerance if ctx.spec is not None else None
@@ -244,6 +244,10 @@ _AUTOCAST_HINTS = {
 def autocast(ctx: CheckContext) -> Outcome:
     if not any(p.is_floating_point() for p in ctx.model.parameters()):
         raise Skip("the model has no floating-point parameters: autocast changes nothing")
+    if holds_fake_quant(ctx.model):
+        raise Skip("the model simulates int8 with fake-quant modules (torch.ao.quantization "
+                   "QAT), which run in float32 and have no bfloat16/float16 kernels: mixed "
+                   "precision does not apply to it")
     dtype = ctx.parameters_dtype()
     if dtype != torch.float32:
         raise Skip(f"the parameters are {dtype_name(dtype)}: autocast only "

@@ -12,11 +12,14 @@ import torch
 
 from ..unit.context import CheckContext
 from ..unit.optim import Adam
+from ..unit.pytree import floating_leaves
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.training_run import validate_loss
-from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure
-from .base import Outcome, Skip, check, failed, passed, warned
-from .forward import capture_loss_calls
+from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
+from . import gradient_causes
+from . import loss as loss_causes
+from .base import DependencyFailed, Location, Outcome, Skip, check, failed, passed, warned
+from .forward import capture_loss_calls, forward_warnings
 from .text import one_line
 
 OVERFIT_STEPS = 50
@@ -57,21 +60,110 @@ def _failure(failure: TrainingFailure, what: str) -> Outcome:
 @check("training.loss")
 def loss(ctx: CheckContext) -> Outcome:
     failure = ctx.trace_failure("loss")
-    if failure is not None:
-        if isinstance(failure.error, LossProblem):
-            spec = ctx.spec
-            culprit = (spec.step or spec.loss) if spec is not None else None
-            where = ctx.locator.for_function(culprit) if culprit is not None else None
-            return failed(str(failure.error), where=where or failure.where)
-        return _failure(failure, "the training step raised")
     trace = ctx.training_trace()
+    if failure is not None and trace.losses:
+        return _later_loss(ctx, failure, trace.losses, trace.grad_states)
+    if failure is not None:
+        return _loss_failure(ctx, failure)
     source = "surrogate loss" if ctx.uses_surrogate else "loss"
-    return passed(f"{source} {trace.losses[0]:.4g} is a finite scalar that requires grad")
+    origins = ctx.spec.sources if ctx.spec is not None else {}
+    origin = f" {origins['loss']}" if origins.get("loss") else ""
+    optimizer = f"; optimizer: {origins['optimizer']}" if origins.get("optimizer") else ""
+    return passed(f"{source} {trace.losses[0]:.4g}{origin} is a finite scalar that requires "
+                  f"grad{optimizer}")
+
+
+def _loss_failure(ctx: CheckContext, failure: TrainingFailure) -> Outcome:
+    """The first loss fails: the forward's fault (forward.runs/finite own it), or the loss's."""
+    forward_fault = _eval_forward_fault(ctx)
+    if forward_fault:
+        raise DependencyFailed(forward_fault)
+    spec = ctx.spec
+    assert spec is not None
+    batch = ctx.train_batch_size
+    inputs, target = ctx.inputs(batch), ctx.target(batch)
+    if isinstance(failure.error, LossProblem):
+        culprit = spec.step or spec.loss
+        where = (ctx.locator.for_function(culprit) if culprit is not None else None)
+        message = str(failure.error)
+        if "cannot be backpropagated" in message:
+            found = loss_causes.grad_disabled(ctx, inputs, target)
+            if found is not None:
+                reason, (file, line) = found
+                return failed(f"{message}; the culprit: {reason} at {file}:{line}, so nothing "
+                              "in forward is recorded for backward (keep inference_mode/no_grad "
+                              "for predict(), out of forward)", where=(file, line))
+        return failed(message, where=where or failure.where)
+    cause = loss_causes.class_dim_last(ctx, inputs, target)
+    if cause is not None:
+        return failed(f"the loss raised {one_line(failure.error)}: {cause}",
+                      failure.details, failure.where)
+    return _failure(failure, "the training step raised")
+
+
+def _eval_forward_fault(ctx: CheckContext) -> str:
+    """A skip reason when the eval forward already fails or is non-finite, else ''."""
+    try:
+        out = ctx.eval_output()
+    except DependencyFailed as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"not run: the forward pass raised {one_line(exc)} (see forward.runs)"
+    if any(not bool(torch.isfinite(t).all()) for _, t in floating_leaves(out)):
+        return "not run: the model's outputs already hold NaN/Inf (see forward.finite)"
+    return ""
+
+
+def _later_loss(ctx: CheckContext, failure: TrainingFailure, losses: list[float],
+                grad_states: dict[str, list[str]]) -> Outcome:
+    """The loss was fine at init and broke after optimizer steps."""
+    step = len(losses) + 1
+    if any("nonfinite" in states for states in grad_states.values()):
+        return passed(f"the loss at init ({losses[0]:.4g}) is a finite scalar that requires "
+                      f"grad; it turns non-finite at step {step} because the previous "
+                      "step's gradients were NaN/Inf (see training.gradients)")
+    return failed(
+        f"the loss is finite at init ({losses[0]:.4g}) but the training step fails at step "
+        f"{step}: {one_line(failure.error)}; the first optimizer steps made the model "
+        "diverge (a learning rate too high for this loss's scale?)",
+        failure.details, failure.where)
+
+
+@check("training.loss_sanity")
+def loss_sanity(ctx: CheckContext) -> Outcome:
+    found = loss_causes.probe(ctx)
+    for problem in (loss_causes.target_broadcast(found), loss_causes.single_class(found),
+                    loss_causes.below_floor(found)):
+        if problem:
+            return failed(problem, where=_where_loss(ctx))
+    ignored = loss_causes.ignored_outputs(ctx, found)
+    if ignored:
+        text, starved = ignored
+        patterns = suggest_patterns(starved, [n for n, _ in ctx.model.named_parameters()])
+        return failed(f"{text}; if intended, declare unused={patterns}",
+                      where=ctx.where_parameters(starved))
+    summed = loss_causes.sums_over_batch(ctx)
+    if summed:
+        return warned(summed, where=_where_loss(ctx))
+    return passed(f"loss {found.value:.4g}: above its floor, uses every output, a mean over "
+                  "the batch")
+
+
+def _where_loss(ctx: CheckContext) -> Location:
+    spec = ctx.spec
+    culprit = (spec.step or spec.loss) if spec is not None else None
+    return (ctx.locator.for_function(culprit) if culprit is not None else None) or (
+        ctx.where_factory())
 
 
 @check("training.gradients")
 def gradients(ctx: CheckContext) -> Outcome:
-    failure = ctx.trace_failure("backward")
+    trace = ctx.training_trace()
+    failure = trace.failure
+    if failure is not None and failure.stage == "loss" and trace.losses:
+        failure = None  # a later step's loss broke; the gradients seen before it stand
+    else:
+        failure = ctx.trace_failure("backward")
     if failure is not None:
         if "inplace operation" in str(failure.error):
             culprit = failure.culprit or "an in-place op (x += ..., relu_(), x[...] = ...)"
@@ -80,13 +172,18 @@ def gradients(ctx: CheckContext) -> Outcome:
                 f"out-of-place form (h = h + 1, torch.relu(h)) — {one_line(failure.error)}",
                 failure.details, failure.where)
         return _failure(failure, "backward raised")
-    trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
-    exempt = set(matching(trace.trainable, spec.unused + spec.frozen))
+    exempt = set(matching(trace.trainable, spec.unused + spec.frozen + spec.ema))
+    averaged = [n for n in trace.trainable if n not in exempt and trace.moved_by_model_only(n)]
+    exempt.update(averaged)
     states = {n: s for n, s in trace.grad_states.items() if n not in exempt}
     nonfinite = [n for n, s in states.items() if "nonfinite" in s]
     if nonfinite:
+        origin = gradient_causes.nan_origin(ctx)
+        if origin is not None:
+            return failed(f"{listing(nonfinite)} received a NaN/Inf gradient: {origin[0]}",
+                          where=origin[1] or ctx.where_parameters(nonfinite))
         return failed(
             f"{listing(nonfinite)} received a NaN/Inf gradient: an op with an unbounded "
             "derivative (sqrt or log at 0, division by a tiny value, pow of a negative); clamp "
@@ -95,23 +192,91 @@ def gradients(ctx: CheckContext) -> Outcome:
         )
     never = [n for n, s in states.items() if "ok" not in s]
     if not never:
-        return passed(f"{len(states)} trainable parameter(s) received gradients")
+        return passed(f"{len(states)} trainable parameter(s) received gradients"
+                      + _model_updates_note(averaged, trace.trainable))
     missing = [n for n in never if all(s == "none" for s in states[n])]
     zero = [n for n in never if n not in missing]
     steps = trace.steps
     if missing:
+        return _missing(ctx, missing, trace.trainable, steps)
+    return _all_zero(ctx, zero, states, trace.trainable, steps)
+
+
+def _missing(ctx: CheckContext, missing: list[str], trainable: list[str], steps: int
+             ) -> Outcome:
+    declare = f"if intended, declare unused={suggest_patterns(missing, trainable)}"
+    details = "\n".join(f"{n}: grad None in {steps} step(s)" for n in missing)
+    replaced = gradient_causes.replaced_in_forward(ctx, missing)
+    if replaced is not None:
+        return failed(f"{listing(missing)} received no gradient: {replaced[0]}", details,
+                      replaced[1] or ctx.where_parameters(missing))
+    ignored = _ignored_by_loss(ctx, missing)
+    if ignored:
+        return failed(f"{listing(missing)} received no gradient: {ignored} (see "
+                      f"training.loss_sanity); {declare}", details, ctx.where_parameters(missing))
+    warning = _detaching_warning(ctx)
+    if warning is not None:
+        return failed(f"{listing(missing)} received no gradient: {warning[0]}; {declare}",
+                      details, warning[1])
+    return failed(
+        f"{listing(missing)} received no gradient: the branch is detached or unused "
+        f"(.detach(), torch.no_grad(), .item()/.numpy(), or a layer that forward never "
+        f"calls); {declare}",
+        details,
+        ctx.where_parameters(missing),
+    )
+
+
+def _ignored_by_loss(ctx: CheckContext, names: list[str]) -> str:
+    if ctx.uses_surrogate:
+        return ""
+    try:
+        found = loss_causes.probe(ctx)
+    except Skip:
+        return ""
+    if not set(names) & set(found.starved):
+        return ""
+    return f"they only feed {', '.join(found.ignored)}, which the loss ignores"
+
+
+def _detaching_warning(ctx: CheckContext) -> tuple[str, Location] | None:
+    caught, _ = forward_warnings(ctx)
+    for w in caught:
+        if "To copy construct from a tensor" in w.message and w.where is not None:
+            return (f"torch.tensor(t) at {w.where[0]}:{w.where[1]} copies t out of the "
+                    "autograd graph (torch warns 'To copy construct from a tensor...'), so "
+                    "nothing before it gets a gradient: use t.clone() or t.to(dtype)", w.where)
+    return None
+
+
+def _all_zero(ctx: CheckContext, zero: list[str], states: dict[str, list[str]],
+              trainable: list[str], steps: int) -> Outcome:
+    details = "\n".join(f"{n}: {states[n]}" for n in zero)
+    declare = f"if intended, declare unused={suggest_patterns(zero, trainable)}"
+    zeros = gradient_causes.zero_initialised(ctx)
+    if zeros:
         return failed(
-            f"{listing(missing)} received no gradient: the branch is detached or unused "
-            f"(.detach(), torch.no_grad(), .item()/.numpy(), or a layer that forward never "
-            f"calls); if intended, declare unused={suggest_patterns(missing, trace.trainable)}",
-            "\n".join(f"{n}: grad None in {steps} step(s)" for n in missing),
-            ctx.where_parameters(missing),
-        )
+            f"{listing(zero)} received an all-zero gradient in {steps} step(s): "
+            f"{listing(zeros)} {'is' if len(zeros) == 1 else 'are'} all zeros at init "
+            "(nn.init.zeros_ or a constant init), so every hidden unit computes the same "
+            "value and sends back a zero gradient: keep the default random init (zero at "
+            "most the last layer or the biases)",
+            details, ctx.where_parameters(zeros))
+    if not ctx.uses_surrogate and len(zero) == len(states):
+        try:
+            found = loss_causes.probe(ctx)
+        except Skip:
+            found = None
+        constant = found and (loss_causes.single_class(found) or loss_causes.below_floor(found))
+        if constant:
+            return failed(f"every parameter received an all-zero gradient in {steps} step(s): "
+                          f"the loss does not depend on the model — {constant} (see "
+                          "training.loss_sanity)", details, _where_loss(ctx))
     return failed(
         f"{listing(zero)} received an all-zero gradient in {steps} step(s): the output does "
-        "not depend on it (multiplied by 0, a dead ReLU, a mask that removes everything); if "
-        f"intended, declare unused={suggest_patterns(zero, trace.trainable)}",
-        "\n".join(f"{n}: {states[n]}" for n in zero),
+        "not depend on it (multiplied by 0, a dead ReLU, a mask that removes everything); "
+        f"{declare}",
+        details,
         ctx.where_parameters(zero),
     )
 
@@ -125,10 +290,15 @@ def update(ctx: CheckContext) -> Outcome:
     trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
-    exempt = set(matching(trace.trainable, spec.unused + spec.frozen))
-    stuck = [n for n in trace.trainable if n not in exempt and not trace.changed.get(n)]
+    exempt = set(matching(trace.trainable, spec.unused + spec.frozen + spec.ema))
+    stuck = [n for n in trace.trainable if n not in exempt
+             and n not in trace.optimizer_moved and not trace.moved_by_model_only(n)]
     if not stuck:
-        return passed(f"every trainable parameter changed within {trace.steps} step(s)")
+        averaged = [n for n in trace.trainable
+                    if n not in exempt and n not in trace.optimizer_moved]
+        return passed(f"every trainable parameter changed within {trace.steps} step(s)"
+                      + _accumulation_note(trace)
+                      + _model_updates_note(averaged, trace.trainable))
     outside = [n for n in stuck if n not in trace.in_optimizer]
     if outside:
         where = ctx.locator.for_function(spec.optimizer) if spec.optimizer else None
@@ -154,25 +324,53 @@ def frozen(ctx: CheckContext) -> Outcome:
     trace = ctx.training_trace()
     spec = ctx.spec
     assert spec is not None
-    undeclared = [n for n in trace.frozen if n not in matching(trace.frozen, spec.frozen)]
+    everything = [*trace.frozen, *trace.trainable]
+    declared = matching(everything, spec.frozen)
+    ema = matching(everything, spec.ema)
+    by_model = [n for n in trace.frozen
+                if n in trace.self_moved and n not in trace.optimizer_moved]
+    undeclared = [n for n in trace.frozen
+                  if n not in declared and n not in ema and n not in by_model]
     if undeclared:
         return failed(
-            f"{listing(undeclared)} has requires_grad=False but is not declared frozen: a "
-            "freeze that was never undone? if intended, declare "
-            f"frozen={suggest_patterns(undeclared, trace.frozen + trace.trainable)}",
+            f"{listing(undeclared)} has requires_grad=False but is not declared frozen and "
+            "nothing updates it: a freeze that was never undone? if intended, declare "
+            f"frozen={suggest_patterns(undeclared, everything)}",
             where=ctx.where_parameters(undeclared),
         )
-    declared = matching([*trace.frozen, *trace.trainable], spec.frozen)
-    moved = [n for n in declared if trace.changed.get(n)]
-    if moved:
+    trained = [n for n in [*declared, *ema] if n in trace.optimizer_moved]
+    if trained:
+        what = "declared frozen" if trained[0] in declared else "declared ema"
         return failed(
-            f"{listing(moved)} is declared frozen but changed during training: set "
-            "requires_grad_(False) on it or leave it out of the optimizer",
-            where=ctx.where_parameters(moved),
+            f"{listing(trained)} is {what} but changed during training: the optimizer "
+            "updated it; set requires_grad_(False) on it or leave it out of the optimizer "
+            "(an EMA target is updated under torch.no_grad() by your own code, not by the "
+            "optimizer)",
+            where=ctx.where_parameters(trained),
         )
-    if not spec.frozen and not trace.frozen:
-        return passed("no frozen parameters")
-    return passed(f"{len(declared)} declared frozen parameter(s) stayed unchanged")
+    moved_by_model = [n for n in everything
+                      if n in trace.self_moved and n not in trace.optimizer_moved
+                      and (n in declared or n in ema or n in by_model)]
+    kept = [n for n in declared if n not in moved_by_model]
+    summary = (f"{len(kept)} declared frozen parameter(s) stayed unchanged" if kept
+               else "the optimizer changed no frozen parameter" if moved_by_model
+               else "no frozen parameters")
+    return passed(summary + _model_updates_note(moved_by_model, everything))
+
+
+def _model_updates_note(names: Sequence[str], all_names: Sequence[str]) -> str:
+    """The parameters the model's own code moved without the optimizer, as information."""
+    if not names:
+        return ""
+    return (f"; {len(names)} parameter(s) updated by the model's own code, not by the "
+            f"optimizer (EMA/averaged copies: {suggest_patterns(names, all_names)})")
+
+
+def _accumulation_note(trace: TrainingTrace) -> str:
+    if trace.steps <= TRAIN_STEPS:
+        return ""
+    return (f" (the optimizer first changed them at call {trace.steps}: it accumulates "
+            "gradients over several calls)")
 
 
 @check("training.overfit")
@@ -283,4 +481,4 @@ def loss_at_init(ctx: CheckContext) -> Outcome:
     )
 
 
-__all__ = ["TRAIN_STEPS", "gradients", "loss", "update"]
+__all__ = ["TRAIN_STEPS", "gradients", "loss", "loss_sanity", "update"]

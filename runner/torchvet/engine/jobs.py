@@ -24,6 +24,7 @@ class Job:
     cwd: str = "."
     output_path: str | None = None
     fork_server: str | None = None  # the run's fork server address (fresh_process)
+    full_trace: bool = False  # keep torchvet's own frames in verdict tracebacks
 
     @property
     def patterns(self) -> tuple[str, ...]:

@@ -22,6 +22,9 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_BATCH_SIZE = 2
 DEFAULT_OVERFIT_MAX_PARAMS = 5_000_000
 DEFAULT_MAX_SAMPLES = 256
+# how a model's step trains: "adversarial" is a min-max / multi-objective sum that need
+# not fall (GANs), which training.overfit cannot judge
+TRAINING_KINDS = ("standard", "adversarial")
 
 
 class ConfigError(UsageError):
@@ -99,6 +102,18 @@ def _budgets(value: Any) -> dict[str, float]:
     ):
         raise TypeError('a table of check = seconds, e.g. { "training.overfit" = 300 }')
     return {str(k): float(v) for k, v in value.items()}
+
+
+def _training(value: Any) -> str:
+    if value not in TRAINING_KINDS:
+        raise TypeError(" or ".join(f'"{kind}"' for kind in TRAINING_KINDS))
+    return str(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("true or false")
+    return value
 
 
 def _fail_on(value: Any) -> str:
@@ -185,6 +200,8 @@ _MODEL_ONLY: dict[str, tuple[Validator, str]] = {
     "output_dtype": (_dtype, "expected dtype of the floating outputs"),
     "frozen": (_str_list, "globs of parameters expected to stay frozen"),
     "unused": (_str_list, "globs of parameters expected to get no gradient"),
+    "ema": (_str_list, "globs of parameters the model's own code updates without gradients"),
+    "training": (_training, '"adversarial" for a min-max step whose loss need not fall'),
     "tolerance": (_tolerance, "{atol, rtol} for output comparisons"),
     "overfit_max_params": (_positive_int, "parameter budget above which training.overfit skips"),
     "dataset": (_str, "name of a torchvet.datasets factory to feed this model"),
@@ -201,10 +218,12 @@ GLOBAL_KEYS: dict[str, tuple[Validator, str]] = {
     "seed": (_int, "seed for torch, random and numpy (default 0)"),
     "fail_on": (_fail_on, '"failure" (default), "warning" or "never"'),
     "jobs": (_positive_int, "models checked at once (default: number of cores)"),
+    "pytest": (_bool, "add the checks to every pytest run as items (default false: "
+                      "only with pytest --torchvet)"),
 }
 MODEL_KEYS: dict[str, tuple[Validator, str]] = {**_COMMON, **_MODEL_ONLY}
 DATASET_KEYS: dict[str, tuple[Validator, str]] = {**_COMMON, **_DATASET_ONLY}
-_GLOBAL_ONLY_KEYS = {"seed", "fail_on", "jobs"}
+_GLOBAL_ONLY_KEYS = {"seed", "fail_on", "jobs", "pytest"}
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,8 @@ class UnitConfig:
     output_dtype: str | None = None
     frozen: tuple[str, ...] = ()
     unused: tuple[str, ...] = ()
+    ema: tuple[str, ...] = ()
+    training: str | None = None
     tolerance: Mapping[str, float] | None = None
     overfit_max_params: int = DEFAULT_OVERFIT_MAX_PARAMS
     dataset: str | None = None
@@ -238,6 +259,7 @@ class Config:
     seed: int | None = None
     fail_on: str | None = None
     jobs: int | None = None
+    pytest: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -318,6 +340,7 @@ def parse_config(data: Mapping[str, Any], source: str = "pyproject.toml") -> Con
     config.seed = defaults.pop("seed", None)
     config.fail_on = defaults.pop("fail_on", None)
     config.jobs = defaults.pop("jobs", None)
+    config.pytest = defaults.pop("pytest", False)
     config.defaults = defaults
     for attr, raw, allowed in (
         ("models", models_table, MODEL_KEYS),

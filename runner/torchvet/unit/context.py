@@ -1,15 +1,16 @@
 """What a check sees: the normalised spec plus shared, memoised computations.
 
 Expensive work several checks need (the eval forward pass, the 3-step training run) is
-computed once per unit, seeded on its own so that a verdict does not depend on which
-checks ran before it. A memoised computation that raised is re-raised as the original
+computed once per unit, seeded on its own and from the pristine model's state (see
+:mod:`torchvet.unit.isolation`) so that a verdict does not depend on which checks ran
+before it. A memoised computation that raised is re-raised as the original
 exception to the first check that asks and as :class:`DependencyFailed` (a skip naming
 the check that owns the failure) to the others.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -17,12 +18,13 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..checks.base import DependencyFailed, Location
+from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
 from .budget import budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
+from .isolation import StateGuard, bound_to, copy_model, observe_in_train_mode_only
 from .locate import Locator
 from .memory_plan import MemoryPlan
 from .pytree import floating_leaves, primary_leaf
@@ -46,7 +48,7 @@ class CheckContext:
         seed: int,
         device: str,
         locator: Locator,
-        build: Callable[[], Any],
+        build: Callable[..., Any],
         spec: ModelSpec | None = None,
         data: DataSpec | None = None,
         budgets: Mapping[str, float] | None = None,
@@ -62,6 +64,9 @@ class CheckContext:
         self.budgets = dict(budgets or {})
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
         self.memory = MemoryPlan()  # the worker replaces it once the parent grants memory
+        self._guard: StateGuard | None = None
+        if spec is not None:
+            observe_in_train_mode_only(spec.model)
 
     # -- memoisation -------------------------------------------------------------
     def memo(self, key: Any, compute: Callable[[], T], owner: str | None = None) -> T:
@@ -73,12 +78,14 @@ class CheckContext:
             blamed = owner or first
             if blamed == self.current_check:
                 raise value
+            if isinstance(value, Skip):  # a computation that cannot apply skips everyone
+                raise type(value)(str(value))
             raise DependencyFailed(f"not run: {_describe(value)} (see {blamed})")
         try:
             value = compute()
         except Exception as exc:
             self._memo[key] = (False, exc, owner or self.current_check)
-            if owner and owner != self.current_check:
+            if owner and owner != self.current_check and not isinstance(exc, Skip):
                 raise DependencyFailed(f"not run: {_describe(exc)} (see {owner})") from exc
             raise
         self._memo[key] = (True, value, owner or self.current_check)
@@ -97,6 +104,24 @@ class CheckContext:
         if self._memo.get(key, (False,))[0]:
             del self._memo[key]
 
+    def begin_check(self, check_id: str) -> None:
+        """``check_id`` runs next, on the pristine model whatever ran before it."""
+        self.current_check = check_id
+        self.restore_model()
+
+    def restore_model(self) -> None:
+        """Put the pristine model's buffers and parameter flags back as they were after
+        its first eval forward on the standard inputs: that pass settles what a first
+        forward settles for good (lazy modules, data-dependent init such as ActNorm), so
+        it belongs to the pristine state; later passes and steps do not."""
+        if self.spec is None:
+            return
+        if self._guard is None:
+            with contextlib.suppress(Exception):  # forward.runs reports it
+                self.eval_output()
+            self._guard = StateGuard(self.model)
+        self._guard.restore()
+
     def budget(self, check_id: str | None = None) -> float:
         """Seconds ``check_id`` (default: the running check) may take."""
         return budget_for(check_id or self.current_check, self.budgets)
@@ -112,15 +137,22 @@ class CheckContext:
         return self.spec.model
 
     def fresh_copy(self) -> nn.Module:
-        """An independent copy of the pristine model (training mutates it)."""
-        try:
-            return copy.deepcopy(self.model)
-        except Exception:
-            seed_everything(self.seed)
-            return self.rebuild()
+        """An independent, faithful copy of the pristine model (training mutates it):
+        a deep copy, or a fresh factory instance seeded like the original and loaded
+        with the pristine state where a deep copy is not faithful (TorchScript
+        submodules) or fails. :meth:`training_loss` binds the spec's loss and step to it."""
+        self.restore_model()
+
+        def like_original() -> nn.Module:
+            model = module_of(self.build(self.seed)).to(self.device)
+            observe_in_train_mode_only(model)
+            return model
+
+        return copy_model(self.model, like_original)
 
     def rebuild(self) -> nn.Module:
-        """A new instance from the factory, as the user's code builds it."""
+        """A new instance from the factory, as the user's code builds it (seeded apart
+        from the original, so state the state_dict does not restore shows)."""
         return module_of(self.build()).to(self.device)
 
     def parameters_dtype(self) -> torch.dtype:
@@ -148,7 +180,9 @@ class CheckContext:
             ("inputs", size, variant),
             lambda: self.spec.inputs.make(size, variant),  # type: ignore[union-attr]
         )
-        return made.map(lambda t: t.to(self.device))
+        # a copy per call: a forward that writes into its input must not change the
+        # inputs of every later check (forward.input_mutation reports it once)
+        return made.map(lambda t: t.to(self.device, copy=True))
 
     def target(self, batch_size: int | None = None, variant: int = 0) -> Any:
         assert self.spec is not None
@@ -169,6 +203,8 @@ class CheckContext:
         size = batch_size or self.batch_size
 
         def compute() -> Any:
+            if self._guard is not None:
+                self._guard.restore()
             seed_everything(derived_seed(self.seed, "eval", size, variant))
             model = self.model.eval()
             with torch.no_grad():
@@ -195,10 +231,10 @@ class CheckContext:
             )
         return total
 
-    def loss_of(self, output: Any, target: Any) -> Any:
+    def loss_of(self, output: Any, target: Any, loss_fn: Any = None) -> Any:
         """The declared loss of ``output`` (the surrogate when none is declared)."""
         assert self.spec is not None
-        loss_fn = self.spec.loss
+        loss_fn = loss_fn if loss_fn is not None else self.spec.loss
         if loss_fn is None:
             return self.surrogate(output)
         prediction = output
@@ -212,11 +248,16 @@ class CheckContext:
         return loss_fn(prediction, target)
 
     def training_loss(self, model: nn.Module, inputs: Inputs, target: Any) -> Any:
-        """One training forward: the user's step, else the loss of the output."""
+        """One training forward of ``model`` (the pristine model or a copy): the user's
+        step, else the loss of the output; a loss or step that belongs to the model
+        (a method of it, a loss module inside it) is the copy's own."""
         assert self.spec is not None
+        inputs = inputs.map(torch.Tensor.clone)  # each step gets the batch as it was made
         if self.spec.step is not None:
-            return self.spec.step(model, inputs.user_form())
-        return self.loss_of(self.call(model, inputs), target)
+            step = bound_to(self.spec.step, self.model, model)
+            return step(model, inputs.user_form())
+        loss_fn = bound_to(self.spec.loss, self.model, model)
+        return self.loss_of(self.call(model, inputs), target, loss_fn)
 
     @property
     def uses_surrogate(self) -> bool:

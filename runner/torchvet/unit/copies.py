@@ -5,7 +5,8 @@
 - :func:`sharing_copy`: new modules around the same parameters, for eval forwards.
 - :class:`Snapshot`: the values of every parameter and buffer, kept in memory or spilled
   to a file on disk, read back one tensor at a time: what the training run compares
-  against ("did this parameter change?") and restores a model lent in place from.
+  against ("did this parameter change since?", updated as it goes) and restores a model
+  lent in place from.
 - :func:`released_as_loaded`: while ``load_state_dict`` copies a memory-mapped checkpoint
   into a model, each module's file pages are handed back once copied, so the checkpoint
   is never resident as a whole beside the model.
@@ -167,6 +168,7 @@ class Snapshot(Mapping[str, torch.Tensor]):
         self._offsets: dict[str, tuple[int, torch.dtype, torch.Size, torch.device]] = {}
         self._file: io.BufferedRandom | None = None
         self.path: str | None = None
+        self._dirty = False
         named = list(named)
         if directory is not None:
             fd, self.path = tempfile.mkstemp(prefix="torchvet-snapshot-", dir=directory)
@@ -185,6 +187,24 @@ class Snapshot(Mapping[str, torch.Tensor]):
             self._file.flush()
             settle(self._file.fileno())
 
+    @torch.no_grad()
+    def update(self, name: str, value: torch.Tensor) -> None:
+        """Replace the value kept for ``name`` (same shape and dtype)."""
+        if name in self._memory:
+            self._memory[name].copy_(value)
+            return
+        assert self._file is not None
+        self._file.seek(self._offsets[name][0])
+        self._file.write(_raw(value.detach().to("cpu").contiguous()).numpy().data)
+        self._dirty = True
+
+    def _sync(self) -> None:
+        """Before a read: written values reach the file and leave the page cache."""
+        if self._dirty and self._file is not None:
+            self._file.flush()
+            settle(self._file.fileno())
+            self._dirty = False
+
     @property
     def spilled(self) -> bool:
         return bool(self._offsets)
@@ -199,6 +219,7 @@ class Snapshot(Mapping[str, torch.Tensor]):
 
     def _read(self, offset: int, into: torch.Tensor) -> None:
         assert self._file is not None
+        self._sync()
         self._file.seek(offset)
         view = _raw(into).numpy().data
         if self._file.readinto(view) != len(view):

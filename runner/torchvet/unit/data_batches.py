@@ -33,6 +33,7 @@ class DataSpec:
     collate_fn: Callable[..., Any] | None = None
     label: str | int | None = None
     max_samples: int = 256
+    validation: DataSpec | None = None  # a declared validation split (data.leakage)
     skip: dict[str, str] = field(default_factory=dict)
     xfail: dict[str, str] = field(default_factory=dict)
 

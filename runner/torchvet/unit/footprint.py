@@ -155,7 +155,9 @@ def training_need(s: Sizes, ctx: CheckContext, way: TrainingWay) -> int:
     activations = int(_scaled(s.saved_activations, batch, ctx) * TRAIN_MODE_FACTOR)
     activations += _eval(s, batch, ctx)
     copy = 0 if way.lend else s.weights
-    snapshot = s.largest if way.spill else s.weights
+    # what each step is compared against (on disk: one tensor read back at a time), and
+    # a lent model's starting values besides
+    snapshot = s.largest if way.spill else s.weights * (2 if way.lend else 1)
     return copy + snapshot + s.trainable + optimizer + activations + SLACK
 
 

@@ -108,7 +108,7 @@ class MemoryPlan:
 
     def spill_dir(self, ctx: CheckContext) -> str | None:
         if self._spill_dir is None:
-            self._spill_dir = spill_directory(self.sizes_of(ctx).weights) or ""
+            self._spill_dir = spill_directory(2 * self.sizes_of(ctx).weights) or ""
         return self._spill_dir or None
 
     def training_way(self, ctx: CheckContext) -> TrainingWay:
@@ -192,17 +192,21 @@ class MemoryPlan:
         way = self.training_way(ctx)
         self.used_way = way
         if way.lend:
+            ctx.restore_model()
             self._lent = (ctx.model, ctx.model.training)
+            self._restore_from = self._keep(ctx, ctx.model, way)
             return ctx.model
         return ctx.fresh_copy()
 
     def snapshot(self, ctx: CheckContext, model: nn.Module) -> Snapshot:
-        """The model's starting values (what "did it change?" compares against)."""
-        way = self.used_way or self.training_way(ctx)
+        """The model's values now, for the training run to compare against and update
+        as it goes ("did this step change it?"); a lent model's starting values are
+        kept apart, to restore it."""
+        return self._keep(ctx, model, self.used_way or self.training_way(ctx))
+
+    def _keep(self, ctx: CheckContext, model: nn.Module, way: TrainingWay) -> Snapshot:
         snapshot = Snapshot(named_state(model), self.spill_dir(ctx) if way.spill else None)
         self._snapshots.append(snapshot)
-        if self._lent is not None and model is self._lent[0]:
-            self._restore_from = snapshot
         return snapshot
 
     def default_optimizer(self, ctx: CheckContext, params: Iterable[torch.Tensor]) -> Adam:

@@ -31,27 +31,38 @@ def base_name(name: str) -> str:
 
 
 class OpTracer(TorchFunctionMode):
-    """Records (reason, location) of the first op matching ``predicate`` in project code."""
+    """Records (reason, location) of the first op matching ``predicate`` in project code.
 
-    def __init__(self, predicate: Predicate, locator: Locator) -> None:
+    With ``before``, the predicate sees each op's arguments before it runs (``out`` is
+    None), so an op that raises can still be the one found."""
+
+    def __init__(self, predicate: Predicate, locator: Locator, before: bool = False) -> None:
         super().__init__()
         self.predicate = predicate
         self.locator = locator
+        self.before = before
         self.found: tuple[str, tuple[str, int]] | None = None
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if self.before:
+            self._test(func, args, kwargs, None)
         out = func(*args, **kwargs)
-        if self.found is None:
-            try:
-                reason = self.predicate(op_name(func), tuple(args), kwargs, out)
-            except Exception:
-                reason = None
-            if reason:
-                where = self._project_frame()
-                if where:
-                    self.found = (reason, where)
+        if not self.before:
+            self._test(func, args, kwargs, out)
         return out
+
+    def _test(self, func: Any, args: Any, kwargs: dict[str, Any], out: Any) -> None:
+        if self.found is not None:
+            return
+        try:
+            reason = self.predicate(op_name(func), tuple(args), kwargs, out)
+        except Exception:
+            reason = None
+        if reason:
+            where = self._project_frame()
+            if where:
+                self.found = (reason, where)
 
     def _project_frame(self) -> tuple[str, int] | None:
         for frame in reversed(traceback.extract_stack()[:-2]):
@@ -60,10 +71,10 @@ class OpTracer(TorchFunctionMode):
         return None
 
 
-def trace(run: Callable[[], Any], predicate: Predicate, locator: Locator
+def trace(run: Callable[[], Any], predicate: Predicate, locator: Locator, before: bool = False
           ) -> tuple[str, tuple[str, int]] | None:
     """Run ``run()`` under an :class:`OpTracer`; exceptions from it are ignored."""
-    tracer = OpTracer(predicate, locator)
+    tracer = OpTracer(predicate, locator, before)
     try:
         with tracer:
             run()
@@ -85,6 +96,61 @@ def nonfinite_from_finite(name: str, args: tuple[Any, ...], kwargs: dict[str, An
     if all(bool(torch.isfinite(t).all()) for t in ins):
         return f"{name}() turned finite inputs into NaN/Inf"
     return None
+
+
+def nan_from_nan_free(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      out: Any) -> str | None:
+    """The first op that made NaN out of inputs without NaN (Inf allowed: a -inf mask
+    fill is how attention masks are written; the NaN is the bug)."""
+    outs = [t for t in _tensors(out) if t.is_floating_point()]
+    if not outs or not any(bool(torch.isnan(t).any()) for t in outs):
+        return None
+    ins = [t for t in _tensors((args, kwargs)) if t.is_floating_point()]
+    if any(bool(torch.isnan(t).any()) for t in ins):
+        return None
+    base = base_name(name)
+    if base in ("softmax", "log_softmax") and ins:
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else -1)
+        if isinstance(dim, int) and bool(torch.isneginf(ins[0]).all(dim).any()):
+            return (f"{name}() over a fully masked row (every position -inf) gives NaN: fill "
+                    "masked positions with torch.finfo(dtype).min instead of -inf, or leave "
+                    "rows with no valid position out")
+    if any(bool(torch.isinf(t).any()) for t in ins):
+        return f"{name}() turned Inf inputs into NaN (inf - inf, 0 * inf or inf / inf)"
+    return f"{name}() turned finite inputs into NaN"
+
+
+def inplace_into(watched: dict[int, str]) -> Predicate:
+    """An in-place op that writes into a watched tensor's storage (``watched`` maps a
+    storage's data pointer to the tensor's name)."""
+
+    def predicate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+                  ) -> str | None:
+        target = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if target is None or not is_inplace(name, kwargs):
+            return None
+        label = watched.get(storage_of(target))
+        if label is None:
+            return None
+        return f"{DUNDER_TEXT.get(name, name + '()')} writes into {label} in place"
+
+    return predicate
+
+
+DUNDER_TEXT = {"__iadd__": "+=", "__isub__": "-=", "__imul__": "*=", "__itruediv__": "/=",
+               "__ipow__": "**=", "__setitem__": "an indexed assignment (x[...] = ...)"}
+
+
+def is_inplace(name: str, kwargs: dict[str, Any]) -> bool:
+    return name in INPLACE_DUNDERS or kwargs.get("inplace") is True or (
+        name.endswith("_") and not name.startswith("_"))
+
+
+def storage_of(tensor: torch.Tensor) -> int:
+    try:
+        return int(tensor.untyped_storage().data_ptr())
+    except Exception:
+        return -1
 
 
 def dtype_changed(expected: torch.dtype) -> Predicate:
@@ -171,9 +237,7 @@ def inplace_on_saved_output() -> Predicate:
     def predicate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
                   ) -> str | None:
         target = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        inplace = name in INPLACE_DUNDERS or kwargs.get("inplace") is True or (
-            name.endswith("_") and not name.startswith("_"))
-        if inplace and target is not None and id(target) in produced:
+        if is_inplace(name, kwargs) and target is not None and id(target) in produced:
             return f"{name}() modifies the output of {produced[id(target)][0]}() in place"
         if name in SAVES_OUTPUT and isinstance(out, torch.Tensor) and out.requires_grad:
             produced[id(out)] = (name, out)

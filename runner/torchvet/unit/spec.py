@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..project.config import DEFAULT_BATCH_SIZE, UnitConfig
+from ..project.config import DEFAULT_BATCH_SIZE, TRAINING_KINDS, UnitConfig
+from .adapters import Adaptation, adapt
 from .data_batches import DatasetSource, DatasetTargets, DataSpec
 from .inputs import (
     DTYPES,
@@ -60,10 +61,13 @@ class Spec:
     batch_size: int | None = None
     timeout: float | None = None
     devices: Sequence[str] | None = None
+    training: str | None = None
+    ema: Sequence[str] = ()
 
 
 SPEC_KEYS = tuple(f.name for f in dataclasses.fields(Spec))
-DATASET_KEYS = ("dataset", "batch_size", "num_classes", "collate_fn", "label", "skip", "xfail")
+DATASET_KEYS = ("dataset", "batch_size", "num_classes", "collate_fn", "label", "validation",
+                "skip", "xfail")
 
 
 class SpecError(Exception):
@@ -97,6 +101,10 @@ class ModelSpec:
     output_dtype: torch.dtype | None = None
     frozen: tuple[str, ...] = ()
     unused: tuple[str, ...] = ()
+    # "adversarial": a min-max / multi-objective step whose summed loss need not fall
+    training: str = "standard"
+    # globs of parameters the model's own code updates without gradients (EMA targets)
+    ema: tuple[str, ...] = ()
     skip: dict[str, str] = field(default_factory=dict)
     xfail: dict[str, str] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
@@ -105,6 +113,8 @@ class ModelSpec:
     devices: tuple[str, ...] | None = None
     overfit_max_params: int = 0
     warnings: list[str] = field(default_factory=list)
+    # "loss" / "optimizer" -> where they came from (an ecosystem adapter), for messages
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_real_loss(self) -> bool:
@@ -170,6 +180,12 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
     if unknown_tol:
         warnings.append(f"tolerance keys {sorted(unknown_tol)} are ignored: use atol and rtol")
     output_shape = pick("output_shape", config.output_shape)
+    training = str(pick("training", config.training or "standard"))
+    if training not in TRAINING_KINDS:
+        raise SpecError(
+            f"training={training!r} is not one of {', '.join(map(repr, TRAINING_KINDS))}: "
+            "declare training='adversarial' for a min-max step whose loss need not fall"
+        )
     spec = ModelSpec(
         model=model,
         inputs=None,
@@ -185,6 +201,8 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
         output_dtype=parse_dtype(pick("output_dtype", config.output_dtype)),
         frozen=_as_tuple(raw.get("frozen")) + config.frozen,
         unused=_as_tuple(raw.get("unused")) + config.unused,
+        training=training,
+        ema=_as_tuple(raw.get("ema")) + config.ema,
         skip={**dict(config.skip), **dict(pick("skip", {}))},
         xfail={**dict(config.xfail), **dict(pick("xfail", {}))},
         tolerance={k: float(v) for k, v in tolerance.items() if k in ("atol", "rtol")},
@@ -200,12 +218,17 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
         )
     if raw.get("target") is not None:
         spec.target = TargetSource(raw["target"], seed)
-    _resolve_inputs(spec, raw.get("inputs"), name, config, seed)
+    declared_inputs = raw.get("inputs") is not None or config.inputs is not None
+    adaptation = adapt(model, seed, batch_size, declared_inputs)
+    _resolve_inputs(spec, raw.get("inputs"), name, config, seed, adaptation)
+    if adaptation is not None:
+        adaptation.apply(spec)
     return spec
 
 
 def _resolve_inputs(
-    spec: ModelSpec, declared: Any, name: str, config: UnitConfig, seed: int
+    spec: ModelSpec, declared: Any, name: str, config: UnitConfig, seed: int,
+    adaptation: Adaptation | None = None,
 ) -> None:
     model = spec.model
     if declared is not None:
@@ -229,6 +252,9 @@ def _resolve_inputs(
         spec.inputs = source
         if spec.target is None and spec.step is None:
             spec.target = DatasetTargets(source)
+        return
+    if adaptation is not None and adaptation.inputs is not None:
+        spec.inputs, spec.inferred_inputs = adaptation.inputs, adaptation.inferred_inputs
         return
     inferred = infer_descriptors(model)
     if inferred is None:
@@ -265,6 +291,11 @@ def normalize_dataset(obj: Any, config: UnitConfig) -> tuple[DataSpec, list[str]
             data.collate_fn = raw["collate_fn"]
         if raw.get("label") is not None:
             data.label = raw["label"]
+        if raw.get("validation") is not None:
+            data.validation = _data_spec(raw["validation"], data.batch_size, data.num_classes,
+                                         config, where="'validation'")
+            data.validation.collate_fn = data.collate_fn
+            data.validation.label = data.label
         data.skip = {**dict(config.skip), **dict(raw.get("skip") or {})}
         data.xfail = {**dict(config.xfail), **dict(raw.get("xfail") or {})}
         return data, warnings

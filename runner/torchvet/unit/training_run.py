@@ -3,23 +3,27 @@
 Up to three optimizer steps on one fixed batch, in train mode, on a copy of the model.
 It stops early once every trainable parameter has had a usable gradient and moved,
 so a healthy model usually costs one step; zero-initialised layers get the steps they
-legitimately need.
+legitimately need, and an optimizer that accumulates gradients over several calls gets
+the calls it needs. Each parameter change is attributed to the optimizer or to the
+model's own code, so an EMA target is not mistaken for a training bug.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import optrace
 from .seeding import derived_seed, seed_everything
-from .training_types import LossProblem, TrainingFailure, TrainingTrace
+from .training_types import ACCUMULATION_STEPS, LossProblem, TrainingFailure, TrainingTrace
 
-if TYPE_CHECKING:  # the context calls run_training; the type is all this module needs
+if TYPE_CHECKING:  # the context calls run_training; the types are all this module needs
     from .context import CheckContext
+    from .copies import Snapshot
 
 
 def grad_state(grad: torch.Tensor | None) -> str:
@@ -64,13 +68,18 @@ def validate_loss(loss: Any, surrogate: bool) -> None:
 
 
 def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
+    """Train a fresh copy for up to ``steps`` optimizer steps (more while an
+    accumulating optimizer has moved nothing yet), attributing every parameter change
+    to the loss/step and its backward (the model's own code) or to ``optimizer.step()``.
+    Changes are found by exact comparison: an EMA whose target equals its source moves
+    it by float rounding only."""
     trace = TrainingTrace()
-    seed_everything(derived_seed(ctx.seed, "train"))
     model = ctx.memory.training_model(ctx).train()  # memory hook: a copy, or lent in place
+    seed_everything(derived_seed(ctx.seed, "train"))
     named = list(model.named_parameters())
     trace.trainable = [n for n, p in named if p.requires_grad]
     trace.frozen = [n for n, p in named if not p.requires_grad]
-    initial = ctx.memory.snapshot(ctx, model)  # memory hook: in memory or on disk
+    last = ctx.memory.snapshot(ctx, model)  # memory hook: in memory or on disk
     trace.grad_states = {n: [] for n in trace.trainable}
     inputs = ctx.inputs(ctx.train_batch_size)
     target = ctx.target(ctx.train_batch_size)
@@ -88,7 +97,8 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     trace.in_optimizer = {n for n, p in named if id(p) in held}
     params = dict(named)
-    for _ in range(steps):
+    declared = [*spec.frozen, *spec.ema]
+    while trace.steps < ACCUMULATION_STEPS:
         optimizer.zero_grad(set_to_none=True)
         try:
             loss = ctx.training_loss(model, inputs, target)
@@ -105,6 +115,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
                 "backward", exc, where or ctx.where_exception(exc), details, culprit
             )
             break
+        trace.self_moved |= _moved(params, last)
         for name in trace.trainable:
             trace.grad_states[name].append(grad_state(params[name].grad))
         try:
@@ -112,22 +123,55 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
         except Exception as exc:
             trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))
             break
+        trace.optimizer_moved |= _moved(params, last)
         trace.steps += 1
-        if _settled(trace, params, initial):
+        if (_settled(trace, declared)
+                or (trace.steps >= steps and not _accumulating(trace))):
             break
-    trace.changed = {n: not torch.equal(p.detach(), initial[n]) for n, p in named}
     return trace
 
 
-def _settled(trace: TrainingTrace, params: Mapping[str, torch.Tensor],
-             initial: Mapping[str, torch.Tensor]) -> bool:
-    """Every trainable parameter has had a usable gradient and has moved."""
-    for name in trace.trainable:
-        if "ok" not in trace.grad_states[name]:
-            return False
-        if torch.equal(params[name].detach(), initial[name]):
-            return False
-    return True
+def _moved(params: Mapping[str, torch.Tensor], last: Snapshot) -> set[str]:
+    """Parameters that differ (bitwise; NaN equals NaN) from ``last``, which is updated
+    (read and written one tensor at a time: it may live on disk)."""
+    moved = set()
+    with torch.no_grad():
+        for name, param in params.items():
+            before = last[name]
+            now = param.detach()
+            if torch.equal(now, before):
+                continue
+            if now.is_floating_point() and bool(((now == before)
+                                                 | (now.isnan() & before.isnan())).all()):
+                continue
+            moved.add(name)
+            last.update(name, now)
+    return moved
+
+
+def _settled(trace: TrainingTrace, declared: Sequence[str]) -> bool:
+    """Every trainable parameter has had a usable gradient and the optimizer moved it,
+    or it is moved by the model's own code without a gradient (an averaged copy); and
+    every frozen parameter not ``declared`` frozen/ema has moved (an EMA target moves
+    by rounding only, or not at all, while it equals its source: it gets the steps to
+    show it follows; a forgotten freeze costs those steps before it fails)."""
+    trained = all(
+        (trace.usable_gradient(n) and n in trace.optimizer_moved)
+        or trace.moved_by_model_only(n)
+        for n in trace.trainable
+    )
+    moved = trace.self_moved | trace.optimizer_moved
+    return trained and all(
+        n in moved or any(fnmatch.fnmatchcase(n, p) for p in declared) for n in trace.frozen
+    )
+
+
+def _accumulating(trace: TrainingTrace) -> bool:
+    """The optimizer has moved nothing although it holds parameters with gradients:
+    it may step only every k calls."""
+    return not trace.optimizer_moved and any(
+        trace.usable_gradient(n) and n in trace.in_optimizer for n in trace.trainable
+    )
 
 
 def _anomaly_location(ctx: CheckContext, inputs: Any, target: Any) -> tuple[Any, str, str]:

@@ -40,6 +40,7 @@ from .locate import Locator
 from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
+from .tracebacks import hide_torchvet_frames
 
 register_all()
 
@@ -160,8 +161,8 @@ class UnitRun:
         obj = self.call_factory(fn)
         job = self.job
 
-        def rebuild() -> Any:
-            seed_everything(derived_seed(job.seed, "rebuild"))
+        def rebuild(seed: int | None = None) -> Any:
+            seed_everything(derived_seed(job.seed, "rebuild") if seed is None else seed)
             return fn()
 
         spec: ModelSpec | None = None
@@ -189,6 +190,8 @@ class UnitRun:
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
+        if not self.job.full_trace:
+            result.details = hide_torchvet_frames(result.details)
         self.send(protocol.Finished(result))
 
     @staticmethod
@@ -299,7 +302,7 @@ def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
     func = IMPLEMENTATIONS.get(check_id)
     if func is None:
         return CheckResult(check_id, Status.ERROR, f"no implementation registered for {check_id}")
-    ctx.current_check = check_id
+    ctx.begin_check(check_id)
     seed_everything(derived_seed(ctx.seed, check_id))
     budget = ctx.budget(check_id)
     try:

@@ -41,3 +41,31 @@ def test_model_fit_runs_the_step_on_whole_batches() -> None:
 def test_model_fit_only_applies_to_models() -> None:
     results = vet(fx.tuple_samples, ["data.model_fit"], kind="dataset")
     assert "data.model_fit" not in results
+
+
+def test_model_fit_runs_the_step_as_training_runs_it_and_leaves_the_model_alone() -> None:
+    """A gradient penalty needs autograd and train mode; an EMA step moves the model: the
+    step runs on a copy, in train mode, with gradients on."""
+    seen: dict[str, Any] = {}
+
+    def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        x, y = batch
+        x = x.clone().requires_grad_(True)
+        out = model(x)
+        (penalty,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        seen["training"] = model.training
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.5)  # the model's own update, as an EMA step would
+        return torch.nn.functional.cross_entropy(out, y) + penalty.pow(2).mean()
+
+    model = fx.Classifier()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def factory() -> dict[str, Any]:
+        return {"model": model, "step": step, "dataset": fx.TupleSamples()}
+
+    result = verdict(factory, "data.model_fit")
+    assert_status(result, Status.PASSED, "runs through the step")
+    assert seen["training"] is True
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -5,16 +5,18 @@ them through one sample-layout model (:mod:`.layout`). The checks live by what t
 look at:
 
 - :mod:`.structure` — data.length, data.samples, data.finite
+- :mod:`.distinct` — data.distinct, data.idempotent
 - :mod:`.labels` — data.labels
 - :mod:`.loading` — data.collate, data.reproducible
 - :mod:`.workers` — data.workers (with the pickle forensics of :mod:`.pickling`)
+- :mod:`.leakage` — data.leakage
 - :mod:`.fit` — data.model_fit
 
-Importing this package registers all eight.
+Importing this package registers all eleven.
 """
 
 from __future__ import annotations
 
-from . import fit, labels, loading, structure, workers
+from . import distinct, fit, labels, leakage, loading, structure, workers
 
-__all__ = ["fit", "labels", "loading", "structure", "workers"]
+__all__ = ["distinct", "fit", "labels", "leakage", "loading", "structure", "workers"]

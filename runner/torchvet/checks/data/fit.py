@@ -14,6 +14,7 @@ from ...unit.data_batches import DatasetSource, label_path, split_sample
 from ...unit.inputs import Inputs
 from ...unit.pytree import floating_leaves
 from ...unit.seeding import derived_seed, seed_everything
+from .. import forward_errors
 from ..base import Outcome, Skip, check, failed, passed
 from ..text import dtype_name, one_line, shape_str
 from .labels import CLASS_LOSSES
@@ -43,19 +44,24 @@ def model_fit(ctx: CheckContext) -> Outcome:
     raw_inputs, label = (batch, None) if whole else split_sample(batch, key)
     inputs = Inputs.from_user(raw_inputs).map(lambda t: t.to(ctx.device))
     desc = inputs.describe()
-    model = ctx.model.eval()
     seed_everything(derived_seed(ctx.seed, "data.model_fit"))
+    if whole:
+        return _fit_step(ctx, inputs, desc)
+    model = ctx.model.eval()
     with torch.no_grad():
-        if whole:
-            return _fit_step(ctx, inputs, desc)
         try:
             output = ctx.call(model, inputs)
         except Exception as exc:
+            details = traceback.format_exc()
+            cause = forward_errors.explain(ctx, inputs, exc)
+            if cause is not None:
+                return failed(f"a real batch ({desc}) does not fit the model: {one_line(exc)}; "
+                              f"{cause.phrase()}", details, cause.where)
             return failed(
                 f"a real batch ({desc}) does not fit the model: {one_line(exc)}"
                 f"{_dtype_hint(ctx, inputs)}; make the dataset's samples match the model's "
                 "input layer (features, channels, dtype), or fix the model",
-                traceback.format_exc(),
+                details,
                 ctx.where_exception(exc),
             )
         bad = [(p, t) for p, t in floating_leaves(output) if not bool(torch.isfinite(t).all())]
@@ -91,9 +97,12 @@ def model_fit(ctx: CheckContext) -> Outcome:
 
 
 def _fit_step(ctx: CheckContext, inputs: Inputs, desc: str) -> Outcome:
+    """The user's step as it is meant to run (train mode, autograd on), on a copy: a step
+    may need gradients (a gradient penalty) or update the model itself (an EMA)."""
     assert ctx.spec is not None and ctx.spec.step is not None
     try:
-        loss = ctx.spec.step(ctx.model, inputs.user_form())
+        with torch.enable_grad():
+            loss = ctx.training_loss(ctx.fresh_copy().train(), inputs, None)
     except Exception as exc:
         return failed(
             f"the step raised {one_line(exc)} on a real batch ({desc}): make the dataset's "
@@ -105,7 +114,8 @@ def _fit_step(ctx: CheckContext, inputs: Inputs, desc: str) -> Outcome:
         return failed(f"the step's loss on a real batch ({desc}) is {loss}, not a finite "
                       "tensor: check the data's scale and labels",
                       where=ctx.locator.for_function(ctx.spec.step) or ctx.where_model())
-    return passed(f"a real batch ({desc}) runs through the step; loss {float(loss.mean()):.4g}")
+    value = float(loss.detach().mean())
+    return passed(f"a real batch ({desc}) runs through the step; loss {value:.4g}")
 
 
 def _dtype_hint(ctx: CheckContext, inputs: Inputs) -> str:

@@ -293,7 +293,7 @@ def private_generators(obj: Any, prefix: str = "dataset", depth: int = 0
     if depth > 2 or not hasattr(obj, "__dict__") or isinstance(obj, (type, types.ModuleType)):
         return found
     for name, value in list(vars(obj).items())[:200]:
-        kind = _rng_kind(value)
+        kind = rng_kind(value)
         if kind:
             found.append((f"{prefix}.{name}", obj, name, kind))
         elif hasattr(value, "__dict__") and not callable(value):
@@ -304,7 +304,7 @@ def private_generators(obj: Any, prefix: str = "dataset", depth: int = 0
     return found
 
 
-def _rng_kind(value: Any) -> str:
+def rng_kind(value: Any) -> str:
     if np is not None and isinstance(value, (np.random.Generator, np.random.RandomState)):
         return f"numpy.random.{type(value).__name__}"
     if isinstance(value, torch.Generator):

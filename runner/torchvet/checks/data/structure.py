@@ -13,6 +13,7 @@ from ...unit.data_batches import is_default_collate
 from ...unit.seeding import derived_seed, seed_everything
 from ..base import DependencyFailed, Location, Outcome, Skip, check, failed, passed, warned
 from ..text import one_line
+from .distinct import sameness
 from .layout import (
     Difference,
     Leaf,
@@ -83,12 +84,23 @@ def length(ctx: CheckContext) -> Outcome:
             traceback.format_exc(),
             where_get,
         )
+    if size > 2 and _all_alike(ctx):
+        raise DependencyFailed(
+            f"not run: dataset[{size}] returns a sample too, but every sample is the same: "
+            "__getitem__ ignores its index (see data.distinct)")
     return failed(
         f"dataset[{size}] (index len) returned a sample instead of raising IndexError: a "
         "`for sample in dataset` loop never ends (iteration stops only at IndexError); "
         "raise IndexError when index >= len(self) instead of wrapping around (index % len)",
         where=where_get,
     )
+
+
+def _all_alike(ctx: CheckContext) -> bool:
+    try:
+        return sameness(ctx) is not None
+    except Skip:
+        return False
 
 
 def _overlong(ctx: CheckContext, scan: Scan, last: LoadError, where_len: Location) -> Outcome:
