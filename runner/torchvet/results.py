@@ -277,6 +277,7 @@ def clean_result(result: CheckResult) -> CheckResult:
         file=clean_text(str(result.file), NAME_LIMIT) if result.file else None,
         line=result.line,
         duration=result.duration,
+        peak_memory=result.peak_memory,
     )
 
 

@@ -284,8 +284,9 @@ def released_as_loaded(model: nn.Module) -> Iterator[None]:
             if isinstance(value, torch.Tensor):
                 pending.append(value)
 
+    # a TorchScript module takes no hooks: its tensors are released with the next module's
     handles = [m._register_load_state_dict_pre_hook(before_module, with_module=True)
-               for m in model.modules()]
+               for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
     try:
         yield
     finally:
