@@ -358,6 +358,7 @@ class Replayer:
         self.optimizer: Adam | None = None
         self.last: Any = None
         self.last_inputs: list[torch.Tensor] = []
+        self.last_model: nn.Module = nn.Module()
         self.sample_index = 0
 
     def build(self) -> None:
@@ -404,12 +405,19 @@ class Replayer:
             else:
                 self.last = model(*inputs.args, **inputs.kwargs)
         self.last_inputs = [t for _, t in inputs.tensors() if t.requires_grad]
+        self.last_model = model
 
     def backward(self) -> None:
         _reduce(self.last).backward()
 
     def grad(self) -> None:
-        torch.autograd.grad(_reduce(self.last), self.last_inputs, allow_unused=True)
+        """``torch.autograd.grad`` as a check called it: with respect to the inputs, or,
+        where none requires grad (a check that asks about parameters), the parameters."""
+        out = _reduce(self.last)
+        leaves = self.last_inputs or [p for p in self.last_model.parameters()
+                                      if p.requires_grad]
+        if out.requires_grad and leaves:
+            torch.autograd.grad(out, leaves, allow_unused=True)
 
     def step(self, event: Event) -> None:
         if self.optimizer is None:
