@@ -107,3 +107,6 @@ def test_each_check_needs_its_own_extra_instances() -> None:
         assert check_need(check_id, sizes, ctx, training) == training + SLACK
     assert check_need("training.update", sizes, ctx, 0) == SLACK, "the run is memoised"
     assert check_need("forward.runs", sizes, ctx, training) == SLACK
+    for check_id in ("training.loss_at_init", "forward.probabilities"):
+        assert check_need(check_id, sizes, ctx, training) >= w, \
+            f"{check_id}: the loss capture runs on a copy, in train mode"

@@ -177,6 +177,9 @@ def check_need(check_id: str, s: Sizes, ctx: CheckContext, training: int) -> int
     def kept(b: int) -> int:  # outputs held while another forward runs
         return 2 * _scaled(share, b, ctx)
 
+    def capture(b: int) -> int:  # the loss capture: a copy, in train mode, autograd on
+        return w + int(_scaled(s.saved_activations, b, ctx) * TRAIN_MODE_FACTOR)
+
     if check_id in ("forward.runs", "forward.finite", "forward.dtype", "forward.shape",
                     "forward.determinism"):
         need = _eval(s, batch, ctx) + kept(batch)
@@ -186,10 +189,10 @@ def check_need(check_id: str, s: Sizes, ctx: CheckContext, training: int) -> int
         b = max(2, batch)
         need = _scaled(s.saved_activations, b, ctx) + _eval(s, b, ctx) + kept(b)
     elif check_id == "forward.probabilities":
-        need = _eval(s, train_batch, ctx) + kept(train_batch)
+        need = _eval(s, train_batch, ctx) + kept(train_batch) + capture(train_batch)
     elif check_id == "training.loss_at_init":
         b = max(LOSS_AT_INIT_BATCH, train_batch)
-        need = _eval(s, b, ctx) + kept(b)
+        need = _eval(s, b, ctx) + kept(b) + capture(b)
     elif check_id == "training.overfit":
         # its own copy and Adam, on top of the shared run it reads first
         need = training
