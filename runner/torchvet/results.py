@@ -74,7 +74,8 @@ class CheckResult:
 
     ``message`` is the one-line verdict (it names the culprit and the fix); ``details``
     holds everything else (tracebacks, tables). ``file``/``line`` point at the culprit,
-    relative to the report root where possible.
+    relative to the report root where possible. ``peak_memory``: the worker's own
+    resident bytes at their peak during the check (0: not measured).
     """
 
     id: str
@@ -84,6 +85,7 @@ class CheckResult:
     file: str | None = None
     line: int | None = None
     duration: float = 0.0
+    peak_memory: int = 0
 
     @property
     def area(self) -> str:
@@ -98,7 +100,7 @@ class CheckResult:
             "file": self.file,
             "line": self.line,
             "duration": round(self.duration, 6),
-        }
+        } | ({"peak_memory": self.peak_memory} if self.peak_memory else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
@@ -110,12 +112,15 @@ class CheckResult:
             file=data.get("file"),
             line=int(data["line"]) if data.get("line") is not None else None,
             duration=float(data.get("duration") or 0.0),
+            peak_memory=int(data.get("peak_memory") or 0),
         )
 
 
 @dataclass
 class UnitReport:
-    """All results for one unit (a model or a dataset factory)."""
+    """All results for one unit (a model or a dataset factory). ``peak_memory``: the
+    unit's own peak resident bytes (beyond what its worker shares with the fork server;
+    0: not measured), which ``--durations`` feeds back to the scheduler."""
 
     name: str
     kind: str = "model"
@@ -127,6 +132,7 @@ class UnitReport:
     duration: float = 0.0
     label: str = ""
     output: str = ""
+    peak_memory: int = 0
 
     @property
     def display_name(self) -> str:
@@ -158,6 +164,7 @@ class UnitReport:
             "line": self.line,
             "label": self.label,
             "duration": round(self.duration, 6),
+            "peak_memory": self.peak_memory,
             "output": self.output,
             "results": [r.to_dict() for r in self.results],
         }
@@ -173,6 +180,7 @@ class UnitReport:
             line=int(data["line"]) if data.get("line") is not None else None,
             label=str(data.get("label") or ""),
             duration=float(data.get("duration") or 0.0),
+            peak_memory=int(data.get("peak_memory") or 0),
             output=str(data.get("output") or ""),
             results=[CheckResult.from_dict(r) for r in data.get("results", [])],
         )
@@ -269,6 +277,7 @@ def clean_result(result: CheckResult) -> CheckResult:
         file=clean_text(str(result.file), NAME_LIMIT) if result.file else None,
         line=result.line,
         duration=result.duration,
+        peak_memory=result.peak_memory,
     )
 
 
