@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, baselines
 from .action.docker.command import docker_command
 from .action.workflow import command
 from .checks.catalogue import CATALOGUE
@@ -58,6 +58,14 @@ INSTALLED_OPT = click.option(
     "--installed/--no-installed", default=None,
     help="Also take entry points from installed distributions (default: only when the "
          "project at PATH declares none).",
+)
+
+BASELINE_OPT = click.option(
+    "--baseline", metavar="REF", default=None,
+    help="What the regression checks compare with: 'snapshot' (default: the files under "
+         ".torchvet/snapshots), a directory of snapshot files, or a git ref whose "
+         "snapshots are taken on the fly from a checkout of it, e.g. the pull request's "
+         "base SHA or origin/main.",
 )
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -174,13 +182,14 @@ def checks_command(as_json: bool) -> None:
 @click.option("--github/--no-github", default=None,
               help="Emit GitHub Actions annotations, job summary and step outputs "
                    "[default: when GITHUB_ACTIONS=true].")
+@BASELINE_OPT
 @INSTALLED_OPT
 def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
                 github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
-                changed_since: str | None = None) -> None:
+                changed_since: str | None = None, baseline: str | None = None) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
     sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
     if sel.changes is not None:  # nothing affected is a success: the run is empty
@@ -200,10 +209,55 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
+    options.baselines = baselines.resolve(sel, baseline, options)
     run = execute(sel, options)
     if run.interrupted:
         raise SystemExit(ExitCode.INTERRUPTED)
     raise SystemExit(exit_code_for(run, options.fail_on))
+
+
+@cli.command("snapshot")
+@PATH_ARG
+@MODELS_OPT
+@EXCLUDE_OPT
+@click.option("--update", is_flag=True,
+              help="Accept the changes: rewrite the snapshots that differ (the file's diff "
+                   "then shows the change to reviewers).")
+@click.option("--output", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Write the snapshots here instead of PATH/.torchvet/snapshots (a "
+                   "baseline for `torchvet run --baseline DIR`).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the snapshot's values [default: [tool.torchvet] seed, else 0].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Per-unit time limit [default: 300].")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Units snapshotted at once [default: cores].")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="Where the models run (values are filed per device).")
+@click.option("-s", "--no-capture", is_flag=True,
+              help="Let the output of user code through.")
+@INSTALLED_OPT
+def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
+                     update: bool, output: str | None, seed: int | None,
+                     timeout: float | None, jobs: int | None, device: str, no_capture: bool,
+                     installed: bool | None) -> None:
+    """Write each unit's snapshot (signature, cost, values) under PATH/.torchvet/snapshots,
+    what the regression checks compare with.
+
+    A missing file is created and a torch version or device the file lacks is added; a
+    snapshot that differs is reported and left alone (exit 1) unless --update accepts it.
+    Commit the files: their diff shows reviewers what a change does to the model.
+    """
+    sel = select_units(path, models, exclude, installed)
+    config = sel.config
+    options = RunOptions(
+        seed=seed if seed is not None else (config.seed or 0),
+        timeout=timeout,
+        jobs=min(jobs or config.jobs or cpu_count(), max(1, len(sel.factories))),
+        device=device,
+        capture=not no_capture,
+    )
+    raise SystemExit(baselines.snapshot_units(sel, options, update=update, output=output))
 
 
 @cli.command("merge")

@@ -118,6 +118,9 @@ class UnitReport:
     duration: float = 0.0
     label: str = ""
     output: str = ""
+    # against a baseline: params/flops/activation_bytes [before, after], outputs_changed,
+    # checkpoint_compatible, baseline (the job summary's Model changes row)
+    changes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -151,6 +154,7 @@ class UnitReport:
             "duration": round(self.duration, 6),
             "output": self.output,
             "results": [r.to_dict() for r in self.results],
+            **({"changes": self.changes} if self.changes else {}),
         }
 
     @classmethod
@@ -166,6 +170,7 @@ class UnitReport:
             duration=float(data.get("duration") or 0.0),
             output=str(data.get("output") or ""),
             results=[CheckResult.from_dict(r) for r in data.get("results", [])],
+            changes=dict(data.get("changes") or {}),
         )
 
 

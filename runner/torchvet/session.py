@@ -25,6 +25,7 @@ from .action import workflow
 from .checks.catalogue import AREAS, unknown_patterns
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
+from .engine.snapshotting import Key, record_changes, with_baselines
 from .errors import UsageError
 from .project.changes import ChangedUnits, select_changed
 from .project.config import Config, load_config
@@ -39,6 +40,7 @@ from .project.discovery import (
 )
 from .project.paths import find_report_root
 from .project.sharding import load_durations, select_shard
+from .project.snapshots import Baseline
 from .reporters import github, json_report, junit
 from .reporters.terminal import TerminalReporter
 from .results import RunReport
@@ -164,6 +166,7 @@ class RunOptions:
     json_path: str | None = None
     capture: bool = True
     github: bool = False  # GitHub Actions: annotations, job summary, step outputs
+    baselines: dict[Key, Baseline] | None = None  # what regression.* compares with
 
 
 def project_dirs(sel: Selection) -> tuple[str, ...]:
@@ -204,7 +207,7 @@ def build_jobs(sel: Selection, options: RunOptions) -> list[Job]:
 def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
     """Run every selected unit and write the reports; returns the run."""
     github_env = workflow.withhold_from_user_code() if options.github else None
-    jobs = build_jobs(sel, options)
+    jobs = with_baselines(build_jobs(sel, options), options.baselines)
     if jobs:  # an empty selection (--changed-since, --shard) needs no torch
         warm_up(jobs)
     out = stream or sys.stdout
@@ -222,6 +225,7 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
                         capture=options.capture)
     with terminate_as_interrupt():
         reports = executor.run()
+    record_changes(reports, jobs, executor.snapshots)
     run = RunReport(
         reports=reports,
         seed=options.seed,

@@ -2,13 +2,15 @@
 
 A worker sends these over a pipe as it goes, so a crash loses nothing already decided:
 ``Ready`` once it runs, ``Plan``/``Deadline`` when building the unit changes them, then
-``Started`` and ``Finished`` around every check, and ``Done`` at the end. The parent
-dispatches on the type; nothing here imports torch.
+``Started`` and ``Finished`` around every check, ``Snapshot`` when the job asks for the
+unit's snapshot, and ``Done`` at the end. The parent dispatches on the type; nothing
+here imports torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..results import CheckResult
 
@@ -48,10 +50,19 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """The unit's snapshot (``torchvet snapshot``, the Model changes of a run against a
+    baseline), or why none could be taken."""
+
+    data: dict[str, Any] | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Done:
     """Every planned check has reported."""
 
     seconds: float
 
 
-Message = Ready | Plan | Deadline | Started | Finished | Done
+Message = Ready | Plan | Deadline | Started | Finished | Snapshot | Done
