@@ -41,7 +41,7 @@ from .project.discovery import (
 from .project.paths import find_report_root
 from .project.sharding import load_durations, select_shard
 from .project.snapshots import Baseline
-from .reporters import github, json_report, junit
+from .reporters import github, json_report, junit, model_changes
 from .reporters.terminal import TerminalReporter
 from .results import RunReport
 
@@ -235,6 +235,8 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
         interrupted=executor.interrupted,
     )
     terminal.finish(run, options.fail_on)
+    for line in model_changes.text_lines(run.reports):
+        terminal.write(line)
     write_reports(run, terminal, options.fail_on, junit_path=options.junit,
                   json_path=options.json_path)
     if resume is not None:

@@ -18,6 +18,7 @@ from ..project.snapshot_diff import (
     cost_changes,
     diff_signature,
     diff_values,
+    first_moved_module,
     leaf_dtypes,
     module_changes,
 )
@@ -52,18 +53,20 @@ def signature(ctx: CheckContext) -> Outcome:
     if not diff.changed:
         return passed(f"outputs, state_dict and inputs match {source(ctx)}")
     lines = diff.lines()
-    more = f" (+{len(lines) - 1} more change(s), see details)" if len(lines) > 1 else ""
-    fix = f"; {UPDATE_HINT}"
+    more = f"; {len(lines)} changes in all, see details" if len(lines) > 1 else ""
     if diff.renamed:
         first = diff.renamed[0]
         head = (f"state_dict keys renamed {first.describe()}, e.g. {first.keys[0][0]} → "
                 f"{first.keys[0][1]}: {CHECKPOINTS}; keep the old name or map the old keys "
                 f"when loading")
+    elif diff.reshaped:
+        shapes = ", ".join(f"{k} {a} → {b}" for k, a, b in diff.reshaped[:3])
+        head = f"state_dict shapes changed: {shapes}: {CHECKPOINTS}"
     elif not diff.checkpoint_compatible:
         head = f"state_dict {diff.state_dict_lines()[0]}: {CHECKPOINTS}"
     else:
         head = f"{lines[0]}: code that consumes this unit may break"
-    return failed(f"{head} (vs {source(ctx)}){more}{fix}", "\n".join(lines),
+    return failed(f"{head} (vs {source(ctx)}){more}; {UPDATE_HINT}", "\n".join(lines),
                   where=_where_keys(ctx, diff))
 
 
@@ -101,11 +104,18 @@ def outputs(ctx: CheckContext) -> Outcome:
         if not compared:
             raise Skip("no output leaf in common with the snapshot (see regression.signature)")
         return passed(f"{len(compared)} leaf(s) match {source(ctx)} within tolerance")
-    what = "the first batch" if ctx.spec is None else "the model computes something else"
+    if ctx.spec is None:
+        return failed(f"the first batch changed: {moved[0].describe()} vs {source(ctx)}; "
+                      f"{UPDATE_HINT}", "\n".join(m.describe() for m in moved))
+    culprit = first_moved_module(recorded.get("modules") or {}, now.get("modules") or {},
+                                 str(signature_of(ctx).get("dtype")), declared)
+    first = f", first at the output of {culprit} (the modules called before it match)" \
+        if culprit else ""
     return failed(
-        f"{moved[0].describe()} vs {source(ctx)}: {what} (a changed activation, init, "
-        f"wiring or default?); {UPDATE_HINT}",
-        "\n".join(m.describe() for m in moved))
+        f"output {moved[0].describe()} vs {source(ctx)}{first}: the model computes something "
+        f"else (a changed activation, init, wiring or default?); {UPDATE_HINT}",
+        "\n".join(m.describe() for m in moved),
+        where=ctx.where_parameters([culprit]) if culprit else None)
 
 
 @check("regression.cost")

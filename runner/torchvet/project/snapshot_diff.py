@@ -11,6 +11,7 @@ keys that appear with the same shapes, differing only by a module path.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,9 +146,19 @@ def diff_signature(old: Mapping[str, Any], new: Mapping[str, Any]) -> SignatureD
             diff.reshaped.append((key, s0, s1))
         elif t0 != t1:
             diff.retyped.append((key, t0, t1))
-    diff.reshaped.sort()
-    diff.retyped.sort()
+    def weights_first(change: tuple[str, str, str]) -> tuple[Any, ...]:
+        module, _, name = change[0].rpartition(".")
+        return natural_order(module), name != "weight", name
+
+    diff.reshaped.sort(key=weights_first)
+    diff.retyped.sort(key=weights_first)
     return diff
+
+
+def natural_order(text: str) -> list[tuple[int, int, str]]:
+    """``layer2`` before ``layer10``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", text) if part]
 
 
 def _leaves_text(leaves: Any) -> str:
@@ -254,12 +265,14 @@ class Moved:
     allowed: float  # the tolerance at that element
 
     def describe(self) -> str:
+        """``out["logits"] moved by up to 0.13 at out["logits"][0, 1] (0.11 → -0.02,
+        tolerance 4.2e-05)``."""
         return (f"{self.leaf} moved by up to {_num(self.delta)} at {self.where} "
-                f"({_num(self.before)} → {_num(self.after)}; tolerance {_num(self.allowed)})")
+                f"({_num(self.before)} → {_num(self.after)}, tolerance {_num(self.allowed)})")
 
 
 def _num(value: float) -> str:
-    return f"{value:.4g}"
+    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2g}"
 
 
 def _float(value: Any) -> float:
@@ -324,6 +337,19 @@ def diff_values(old: Mapping[str, Any], new: Mapping[str, Any], dtypes: Mapping[
     return sorted(moved, key=lambda m: -(m.delta / m.allowed if m.allowed else math.inf))
 
 
+def first_moved_module(old: Mapping[str, Any], new: Mapping[str, Any], dtype: str,
+                       declared: Mapping[str, float] | None = None) -> str | None:
+    """The first top-level module, in call order, whose output moved: the modules called
+    before it still compute what they did."""
+    for name, digest in sorted(new.items(), key=lambda kv: kv[1].get("call", 0)):
+        before = old.get(name)
+        if before is None or before.get("shape") != digest.get("shape"):
+            return name  # a new module, or one whose output changed shape
+        if diff_leaf(name, dtype, before, digest, declared) is not None:
+            return name
+    return None
+
+
 def leaf_dtypes(signature_leaves: Mapping[str, str]) -> dict[str, str]:
     return {k: _split_desc(v)[1] for k, v in signature_leaves.items()}
 
@@ -374,9 +400,11 @@ def cost_changes(old: Mapping[str, Any], new: Mapping[str, Any], key: str,
     """Every cost figure both snapshots have: parameters always, FLOPs and activation
     memory when both were measured under ``key`` (same torch minor, same device)."""
     found = []
+    all_trainable = all(_dig(s, ("params", "total")) == _dig(s, ("params", "trainable"))
+                        for s in (old, new))
     for what, name in (("parameters", "total"), ("trainable parameters", "trainable")):
         a, b = _dig(old, ("params", name)), _dig(new, ("params", name))
-        if a is not None and b is not None:
+        if a is not None and b is not None and not (name == "trainable" and all_trainable):
             found.append(CostChange(what, float(a), float(b)))
     if compare_measured:
         for what, path in COST_FIELDS:

@@ -73,7 +73,7 @@ def decide(old: Mapping[str, Any] | None, new: Mapping[str, Any], update: bool) 
     merged = copy.deepcopy(dict(new))
     fresh = dict(merged["measured"][key])
     if key in measured and not values_moved:
-        for part in ("inputs", "outputs"):  # still within tolerance: keep the file's numbers
+        for part in ("inputs", "outputs", "modules"):  # within tolerance: keep the numbers
             if part in measured[key]:
                 fresh[part] = measured[key][part]
     merged["measured"] = {key: fresh}

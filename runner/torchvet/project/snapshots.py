@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import UsageError
-from .snapshot_diff import DEFAULT_COST_SHARE
+from .snapshot_diff import DEFAULT_COST_SHARE, natural_order
 
 FORMAT = 1  # "torchvet_snapshot" of the files this torchvet writes and reads
 DIRECTORY = Path(".torchvet") / "snapshots"
@@ -29,7 +28,7 @@ UPDATE_HINT = "if intended, accept it with `torchvet snapshot --update`"
 # Sections laid out one entry per line; deeper values (a module's tensors, a leaf's
 # digest) stay on their entry's line.
 _EXPANDED_DEPTH = 3
-_EXPANDED_DEEPER = ("outputs", "inputs")
+_EXPANDED_DEEPER = ("outputs", "inputs", "modules")
 
 
 class SnapshotError(UsageError):
@@ -129,8 +128,8 @@ def _render(value: Any, path: tuple[str, ...]) -> str:
 # signature, its cost, its measured values; a digest reads shape, statistics, sample.
 _ORDER = ("torchvet_snapshot", "unit", "kind", "seed", "signature", "forward", "inputs",
           "outputs", "length", "dtype", "state_dict", "params", "total", "trainable",
-          "by_module", "measured", "flops", "activation_bytes", "shape", "mean", "std",
-          "min", "max", "nonfinite", "sample")
+          "by_module", "measured", "flops", "activation_bytes", "modules", "call", "shape",
+          "mean", "std", "min", "max", "nonfinite", "sample")
 _RANK = {key: rank for rank, key in enumerate(_ORDER)}
 
 
@@ -138,12 +137,7 @@ def _ordered(mapping: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Known keys in reading order, then the rest in natural order (``layer2`` before
     ``layer10``)."""
     return sorted(((str(k), v) for k, v in mapping.items()),
-                  key=lambda kv: (_RANK.get(kv[0], len(_RANK)), natural_key(kv[0])))
-
-
-def natural_key(text: str) -> list[Any]:
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
-            for part in re.split(r"(\d+)", text) if part]
+                  key=lambda kv: (_RANK.get(kv[0], len(_RANK)), natural_order(kv[0])))
 
 
 def load_baselines(directory: Path, units: list[tuple[str, str]], *,

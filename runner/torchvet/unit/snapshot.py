@@ -9,7 +9,9 @@ and ``torchvet snapshot`` writes (:mod:`torchvet.project.snapshots` lays it out)
   (:class:`torch.utils.flop_counter.FlopCounterMode`), and the activation memory as the
   bytes autograd saves for backward (counted by a saved-tensors hook, not by an
   allocator, so it does not depend on the machine's load);
-- values: per input and output leaf, summary statistics and a fixed sample of elements.
+- values: per input and output leaf, summary statistics and a fixed sample of elements;
+  per top-level module, statistics of its output and its place in the call order (the
+  first module whose output moved is where a change starts).
 
 FLOPs, activation memory and values are keyed by what legitimately changes them, the
 torch minor version and the device type (``"torch 2.13 / cpu"``), so a run under
@@ -276,10 +278,44 @@ def model_cost(ctx: CheckContext) -> dict[str, Any]:
 
 def model_values(ctx: CheckContext) -> dict[str, Any]:
     def compute() -> dict[str, Any]:
-        return {"inputs": {p: digest(t) for p, t in ctx.inputs().tensors()},
-                "outputs": {p: digest(t) for p, t in leaves(ctx.eval_output())}}
+        values = {"inputs": {p: digest(t) for p, t in ctx.inputs().tensors()},
+                  "outputs": {p: digest(t) for p, t in leaves(ctx.eval_output())}}
+        modules = module_digests(ctx)
+        if modules:
+            values["modules"] = modules
+        return values
 
     return ctx.memo(("snapshot", "values"), compute)
+
+
+def module_digests(ctx: CheckContext) -> dict[str, Any]:
+    """Statistics of each top-level module's first output, with its place in the call
+    order: the first module whose output moved is where a change in the outputs starts."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def recorder(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            first = next((t for _, t in leaves(output) if t.is_floating_point()), None)
+            if name not in found and first is not None:
+                stats = {k: v for k, v in digest(first).items() if k != "sample"}
+                found[name] = {"call": len(found), **stats}
+        return hook
+
+    ctx.restore_model()
+    try:
+        handles = [child.register_forward_hook(recorder(name))
+                   for name, child in ctx.model.named_children()]
+    except Exception:  # a module that takes no hooks (TorchScript): no module digests
+        return {}
+    try:
+        seed_everything(derived_seed(ctx.seed, "eval", ctx.batch_size, 0))
+        with torch.no_grad():
+            ctx.call(ctx.model.eval(), ctx.inputs())
+    finally:
+        for handle in handles:
+            handle.remove()
+        ctx.restore_model()
+    return found
 
 
 # --------------------------------------------------------------------------- datasets
