@@ -32,7 +32,7 @@ from ..errors import ExitCode
 from ..project.config import declared_fail_on
 from ..reporters import github as gh
 from ..reporters import json_report
-from . import failures, workflow
+from . import baseline, failures, workflow
 from .inputs import Inputs, parse_inputs
 from .install import (
     PROJECT_FILES,
@@ -118,7 +118,7 @@ def cli_command(python: str, inputs: Inputs, project: Path, json_path: Path,
         argv += ["--timeout", f"{inputs.timeout:g}"]
     if inputs.seed is not None:
         argv += ["--seed", str(inputs.seed)]
-    return argv
+    return argv + baseline.run_arguments(inputs)
 
 
 def cli_error(tail: Sequence[str]) -> str:
