@@ -1,13 +1,16 @@
-"""The action with `baseline: <base sha>` end to end: the image built from the repository's
-Dockerfile, run the way the Actions runner runs a container action (TESTING.md), on a
-fixture repository with two commits, the second renaming a submodule. The base's
-snapshot is built in the container; the job summary shows the Model changes table and the
-annotation lands on the changed line."""
+"""Snapshots and baselines in the action's image: `baseline: <base sha>` end to end (the
+image built from the repository's Dockerfile, run the way the Actions runner runs a
+container action, TESTING.md) on a fixture repository with two commits, the second
+renaming a submodule: the base's snapshot is built in the container, the job summary
+shows the Model changes table and the annotation lands on the changed line. And the
+examples' snapshots taken on this machine compare clean under `torchvet docker`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from ruamel.yaml import YAML
 
 from tests.helpers import ROOT
 from tests.helpers.workflow import read_outputs
+from torchvet.reporters import json_report
+from torchvet.results import Status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -158,3 +163,26 @@ def test_the_base_ref_is_snapshotted_in_the_container_and_the_change_shown(
     assert git(workspace, "rev-parse", "HEAD").strip() == head
     assert git(workspace, "status", "--porcelain", "--untracked-files=no") == ""
     assert len(git(workspace, "worktree", "list").splitlines()) == 1
+
+
+def test_snapshots_taken_here_compare_clean_in_the_image(
+        image: str, torch_index: str, tmp_path: Path) -> None:
+    """The examples' snapshots, taken on this machine, compare clean under
+    `torchvet docker` (the image's torch, the runner's way of running it)."""
+    project = tmp_path / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart", project)
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(tmp_path)}
+    env.pop("GITHUB_ACTIONS", None)
+    taken = subprocess.run([sys.executable, "-m", "torchvet", "snapshot", str(project)],
+                           env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert taken.returncode == 0 and "4 created" in taken.stdout, taken.stdout + taken.stderr
+    report = tmp_path / "r.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "torchvet", "docker", str(project), "--image", image,
+         "--torch-index-url", torch_index, "--checks", "regression", "--json", str(report)],
+        env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    run = json_report.read(report)
+    verdicts = {(u.name, r.id): r.status for u, r in run.all_results()}
+    assert len(verdicts) == 3 * 3 + 2  # three models, one dataset (no cost check)
+    assert set(verdicts.values()) == {Status.PASSED}, verdicts
