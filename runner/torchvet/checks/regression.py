@@ -77,8 +77,9 @@ def _where_keys(ctx: CheckContext, diff: SignatureDiff) -> Location:
     return ctx.where_parameters(keys) if keys else None
 
 
-@check("regression.outputs")
-def outputs(ctx: CheckContext) -> Outcome:
+def comparable_values(ctx: CheckContext) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(the snapshot's values, the unit's) when they can be compared: same seed, values
+    for this torch and device, same inputs; else a skip saying why."""
     old = baseline(ctx)
     key = values_key(ctx.device)
     recorded = (old.get("measured") or {}).get(key)
@@ -89,32 +90,37 @@ def outputs(ctx: CheckContext) -> Outcome:
         keys = ", ".join(sorted(old.get("measured") or {})) or "none"
         raise Skip(f"no values for {key} in {source(ctx)} (it has: {keys}): `torchvet "
                    "snapshot` adds them for this torch and device")
-    diff = signature_diff(ctx)
     now = values_of(ctx)
-    inputs_moved = diff_values(recorded.get("inputs") or {}, now.get("inputs") or {}, {})
-    if diff.inputs or inputs_moved:
+    if signature_diff(ctx).inputs or diff_values(recorded.get("inputs") or {},
+                                                 now.get("inputs") or {}, {}):
         raise Skip(f"the inputs differ from those of {source(ctx)}: the outputs cannot be "
                    f"compared; {UPDATE_HINT}")
+    return recorded, now
+
+
+@check("regression.outputs")
+def outputs(ctx: CheckContext) -> Outcome:
+    recorded, now = comparable_values(ctx)
     declared = ctx.spec.tolerance if ctx.spec is not None else None
     dtypes = leaf_dtypes(signature_of(ctx).get("outputs") or {})
     moved = diff_values(recorded.get("outputs") or {}, now.get("outputs") or {}, dtypes,
                         declared)
-    compared = [leaf for leaf in recorded.get("outputs") or {} if leaf in dtypes]
     if not moved:
+        compared = [leaf for leaf in recorded.get("outputs") or {} if leaf in dtypes]
         if not compared:
             raise Skip("no output leaf in common with the snapshot (see regression.signature)")
         return passed(f"{len(compared)} leaf(s) match {source(ctx)} within tolerance")
+    details = "\n".join(m.describe() for m in moved)
     if ctx.spec is None:
         return failed(f"the first batch changed: {moved[0].describe()} vs {source(ctx)}; "
-                      f"{UPDATE_HINT}", "\n".join(m.describe() for m in moved))
+                      f"{UPDATE_HINT}", details)
     culprit = first_moved_module(recorded.get("modules") or {}, now.get("modules") or {},
                                  str(signature_of(ctx).get("dtype")), declared)
     first = f", first at the output of {culprit} (the modules called before it match)" \
         if culprit else ""
     return failed(
         f"output {moved[0].describe()} vs {source(ctx)}{first}: the model computes something "
-        f"else (a changed activation, init, wiring or default?); {UPDATE_HINT}",
-        "\n".join(m.describe() for m in moved),
+        f"else (a changed activation, init, wiring or default?); {UPDATE_HINT}", details,
         where=ctx.where_parameters([culprit]) if culprit else None)
 
 
