@@ -78,7 +78,8 @@ def from_base_ref(sel: Selection, ref: str, options: RunOptions) -> dict[Key, Ba
     for report in run.reports:
         sent = run.snapshots.get((report.kind, report.name))
         if sent is not None and sent.data is not None:
-            baselines[(report.kind, report.name)] = Baseline(sent.data, base.label)
+            baselines[(report.kind, report.name)] = Baseline(sent.data, base.label,
+                                                             origin=base.label)
         else:
             why = run.problem(report)
             failed.append(f"{report.name} ({why})")

@@ -81,7 +81,9 @@ def record_changes(reports: Sequence[UnitReport], jobs: Sequence[Job],
             continue
         key = next(iter(sent.data.get("measured") or {}), "")
         row = change_row(job.baseline.snapshot, sent.data, key)
-        row["baseline"] = job.baseline.source
+        row["baseline"] = job.baseline.origin or job.baseline.source
+        if report.kind == "dataset":
+            row["checkpoint_compatible"] = None  # no state to load
         verdicts = {r.id: r.status for r in report.results}
         row["outputs_changed"] = OUTPUTS_CHANGED.get(verdicts.get("regression.outputs"))
         report.changes = row

@@ -44,6 +44,7 @@ class Baseline:
     source: str  # ".torchvet/snapshots/mlp.json", "base 1a2b3c4"
     missing: str = ""
     cost_share: float = DEFAULT_COST_SHARE  # regression.cost warns beyond this change
+    origin: str = ""  # the baseline of the whole run: ".torchvet/snapshots", "base 1a2b3c4"
 
 
 def snapshot_dir(project_root: str | os.PathLike[str]) -> Path:
@@ -146,14 +147,16 @@ def load_baselines(directory: Path, units: list[tuple[str, str]], *,
     """The baseline of every ``(kind, name)`` from the files in ``directory``; ``label``
     names the source in messages (default: the file, relative to ``root``)."""
     found: dict[tuple[str, str], Baseline] = {}
+    origin = label or _shown(directory, root)
     for kind, name in units:
         path = snapshot_path(directory, kind, name)
         shown = label or _shown(path, root)
         data = read(path, kind, name)
         if data is None:
-            found[(kind, name)] = Baseline(None, shown, f"no snapshot {shown}: {CREATE_HINT}")
+            found[(kind, name)] = Baseline(None, shown, f"no snapshot {shown}: {CREATE_HINT}",
+                                           origin=origin)
         else:
-            found[(kind, name)] = Baseline(data, shown)
+            found[(kind, name)] = Baseline(data, shown, origin=origin)
     return found
 
 
