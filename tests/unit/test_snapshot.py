@@ -19,6 +19,8 @@ from torchvet.unit.snapshot import (
     forward_parameters,
     model_cost,
     model_signature,
+    model_values,
+    module_digests,
     shape_text,
     state_dict_signature,
     values_key,
@@ -114,6 +116,23 @@ def test_a_model_without_a_backward_has_no_backward_cost() -> None:
 
     cost = model_cost(make_context(argmax))
     assert cost["flops"]["backward"] is None and cost["activation_bytes"] is None
+
+
+def test_each_top_level_module_is_digested_in_call_order() -> None:
+    modules = module_digests(make_context(mlp))
+    assert [modules[name]["call"] for name in ("0", "1", "2")] == [0, 1, 2]
+    assert modules["1"]["min"] >= 0.0  # the ReLU's output
+
+
+def test_a_torchscript_child_leaves_no_module_digests_and_no_hooks() -> None:
+    def partly_scripted() -> dict[str, Any]:
+        return {"model": nn.Sequential(nn.Linear(8, 16), torch.jit.script(nn.Linear(16, 4))),
+                "inputs": torch.randn(2, 8)}
+
+    ctx = make_context(partly_scripted)
+    values = model_values(ctx)
+    assert "modules" not in values and set(values["outputs"]) == {"out"}
+    assert not ctx.model[0]._forward_hooks  # the hook set before the refusal is gone
 
 
 def test_two_builds_give_the_same_snapshot() -> None:

@@ -302,10 +302,8 @@ def module_digests(ctx: CheckContext) -> dict[str, Any]:
         return hook
 
     ctx.restore_model()
-    try:
-        handles = [child.register_forward_hook(recorder(name))
-                   for name, child in ctx.model.named_children()]
-    except Exception:  # a module that takes no hooks (TorchScript): no module digests
+    handles = _hook_children(ctx.model, recorder)
+    if handles is None:  # a child that takes no hooks (TorchScript): no module digests
         return {}
     try:
         seed_everything(derived_seed(ctx.seed, "eval", ctx.batch_size, 0))
@@ -316,6 +314,19 @@ def module_digests(ctx: CheckContext) -> dict[str, Any]:
             handle.remove()
         ctx.restore_model()
     return found
+
+
+def _hook_children(model: nn.Module, recorder: Any) -> list[Any] | None:
+    """A forward hook on each child, or None (and no hook left behind) when one refuses."""
+    handles: list[Any] = []
+    try:
+        for name, child in model.named_children():
+            handles.append(child.register_forward_hook(recorder(name)))
+    except RuntimeError:  # "register_forward_hook is not supported on ScriptModules"
+        for handle in handles:
+            handle.remove()
+        return None
+    return handles
 
 
 # --------------------------------------------------------------------------- datasets
