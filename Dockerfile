@@ -1,5 +1,6 @@
 # The torchvet GitHub Action: Python, CPU torch and torchvet. The entrypoint installs
-# the repository under test and runs `torchvet run` (see entrypoint.py, action.yml).
+# the repository under test and runs `torchvet run` as the unprivileged `torchvet`
+# account (see entrypoint.py, action.yml, docs/security.md).
 #
 #   docker build -t torchvet-action .
 #   docker build --build-arg TORCH_VERSION=2.4.1 --build-arg PYTHON_VERSION=3.12 .
@@ -44,4 +45,16 @@ RUN python -m pip install /opt/torchvet "numpy==${NUMPY_VERSION}" \
     && rm -rf /opt/torchvet/build /opt/torchvet/runner/*.egg-info \
     && torchvet --version
 
-ENTRYPOINT ["python", "/opt/torchvet/entrypoint.py"]
+# The account the repository's code runs as (docs/security.md): fixed ids, no home, no
+# shell, no supplementary group (so not the Docker socket's). torch, torchvet and this
+# image's files stay root's; no setuid binary is left for it to gain privileges through.
+ARG TORCHVET_UID=10001
+RUN /usr/sbin/groupadd --system --gid "${TORCHVET_UID}" torchvet \
+    && /usr/sbin/useradd --system --uid "${TORCHVET_UID}" --gid "${TORCHVET_UID}" --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin torchvet \
+    && find / -xdev -type f -perm /6000 -exec chmod a-s {} + \
+    && python -c "import pwd; assert pwd.getpwnam('torchvet').pw_uid == ${TORCHVET_UID}"
+
+# -I: the entrypoint (root) imports nothing from the working directory (the workspace)
+# or HOME, and reads no PYTHON* variable.
+ENTRYPOINT ["python", "-I", "/opt/torchvet/entrypoint.py"]

@@ -92,9 +92,11 @@ def test_dockerfile_contract() -> None:
         "FROM python:${PYTHON_VERSION}-slim")
     for line in ("ARG TORCH_VERSION=", "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu",
                  "PYTHONUNBUFFERED=1", "PIP_NO_CACHE_DIR=1", "PIP_ROOT_USER_ACTION=ignore",
-                 'ENTRYPOINT ["python", "/opt/torchvet/entrypoint.py"]'):
+                 'ENTRYPOINT ["python", "-I", "/opt/torchvet/entrypoint.py"]',
+                 "useradd --system --uid", "chmod a-s"):
         assert line in text, line
     assert text.index('"torch==${TORCH_VERSION}"') < text.index("COPY . /opt/torchvet/")
+    assert "USER " not in text  # the entrypoint starts as root and drops to the account
     # .dockerignore allow-lists the sources: no .venv, .git or tests in the build context
     rules = [line for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
              if line.strip() and not line.startswith("#")]

@@ -7,10 +7,15 @@ import json
 import pytest
 
 from torchvet.results import (
+    DETAILS_LIMIT,
+    MESSAGE_LIMIT,
+    OUTPUT_LIMIT,
     CheckResult,
     RunReport,
     Status,
     UnitReport,
+    clean_run,
+    clean_text,
     exit_code_for,
     merge_runs,
 )
@@ -74,3 +79,37 @@ def test_merge_keeps_every_unit_and_cell() -> None:
                                                            ("b", "")]
     assert merged.duration == 3.0 and merged.torch_version == "2.4"
     assert merged.reports[1].display_name == "a[torch 2.5]"
+
+
+# --------------------------------------------------------------------------- sanitising
+
+
+def test_clean_text_survives_any_string() -> None:
+    text = "lone \ud800 surrogate, NUL\x00, bell\x07, \x1b[31mred\x1b[0m, \ufffe, tab\tok\r\n"
+    assert clean_text(text) == ("lone \ufffd surrogate, NUL, bell\ufffd, red, \ufffd, "
+                                "tab\tok\r\n")
+    clean_text(text).encode("utf-8")  # no lone surrogate left
+
+
+def test_clean_text_caps_with_a_marker_and_is_idempotent() -> None:
+    text = "é" * 10_000  # 20_000 bytes of UTF-8
+    head = clean_text(text, 1000)
+    assert len(head.encode()) <= 1000 and head.startswith("é")
+    assert head.endswith(f"[… {20_000 - 952} bytes left out …]")
+    assert clean_text(head, 1000) == head
+    tail = clean_text("start " + "x" * 5000 + " end", 100, keep="tail")
+    assert tail.startswith("[… ") and tail.endswith(" end") and len(tail.encode()) <= 100
+    assert clean_text(tail, 100, keep="tail") == tail
+
+
+def test_clean_run_caps_every_string_a_unit_can_choose() -> None:
+    unit = UnitReport("net", output="o" * (OUTPUT_LIMIT + 10), results=[CheckResult(
+        "forward.runs\x00", Status.ERROR, "m" * (MESSAGE_LIMIT * 4), "d\ud800" * DETAILS_LIMIT,
+        "src/\x1b[1mm.py", 3)])
+    run = clean_run(RunReport([unit]))
+    [result] = run.reports[0].results
+    assert result.id == "forward.runs" and result.file == "src/m.py"
+    assert len(result.message.encode()) <= MESSAGE_LIMIT and "bytes left out" in result.message
+    assert len(result.details.encode()) <= DETAILS_LIMIT and "\ud800" not in result.details
+    assert run.reports[0].output.startswith("[… ") and "bytes left out" in run.reports[0].output
+    json.dumps(run.to_dict(), ensure_ascii=False).encode("utf-8")

@@ -9,21 +9,24 @@ nor ``list`` imports torch.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
 
 from . import __version__, baselines
 from .action.docker.command import docker_command
-from .action.workflow import command
+from .action.workflow import command, neutralize, stop_commands
 from .checks.catalogue import CATALOGUE
 from .errors import ExitCode, UsageError
 from .project.discovery import split_patterns
+from .project.stanza import plan as init_plan
 from .reporters import json_report
 from .reporters.terminal import TerminalReporter
 from .results import exit_code_for, merge_runs
@@ -31,7 +34,9 @@ from .session import (
     RunOptions,
     cpu_count,
     execute,
+    in_actions_log,
     select_units,
+    shield_environment,
     validate_checks,
     validate_config_checks,
     write_reports,
@@ -71,6 +76,29 @@ BASELINE_OPT = click.option(
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+@contextlib.contextmanager
+def commands_off() -> Iterator[None]:
+    """In a GitHub Actions log, what the block prints (names, messages, paths of the
+    project) sits inside a stop-commands block: it cannot issue workflow commands."""
+    if not in_actions_log():
+        yield
+        return
+    sys.stdout.flush()
+    resume = stop_commands(sys.stdout)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout.write(resume)
+        sys.stdout.flush()
+
+
+def echo_err(text: str) -> None:
+    """A line on stderr; in an Actions log with every ``::`` and ``##[`` neutralised
+    (stderr is read for commands too, and a block on stdout does not order with it)."""
+    click.echo(neutralize(text) if in_actions_log() else text, err=True)
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="torchvet")
 def cli() -> None:
@@ -108,18 +136,20 @@ def list_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
     if as_json:
         rows = [f.to_dict() | ({"changed": changes.why(f)} if changes else {})
                 for f in sel.factories]
-        click.echo(json.dumps(rows, indent=2))
+        with commands_off():
+            click.echo(json.dumps(rows, indent=2))
         return
-    if changes is not None:
-        click.echo(changes.summary(len(sel.factories), len(sel.all_factories)))
-    width = max((len(f.name) for f in sel.factories), default=0)
-    for f in sel.factories:
-        where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
-        click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
-        if changes is not None and not changes.everything:
-            click.echo(f"{'':<8} {'':<{width}}  because {changes.why(f)}")
+    with commands_off():
+        if changes is not None:
+            click.echo(changes.summary(len(sel.factories), len(sel.all_factories)))
+        width = max((len(f.name) for f in sel.factories), default=0)
+        for f in sel.factories:
+            where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
+            click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
+            if changes is not None and not changes.everything:
+                click.echo(f"{'':<8} {'':<{width}}  because {changes.why(f)}")
     for note in sel.notes:
-        click.echo(f"note: {note}", err=True)
+        echo_err(f"note: {note}")
 
 
 def _short(file: str | None, root: Path) -> str:
@@ -182,6 +212,9 @@ def checks_command(as_json: bool) -> None:
 @click.option("--github/--no-github", default=None,
               help="Emit GitHub Actions annotations, job summary and step outputs "
                    "[default: when GITHUB_ACTIONS=true].")
+@click.option("--full-trace", is_flag=True,
+              help="Keep torchvet's own frames in the tracebacks of verdicts (hidden by "
+                   "default, so a traceback starts at your code).")
 @BASELINE_OPT
 @INSTALLED_OPT
 def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
@@ -189,8 +222,10 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
                 github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
-                changed_since: str | None = None, baseline: str | None = None) -> None:
+                changed_since: str | None = None, full_trace: bool = False,
+                baseline: str | None = None) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
+    shield_environment()  # before git or anything else starts
     sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
     if sel.changes is not None:  # nothing affected is a success: the run is empty
         sel.notes.insert(0, sel.changes.summary(len(sel.factories), len(sel.all_factories)))
@@ -206,6 +241,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
         json_path=json_path,
         capture=not no_capture,
         github=github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
+        full_trace=full_trace,
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
@@ -272,11 +308,45 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
                   fail_on: str) -> None:
     """Combine the JSON reports of shards (or matrix cells) into one report."""
     merged = merge_runs([json_report.read(path) for path in reports])
-    terminal = TerminalReporter()
-    terminal.header(f"torchvet merge · {len(reports)} report(s) · {len(merged.reports)} unit(s)")
-    terminal.finish(merged, fail_on)
-    write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
+    with commands_off():
+        terminal = TerminalReporter()
+        terminal.header(f"torchvet merge · {len(reports)} report(s) · "
+                        f"{len(merged.reports)} unit(s)")
+        terminal.finish(merged, fail_on)
+        write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
     raise SystemExit(exit_code_for(merged, fail_on))
+
+
+@cli.command("init")
+@PATH_ARG
+@click.option("--write", is_flag=True,
+              help="Apply the proposal: append the stanza to pyproject.toml (only when the "
+                   "result re-parses to the old data plus the new entries) and write the "
+                   "factories skeleton, if any.")
+def init_command(path: str, write: bool) -> None:
+    """Find the models and datasets of the project at PATH (default: .) by reading its
+    sources (nothing is imported) and propose the entry-point stanza; shows the diff,
+    writes it only with --write."""
+    proposal = init_plan(path)
+    if not proposal.candidates:
+        click.echo(proposal.note)
+        return
+    if proposal.refusal:
+        click.echo(f"torchvet init cannot edit pyproject.toml: {proposal.refusal}.\n"
+                   f"Add this to pyproject.toml by hand:\n\n{proposal.stanza()}")
+        if write:
+            raise SystemExit(ExitCode.USAGE)
+        return
+    click.echo(proposal.diff(), nl=False)
+    todo = [c.name for c in proposal.candidates if c.todo]
+    if not write:
+        click.echo("\nNothing written: `torchvet init --write` applies this.")
+        return
+    for written in proposal.write():
+        click.echo(f"wrote {written}")
+    if todo:
+        click.echo(f"fill in the TODO factories ({', '.join(todo)}) and uncomment their entries")
+    click.echo("next: torchvet run")
 
 
 cli.add_command(docker_command)  # torchvet docker (action/docker; imports docker lazily)
@@ -296,19 +366,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return ExitCode.INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)
+        echo_err(shown.getvalue().rstrip("\n"))
         return ExitCode.USAGE
     except UsageError as exc:
-        click.echo(f"torchvet: error: {exc}", err=True)
-        if os.environ.get("GITHUB_ACTIONS") == "true":
+        echo_err(f"torchvet: error: {exc}")
+        if in_actions_log():
             click.echo(command("error", str(exc), title="torchvet"))
         return ExitCode.USAGE
     except Exception:
-        click.echo(
-            "torchvet: internal error (please report it with the traceback below):\n"
-            + traceback.format_exc(),
-            err=True,
-        )
+        echo_err("torchvet: internal error (please report it with the traceback below):\n"
+                 + traceback.format_exc())
         return ExitCode.INTERNAL
     return ExitCode.OK
 

@@ -7,12 +7,21 @@ only ever read results.
 from __future__ import annotations
 
 import enum
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+# Caps on text that comes from user code (bytes of UTF-8), so one string cannot flood a
+# report: the verdict keeps its head, tracebacks and captured output keep their tail.
+ID_LIMIT = 256
+NAME_LIMIT = 1024
+MESSAGE_LIMIT = 16 * 1024
+DETAILS_LIMIT = 64 * 1024
+OUTPUT_LIMIT = 64 * 1024
 
 
 class Status(enum.Enum):
@@ -226,6 +235,68 @@ class RunReport:
             duration=float(data.get("duration") or 0.0),
             interrupted=bool(data.get("interrupted")),
         )
+
+
+# --------------------------------------------------------------------------- sanitising
+
+# What XML 1.0 and UTF-8 cannot carry: lone surrogates, C0 controls but tab/LF/CR,
+# U+FFFE/U+FFFF; ANSI escape sequences go whole (colour codes in captured output).
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_MARKER_ROOM = 48
+_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(text: str, limit: int | None = None, *, keep: str = "head") -> str:
+    """``text`` fit for any report: ANSI escapes and NUL dropped, other invalid characters
+    replaced by U+FFFD, and at most ``limit`` bytes of UTF-8 kept (the ``head`` or the
+    ``tail``) with a "… N bytes left out" marker saying what went."""
+    text = _INVALID.sub(lambda m: "" if m.group() == "\x00" else "\ufffd",
+                        _ANSI.sub("", text))
+    if limit is None:
+        return text
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = max(0, limit - _MARKER_ROOM)  # the marker fits in the limit: cleaning is idempotent
+    marker = f"[… {len(data) - kept} bytes left out …]"
+    if keep == "tail":
+        return marker + "\n" + data[len(data) - kept:].decode("utf-8", "ignore")
+    return data[:kept].decode("utf-8", "ignore") + " " + marker
+
+
+def clean_result(result: CheckResult) -> CheckResult:
+    """The result with every string cleaned and capped (see :func:`clean_text`)."""
+    return CheckResult(
+        id=clean_text(str(result.id), ID_LIMIT),
+        status=result.status,
+        message=clean_text(str(result.message), MESSAGE_LIMIT),
+        details=clean_text(str(result.details), DETAILS_LIMIT, keep="tail"),
+        file=clean_text(str(result.file), NAME_LIMIT) if result.file else None,
+        line=result.line,
+        duration=result.duration,
+    )
+
+
+def clean_unit(report: UnitReport) -> UnitReport:
+    """Clean ``report`` in place (its results, names and captured output); returns it."""
+    report.name = clean_text(str(report.name), NAME_LIMIT)
+    report.kind, report.dist, report.target, report.label = (
+        clean_text(str(v), NAME_LIMIT)
+        for v in (report.kind, report.dist, report.target, report.label))
+    report.file = clean_text(str(report.file), NAME_LIMIT) if report.file else None
+    report.output = clean_text(str(report.output), OUTPUT_LIMIT, keep="tail")
+    report.results = [clean_result(r) for r in report.results]
+    return report
+
+
+def clean_run(run: RunReport) -> RunReport:
+    """Clean every unit of ``run`` in place; returns it. Idempotent, so every place a run
+    enters (a worker's messages, a JSON file) or leaves (a writer) may call it."""
+    for report in run.reports:
+        clean_unit(report)
+    run.torch_version = clean_text(str(run.torch_version), NAME_LIMIT)
+    run.torchvet_version = clean_text(str(run.torchvet_version), NAME_LIMIT)
+    return run
 
 
 def _by_value(item: tuple[Status, int]) -> str:

@@ -3,6 +3,14 @@ reports. The command line (``cli``) parses options into :class:`RunOptions` and 
 :func:`select_units` and :func:`execute`; ``torchvet docker`` reuses the report writing
 and the SIGTERM handling.
 
+While units run, the run process guards itself against them (docs/security.md): the
+tokens and file-command paths are out of its environment before the fork server starts
+(and it is not dumpable while it holds them), it is the subreaper of everything the units
+start and kills what they leave (:mod:`.engine.reaper`), signals are judged by their
+sender (:mod:`.engine.signals`), and in GitHub Actions everything printed while units
+run, stderr included, sits inside a stop-commands block that closes only once every
+process of the units is dead.
+
 Problems the user must fix raise :class:`torchvet.errors.UsageError`; this module never
 imports torch (the workers do).
 """
@@ -23,8 +31,10 @@ from typing import Any, TextIO
 from . import __version__
 from .action import workflow
 from .checks.catalogue import AREAS, unknown_patterns
+from .engine import prctl, reaper
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
+from .engine.signals import SignalJudge, trusted_canceller
 from .engine.snapshotting import Key, record_changes, with_baselines
 from .errors import UsageError
 from .project.changes import ChangedUnits, select_changed
@@ -43,7 +53,7 @@ from .project.sharding import load_durations, select_shard
 from .project.snapshots import Baseline
 from .reporters import github, json_report, junit, model_changes
 from .reporters.terminal import TerminalReporter
-from .results import RunReport
+from .results import RunReport, UnitReport, clean_run, clean_unit
 
 
 def torch_version() -> str:
@@ -166,6 +176,7 @@ class RunOptions:
     json_path: str | None = None
     capture: bool = True
     github: bool = False  # GitHub Actions: annotations, job summary, step outputs
+    full_trace: bool = False  # keep torchvet's frames in verdict tracebacks
     baselines: dict[Key, Baseline] | None = None  # what regression.* compares with
 
 
@@ -199,19 +210,81 @@ def build_jobs(sel: Selection, options: RunOptions) -> list[Job]:
             project_dirs=dirs,
             report_root=report_root,
             cwd=str(sel.project.root),
+            full_trace=options.full_trace,
         )
         for factory in sel.factories
     ]
 
 
+_withheld: dict[str, dict[str, str]] = {}
+
+
+def shield_environment() -> dict[str, str]:
+    """Take the tokens and file-command paths out of this process's environment (the
+    fork server and every worker start from what is left) and make the process not
+    dumpable while it held any, so another process of the same user cannot read them
+    from ``/proc/<pid>/environ``. Idempotent; returns the environment as it was."""
+    if "saved" not in _withheld:
+        saved = workflow.withhold_from_user_code()
+        if any(workflow.is_withheld(name) for name in saved):
+            prctl.set_dumpable(False)
+        _withheld["saved"] = saved
+    return _withheld["saved"]
+
+
+def in_actions_log() -> bool:
+    """Whether our output goes straight into a GitHub Actions step log (which obeys
+    workflow commands); not when the action relays it inside its own stop-commands
+    block."""
+    return (os.environ.get("GITHUB_ACTIONS") == "true"
+            and os.environ.get(workflow.RELAYED_ENV) != "1")
+
+
+@contextlib.contextmanager
+def stderr_into_stdout(active: bool) -> Iterator[None]:
+    """Send fd 2 to fd 1 while the block runs (workers and the fork server inherit it),
+    so the stop-commands block on stdout covers all the units print, in order."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(1, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
     """Run every selected unit and write the reports; returns the run."""
-    github_env = workflow.withhold_from_user_code() if options.github else None
+    saved_env = shield_environment()
+    github_env = saved_env if options.github else None
     jobs = with_baselines(build_jobs(sel, options), options.baselines)
-    if jobs:  # an empty selection (--changed-since, --shard) needs no torch
-        warm_up(jobs)
+    reaper.become_subreaper()
     out = stream or sys.stdout
-    resume = workflow.stop_commands(out) if options.github else None
+    guarded = options.github or in_actions_log()
+    with stderr_into_stdout(guarded and out is sys.stdout):  # the fork server inherits it
+        if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+            warm_up(jobs)
+        resume = workflow.stop_commands(out) if guarded else None
+        run = run_units(sel, options, jobs, out)
+        if resume is not None:
+            out.write(resume)
+            out.flush()
+    if options.github:
+        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
+                       env=github_env)
+    return run
+
+
+def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO
+              ) -> RunReport:
+    """The units, the terminal report and the report files; when it returns, no process
+    of the units is left."""
     terminal = TerminalReporter(stream=out, total=len(jobs))
     n_models = sum(1 for f in sel.factories if f.kind == "model")
     terminal.header(
@@ -221,29 +294,31 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -
     for note in sel.notes:
         terminal.write(f"note: {note}")
     started = time.monotonic()
-    executor = Executor(jobs, parallel=options.jobs, on_done=terminal.unit_done,
+
+    def unit_done(report: UnitReport) -> None:
+        terminal.unit_done(clean_unit(report))
+
+    executor = Executor(jobs, parallel=options.jobs, on_done=unit_done,
                         capture=options.capture)
-    with terminate_as_interrupt():
+    judge = SignalJudge(executor.reaper, trusted=trusted_canceller(), stream=out)
+    with terminate_as_interrupt(), judge:
         reports = executor.run()
+        judge.armed = False
+        executor.reaper.sweep(final=True)
     record_changes(reports, jobs, executor.snapshots)
-    run = RunReport(
+    run = clean_run(RunReport(
         reports=reports,
         seed=options.seed,
         torch_version=torch_version(),
         torchvet_version=__version__,
         duration=time.monotonic() - started,
-        interrupted=executor.interrupted,
-    )
+        interrupted=executor.interrupted or judge.honoured is not None,
+    ))
     terminal.finish(run, options.fail_on)
     for line in model_changes.text_lines(run.reports):
         terminal.write(line)
     write_reports(run, terminal, options.fail_on, junit_path=options.junit,
                   json_path=options.json_path)
-    if resume is not None:
-        out.write(resume)
-        out.flush()
-        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
-                       env=github_env)
     return run
 
 

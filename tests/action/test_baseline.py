@@ -21,7 +21,7 @@ def test_the_default_compares_with_the_committed_snapshots(value: str) -> None:
 
 def test_a_ref_reaches_torchvet_run() -> None:
     parsed, _ = parse_inputs({"INPUT_BASELINE": "0123abcd" * 5})
-    argv = cli_command("python", parsed, Path("/ws"), Path("/tmp/r.json"), None)
+    argv = cli_command("python", parsed, Path("/ws"), Path("/tmp/r.json"))
     assert argv[-2:] == ["--baseline", "0123abcd" * 5]
 
 

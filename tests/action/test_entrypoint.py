@@ -18,6 +18,7 @@ from tests.helpers.action import copy_fixture
 from tests.helpers.workflow import errors, read_outputs, replay_log
 from torchvet.action import entrypoint
 from torchvet.action.inputs import Inputs, parse_inputs
+from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 PY = "/usr/bin/python3"
 
@@ -27,13 +28,12 @@ def test_cli_command_passes_only_the_given_options() -> None:
                               "INPUT_TIMEOUT": "30", "INPUT_JOBS": "2",
                               "INPUT_SHARD": "1/2", "INPUT_MODELS": "a,b",
                               "INPUT_CHANGED_SINCE": "3f2a9c1"})
-    argv = entrypoint.cli_command(PY, inputs, Path("/ws/p"), Path("/tmp/r.json"),
-                                  Path("/ws/j.xml"))
+    argv = entrypoint.cli_command(PY, inputs, Path("/ws/p"), Path("/tmp/r.json"))
     assert argv == [PY, "-m", "torchvet", "run", "/ws/p", "--no-github", "--json",
-                    "/tmp/r.json", "--device", "cpu", "--junit", "/ws/j.xml", "--checks",
+                    "/tmp/r.json", "--device", "cpu", "--checks",
                     "forward", "--models", "a,b", "--shard", "1/2", "--changed-since",
                     "3f2a9c1", "--jobs", "2", "--timeout", "30", "--seed", "0"]
-    argv = entrypoint.cli_command(PY, Inputs(), Path("/p"), Path("/r.json"), None)
+    argv = entrypoint.cli_command(PY, Inputs(), Path("/p"), Path("/r.json"))
     assert "--junit" not in argv and "--fail-on" not in argv and "--seed" not in argv
 
 
@@ -193,3 +193,88 @@ def test_hostile_project_without_docker(tmp_path: Path) -> None:
     assert "hostile" not in values and values["conclusion"] == "failure"
     assert (workspace / "j.xml").is_file()
     assert log.splitlines()[-1].startswith("torchvet: ") and "exit code 1" in log
+
+
+# --------------------------------------------------------------------------- issue 10
+
+
+def test_a_report_never_leaves_the_workspace_by_a_symlink(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / "reports").mkdir(parents=True)
+    (workspace / "out").symlink_to(tmp_path / "elsewhere")
+    assert entrypoint.report_target(workspace, "reports/j.xml") == workspace / "reports/j.xml"
+    assert entrypoint.report_target(workspace, "new/dir/j.xml") == workspace / "new/dir/j.xml"
+    with pytest.raises(OSError, match="outside the workspace"):
+        entrypoint.report_target(workspace, "out/j.xml")
+    # torchvet docker's absolute path in the file-commands mount: fine without symlinks
+    files = tmp_path / "file_commands"
+    files.mkdir()
+    assert entrypoint.report_target(workspace, str(files / "r.json")) == files / "r.json"
+    (tmp_path / "link").symlink_to(files)
+    with pytest.raises(OSError, match="holds a symlink"):
+        entrypoint.report_target(workspace, str(tmp_path / "link" / "r.json"))
+
+
+def test_a_report_replaces_a_committed_symlink(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (workspace / "torchvet-junit.xml").symlink_to(victim)
+    written = entrypoint.write_report(workspace, "torchvet-junit.xml", "<testsuites/>")
+    assert written == workspace / "torchvet-junit.xml" and not written.is_symlink()
+    assert written.read_text() == "<testsuites/>" and victim.read_text() == "precious"
+
+
+def test_a_cancellation_the_job_did_not_ask_for_is_an_error() -> None:
+    run = RunReport([UnitReport("m", results=[
+        CheckResult("forward.runs", Status.PASSED),
+        CheckResult("training.loss", Status.CANCELLED, "cancelled")])], interrupted=True)
+    entrypoint.discount_forged_cancellation(run)
+    assert not run.interrupted
+    assert [r.status for r in run.reports[0].results] == [Status.PASSED, Status.ERROR]
+    assert "a signal from the project's code" in run.reports[0].results[1].message
+
+
+def test_the_reexecuted_entrypoint_imports_nothing_from_the_workspace(tmp_path: Path
+                                                                      ) -> None:
+    """The runner starts the entrypoint in the workspace: its re-execution (root) must
+    not put the working directory on sys.path, where a committed tempfile.py waits (the
+    project's own ``torchvet run`` may import it: that is the project's code's domain)."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    imports = tmp_path / "imported-by"
+    for name in ("tempfile", "shlex", "json"):
+        (workspace / f"{name}.py").write_text(
+            f"import sys\nopen({str(imports)!r}, 'a').write(sys.argv[0] + '\\n')\n")
+    env = {"PATH": os.environ["PATH"], "GITHUB_WORKSPACE": str(workspace),
+           "GITHUB_TOKEN": "SENTINEL-1", "INPUT_INSTALL": "none"}
+    result = subprocess.run([sys.executable, str(ROOT / "entrypoint.py")], env=env,
+                            cwd=workspace, capture_output=True, text=True, timeout=120,
+                            check=False)
+    importers = imports.read_text().splitlines() if imports.exists() else []
+    assert not [i for i in importers if i.endswith("entrypoint.py")], importers
+    assert "SENTINEL" not in result.stdout + result.stderr
+
+
+IMPORTS_DURING_A_RUN = """
+import io, sys
+from torchvet.action import entrypoint
+before = {m for m in sys.modules if m.split(".")[0] in ("torchvet", "junit_xml")}
+code = entrypoint.main([], {"GITHUB_WORKSPACE": sys.argv[1], "PATH": "/usr/bin:/bin",
+                            "INPUT_INSTALL": "none", "INPUT_JUNIT-FILE": "j.xml",
+                            "INPUT_JSON-FILE": "r.json",
+                            "GITHUB_OUTPUT": sys.argv[1] + "/../out"}, io.StringIO())
+after = {m for m in sys.modules if m.split(".")[0] in ("torchvet", "junit_xml")}
+print(code, sorted(after - before))
+"""
+
+
+@pytest.mark.slow
+def test_the_entrypoint_imports_everything_it_needs_before_user_code_runs(
+        tmp_path: Path) -> None:
+    """A module imported after user code ran could be one the user code rewrote."""
+    workspace = copy_fixture("healthy", tmp_path / "ws")
+    result = subprocess.run([sys.executable, "-c", IMPORTS_DURING_A_RUN, str(workspace)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.stdout.strip() == "0 []", result.stdout[-2000:] + result.stderr[-2000:]

@@ -26,8 +26,8 @@ PY = "/usr/bin/python3"
 
 def test_torch_install_command_uses_the_cpu_index() -> None:
     assert torch_install_command(PY, "2.4.1", DEFAULT_TORCH_INDEX) == [
-        PY, "-m", "pip", "install", "--index-url", "https://download.pytorch.org/whl/cpu",
-        "torch==2.4.1"]
+        PY, "-I", "-m", "pip", "install", "--only-binary", ":all:", "--index-url",
+        "https://download.pytorch.org/whl/cpu", "torch==2.4.1"]
     assert torch_install_command(PY, "2.4", "https://i")[-1] == "torch==2.4.*"
     assert torch_install_command(PY, "2.5.0+cpu", "https://i")[-1] == "torch==2.5.0+cpu"
 

@@ -4,13 +4,17 @@ of its output inside stop-commands, the process group, and cancellation."""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.workflow import replay_log
+from torchvet.action.sandbox import Account, processes_of
 from torchvet.action.untrusted import (
     Cancellation,
     Console,
@@ -140,3 +144,35 @@ def test_a_cancellation_reaches_the_running_program_and_is_remembered(tmp_path: 
     assert outcome.returncode == 130
     assert outcome.tail == ["ready", f"stopping on {int(signal.SIGTERM)}"]
     assert cancellation.requested and cancellation.running == []
+
+
+def test_the_log_keeps_at_most_the_limit_then_the_last_lines(tmp_path: Path) -> None:
+    script = ("import sys\nfor i in range(3000):\n    print(f'line {i} ' + 'x' * 1000)\n"
+              "print('the last line')\n")
+    stream = io.StringIO()
+    outcome = run_untrusted(Console(stream), "loud", [sys.executable, "-c", script],
+                            cwd=tmp_path, env={}, limit=100_000)
+    log = stream.getvalue()
+    assert outcome.returncode == 0 and len(log) < 150_000
+    assert "more bytes of output left out of the log; the last lines follow]" in log
+    assert log.splitlines()[-3] == "the last line"  # then the token and endgroup
+    assert [c[0] for c in replay_log(log)] == ["group", "endgroup"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running as another user needs root")
+def test_as_the_account_nothing_it_started_outlives_the_block(tmp_path: Path) -> None:
+    """A setsid daemon left by the step keeps writing into the relayed pipe: every
+    process of the account is killed before the block closes, so the block's end is the
+    last thing the log holds from it."""
+    account = Account("stranger", 10097, 10097)
+    leave = ("(setsid sh -c 'while :; do echo ::error::from the daemon; sleep 0.01; done' &)"
+             "; sleep 0.3; echo started")
+    stream = io.StringIO()
+    outcome = run_untrusted(Console(stream), "daemon", ["sh", "-c", leave], cwd=Path("/"),
+                            env={"PATH": "/usr/bin:/bin"}, account=account)
+    log = stream.getvalue().splitlines()
+    assert outcome.returncode == 0 and "started" in log
+    assert "::error::from the daemon" in log  # it ran, inside the block
+    assert log[-1] == "::endgroup::" and log[-2] == f"::{log[1].split('::')[2]}::"
+    assert processes_of(account.uid) == []
+    assert [c[0] for c in replay_log(stream.getvalue())] == ["group", "endgroup"]

@@ -80,3 +80,14 @@ def test_withhold_removes_tokens_and_file_command_paths() -> None:
     assert environ == {"GITHUB_WORKSPACE": "/w", "HF_TOKEN": "h"}
     assert [workflow.is_token(k) for k in ("GH_TOKEN", "ACTIONS_CACHE_URL", "HF_TOKEN")] == [
         True, False, False]
+
+
+@pytest.mark.parametrize("text", [
+    "::error::x", "  ::error::indented", "\t::warning file=a.py::x", "a\n::set-output name=a::b",
+    "a\r::add-mask::x", "legacy ##[error]anywhere", "::::error::double",
+    "tail ###[warning]x", "name\n  ::stop-commands::tok",
+])
+def test_neutralized_text_issues_no_command_however_it_is_split(text: str) -> None:
+    safe = workflow.neutralize(text)
+    assert replay_log(safe) == []
+    assert safe.replace(workflow.ZERO_WIDTH_SPACE, "") == text  # only made inert

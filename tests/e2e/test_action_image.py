@@ -1,18 +1,20 @@
 """The action's image end to end: built from the repository's own Dockerfile and run the
-way the GitHub Actions runner runs a container action (TESTING.md), on the fixture
-repositories under tests/fixtures/action/. The engine and the image come from
-tests/e2e/conftest.py.
+way the GitHub Actions runner runs a container action (TESTING.md §4: the workspace,
+HOME, the workflow directory, the file-command files and the host's Docker socket
+mounted), on the fixture repositories under tests/fixtures/action/. The engine and the
+image come from tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ from junitparser import JUnitXml
 from ruamel.yaml import YAML
 
 from tests.helpers import ROOT
-from tests.helpers.action import copy_fixture, culprit_line
+from tests.helpers.action import ATTACKS, copy_fixture, culprit_line, findings
 from tests.helpers.workflow import read_outputs, replay_log
 from torchvet.reporters import json_report
-from torchvet.results import Status
+from torchvet.results import MESSAGE_LIMIT, Status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -35,6 +37,9 @@ SENTINELS = {"GITHUB_TOKEN": "SENTINEL-github-token", "GH_TOKEN": "SENTINEL-gh-t
 
 
 FAST_PASSED = re.compile(r"^\[1/2\] fast \(model\) +PASSED", re.M)
+SLOW_STARTED = "blocking: the slow unit runs"  # tests/fixtures/action/blocking
+DOCKER_SOCKET = "/var/run/docker.sock"
+FILE_COMMANDS = ("set_output", "step_summary", "set_env", "add_path", "save_state")
 
 
 def action_defaults() -> dict[str, str]:
@@ -53,32 +58,53 @@ class ActionRun:
     outputs_text: str
     summary: str
     seconds: float
+    files: Path = Path()
+    names: dict[str, str] = field(default_factory=dict)
+    home: Path = Path()
+    workflow: Path = Path()
+    changed: list[str] = field(default_factory=list)  # `docker diff` of the container
 
     def file(self, name: str) -> Path:
         return self.workspace / name
 
+    def command_file(self, name: str) -> Path:
+        return self.files / self.names[name]
+
+
+Prepare = Callable[[Path, Path, dict[str, str]], None]
+
 
 @pytest.fixture
 def run_action(client: Any, image: str, tmp_path: Path) -> Iterator[Any]:
+    yield action_runner(client, image, tmp_path)
+
+
+def action_runner(client: Any, image: str, tmp_path: Path) -> Callable[..., ActionRun]:
     """Run the image on a copy of a fixture repository like the runner does:
     ``docker run --workdir /github/workspace -v repo:/github/workspace
-    -v files:/github/file_commands -e INPUT_<NAME>... -e GITHUB_*`` with every input
-    declared in action.yml (defaults included: torch comes from the index the image's
-    torch came from) and the tokens the runner passes."""
+    -v files:/github/file_commands -v home:/github/home -v workflow:/github/workflow
+    -v /var/run/docker.sock:/var/run/docker.sock -e INPUT_<NAME>... -e GITHUB_*`` with
+    every input declared in action.yml (defaults included: torch comes from the index the
+    image's torch came from), the tokens the runner passes, and ``GITHUB_ENV``,
+    ``GITHUB_PATH``, ``GITHUB_STATE`` pointing at files in the file-commands mount.
+    ``prepare(workspace, files, names)`` may change the mounts first."""
 
-    def run(fixture: str, **inputs: str) -> ActionRun:
+    def run(fixture: str, prepare: Prepare | None = None, **inputs: str) -> ActionRun:
         workspace = copy_fixture(fixture, tmp_path / "workspace")
-        files, home = tmp_path / "file_commands", tmp_path / "home"
-        files.mkdir()
-        home.mkdir()
+        files, home, workflow = (tmp_path / "file_commands", tmp_path / "home",
+                                 tmp_path / "workflow")
+        for directory in (files, home, workflow):
+            directory.mkdir()
+        (workflow / "event.json").write_text('{"action": "opened"}\n', encoding="utf-8")
         step = uuid.uuid4().hex
-        names = {k: f"{k.lower()}_{step}" for k in ("set_output", "step_summary", "set_env",
-                                                    "add_path", "save_state")}
+        names = {k: f"{k}_{step}" for k in FILE_COMMANDS}
         for name in names.values():
             (files / name).touch()
+        if prepare is not None:
+            prepare(workspace, files, names)
         if os.geteuid() == 0:
-            for root in (workspace, files, home):
-                subprocess.run(["chown", "-R", f"{RUNNER_UID}:{RUNNER_UID}", str(root)],
+            for root in (workspace, files, home, workflow):
+                subprocess.run(["chown", "-hR", f"{RUNNER_UID}:{RUNNER_UID}", str(root)],
                                check=True)
         values = {**action_defaults(), **{k.replace("_", "-"): v for k, v in inputs.items()}}
         environment = {
@@ -90,23 +116,28 @@ def run_action(client: Any, image: str, tmp_path: Path) -> Iterator[Any]:
             "GITHUB_ENV": f"/github/file_commands/{names['set_env']}",
             "GITHUB_PATH": f"/github/file_commands/{names['add_path']}",
             "GITHUB_STATE": f"/github/file_commands/{names['save_state']}",
+            "GITHUB_EVENT_PATH": "/github/workflow/event.json",
             "GITHUB_REPOSITORY": "octo/models", "GITHUB_SHA": "0123abcd" * 5,
             "GITHUB_SERVER_URL": "https://github.com", "GITHUB_EVENT_NAME": "pull_request",
             "RUNNER_OS": "Linux", "RUNNER_TEMP": "/home/runner/work/_temp",
             "ACTIONS_RUNTIME_URL": "https://pipelines.example/", **SENTINELS,
         }
+        volumes = {str(workspace): {"bind": "/github/workspace", "mode": "rw"},
+                   str(files): {"bind": "/github/file_commands", "mode": "rw"},
+                   str(home): {"bind": "/github/home", "mode": "rw"},
+                   str(workflow): {"bind": "/github/workflow", "mode": "rw"}}
+        if Path(DOCKER_SOCKET).exists():  # the real one: the sandbox must keep it out of reach
+            volumes[DOCKER_SOCKET] = {"bind": DOCKER_SOCKET, "mode": "rw"}
         started = time.monotonic()
         container = client.containers.run(
             image, detach=True, working_dir="/github/workspace", network_mode="host",
-            environment=environment, volumes={
-                str(workspace): {"bind": "/github/workspace", "mode": "rw"},
-                str(files): {"bind": "/github/file_commands", "mode": "rw"},
-                str(home): {"bind": "/github/home", "mode": "rw"}})
+            environment=environment, volumes=volumes)
         try:
             code = container.wait(timeout=900)["StatusCode"]
             seconds = time.monotonic() - started
             stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
             stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            changed = [change["Path"] for change in container.diff() or []]
         finally:
             container.remove(force=True)
         outputs_text = (files / names["set_output"]).read_text(encoding="utf-8")
@@ -114,9 +145,10 @@ def run_action(client: Any, image: str, tmp_path: Path) -> Iterator[Any]:
             code=code, stdout=stdout, stderr=stderr, workspace=workspace,
             outputs=read_outputs(outputs_text), outputs_text=outputs_text,
             summary=(files / names["step_summary"]).read_text(encoding="utf-8"),
-            seconds=seconds)
+            seconds=seconds, files=files, names=names, home=home, workflow=workflow,
+            changed=changed)
 
-    yield run
+    return run
 
 
 def assert_safe_log(run: ActionRun) -> list[tuple[str, dict[str, str], str]]:
@@ -278,7 +310,6 @@ def test_cancelling_the_job_reports_what_finished(client: Any, image: str,
     files.mkdir()
     (files / "out").touch()
     (files / "summary").touch()
-    gate = workspace / ".gate"
     container = client.containers.run(
         image, detach=True, working_dir="/github/workspace", network_mode="host",
         environment={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": "/github/workspace",
@@ -289,8 +320,8 @@ def test_cancelling_the_job_reports_what_finished(client: Any, image: str,
                  str(files): {"bind": "/github/file_commands", "mode": "rw"}})
     try:
         deadline = time.monotonic() + 600
-        while not ((gate / "started").exists() and FAST_PASSED.search(
-                container.logs().decode("utf-8", "replace"))):
+        while not (SLOW_STARTED in (log := container.logs().decode("utf-8", "replace"))
+                   and FAST_PASSED.search(log)):
             container.reload()
             assert container.status == "running" and time.monotonic() < deadline, (
                 container.logs().decode("utf-8", "replace")[-3000:])
@@ -299,8 +330,7 @@ def test_cancelling_the_job_reports_what_finished(client: Any, image: str,
         code = container.wait(timeout=120)["StatusCode"]
         stdout = container.logs(stderr=False).decode("utf-8", "replace")
     finally:
-        (gate / "release").touch()  # never leave the unit blocked
-        container.remove(force=True)
+        container.remove(force=True)  # the unit waits in the container's own copy
     assert code == 130, stdout[-3000:]
     assert replay_log(stdout)  # the blocks were closed
     outputs = read_outputs((files / "out").read_text(encoding="utf-8"))
@@ -310,3 +340,146 @@ def test_cancelling_the_job_reports_what_finished(client: Any, image: str,
     assert partial.interrupted
     assert {r.name: r.status for r in partial.reports} == {
         "fast": Status.PASSED, "slow": Status.CANCELLED}
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+def prepare_attacks(workspace: Path, files: Path, names: dict[str, str]) -> None:
+    """What the attacking pull request finds: a committed symlink at each report path,
+    the checkout's token in .git/config, the real file-command paths (as if guessed), and
+    a careless runner whose file-command files and directory anyone may write."""
+    (workspace / "torchvet-junit.xml").symlink_to("/github/home/planted-junit.xml")
+    (workspace / "report.json").symlink_to("/github/workflow/planted.json")
+    (workspace / ".git").mkdir()
+    (workspace / ".git" / "config").write_text(
+        '[http "https://github.com/"]\n\textraheader = AUTHORIZATION: basic '
+        "SENTINEL-checkout-token\n", encoding="utf-8")
+    (workspace / "attack-targets.txt").write_text(
+        "".join(f"/github/file_commands/{name}\n" for name in names.values()))
+    for name in names.values():
+        (files / name).chmod(0o666)
+    files.chmod(0o777)
+
+
+ATTACKS_EXPECTED = {
+    "install environ", "install file command", "install torchvet files",
+    "install docker socket", "install daemon", "environ", "file command", "workspace",
+    "runner home", "workflow", "torchvet files", "pid 1", "docker socket",
+    "git credentials", "unit daemon"}
+SANDBOX_PATHS = ("/usr/local/lib/python3", "/usr/lib/python3", "/opt/torchvet",
+                 "/usr/local/bin", "/usr/bin")
+
+
+@pytest.fixture(scope="module")
+def attacked(client: Any, image: str, tmp_path_factory: pytest.TempPathFactory
+             ) -> ActionRun:
+    """One run of the attacks fixture, read by the tests below."""
+    run = action_runner(client, image, tmp_path_factory.mktemp("attacks"))(
+        "attacks", prepare=prepare_attacks, jobs="1", json_file="report.json",
+        install_command="python attack_install.py && pip install .")
+    print(f"\nattacks fixture: {run.seconds:.1f}s, log {len(run.stdout) / 1e6:.1f} MB")
+    return run
+
+
+def test_no_attack_of_the_pull_request_works(attacked: ActionRun) -> None:
+    """Every attack ran (as the unprivileged account) and every one was blocked."""
+    report = json_report.read(attacked.file("report.json"))
+    snoop = next(u for u in report.reports if u.name == "snoop")
+    found = findings(snoop.output)
+    assert {f["attack"] for f in found} >= ATTACKS_EXPECTED, found
+    assert [f for f in found if f["blocked"] is False] == []
+    docker = [f for f in found if f["attack"] == "docker socket"]
+    if Path(DOCKER_SOCKET).exists():
+        assert DOCKER_SOCKET in [f["target"] for f in docker]  # it was there, closed
+    daemons = {f["attack"]: f["detail"] for f in found if "daemon" in f["attack"]
+               and f["blocked"] is not None}
+    assert daemons == {"install daemon": "gone", "unit daemon": "gone"}
+    environ = {str(f["target"]).split(" ")[0]: f for f in found if f["attack"] == "environ"}
+    assert environ["/proc/1/environ"]["detail"] == "PermissionError"  # PID 1: root's
+    assert len(environ) >= 4  # PID 1, torchvet run, the fork server, the worker at least
+    assert "torchvet: the project's code runs as 'torchvet' (uid 10001)" in attacked.stdout
+
+
+def test_the_log_holds_only_torchvets_commands(attacked: ActionRun) -> None:
+    commands = assert_safe_log(attacked)
+    assert {name for name, _, _ in commands} == {"group", "endgroup", "error"}
+    for _, props, data in commands:
+        assert "FORGED" not in props.get("file", "") and "forged" not in data.lower()
+    # the attacks printed their forged commands (inside the blocks) and the daemons ran
+    assert "::error file=FORGED.py,line=1::printed by the install step" in attacked.stdout
+    assert "from the unit daemon" in attacked.stdout
+    # 120 MB printed by the flood unit: the log keeps at most 8 MiB of each step
+    assert len(attacked.stdout.encode()) < 10_000_000
+    assert "more bytes of output left out of the log" in attacked.stdout
+
+
+def test_the_outputs_and_file_commands_hold_only_what_torchvet_wrote(
+        attacked: ActionRun) -> None:
+    assert attacked.code == 1, attacked.stdout[-3000:]
+    assert set(attacked.outputs) == {"passed", "failed", "errors", "skipped", "warnings",
+                                     "conclusion", "junit-file", "failures"}
+    assert attacked.outputs["conclusion"] == "failure"
+    assert attacked.outputs_text.count("conclusion=") == 1
+    for name in ("set_env", "add_path", "save_state"):
+        assert attacked.command_file(name).read_bytes() == b""
+    # the careless modes are back as they were once the project's code is gone
+    assert stat.S_IMODE(attacked.files.stat().st_mode) == 0o777
+    assert stat.S_IMODE(attacked.workspace.stat().st_mode) & 0o005 == 0o005
+    assert "SENTINEL" not in attacked.summary + attacked.outputs_text
+
+
+def test_the_honest_units_report_is_complete_and_correct(attacked: ActionRun) -> None:
+    report = json_report.read(attacked.file("report.json"))
+    assert not report.interrupted
+    units = {u.name: u for u in report.reports}
+    assert set(units) == {"honest_a", "honest_b", "daemon", "flood", "signals", "snoop",
+                          "surrogate"}
+    for name in ("honest_a", "honest_b"):
+        results = units[name].results
+        assert {r.status for r in results} <= {Status.PASSED, Status.SKIPPED}
+        assert {"forward.runs", "training.loss"} <= {r.id for r in results}
+    assert [r.id for r in units["honest_a"].results] == [
+        r.id for r in units["honest_b"].results]
+    signals = units["signals"].results
+    assert signals and all(r.status is Status.ERROR and "sent SIG" in r.message
+                           and "a unit cannot stop the run" in r.message for r in signals)
+    surrogate = next(r for r in units["surrogate"].results if r.id == "forward.runs")
+    assert "lone \ufffd surrogate" in surrogate.message and "\x00" not in surrogate.message
+    flood = next(r for r in units["flood"].results if r.id == "forward.runs")
+    assert len(flood.message.encode()) <= MESSAGE_LIMIT and "bytes left out" in flood.message
+    assert units["flood"].output.rstrip().endswith("last line of the flood")
+    xml = JUnitXml.fromfile(str(attacked.file("torchvet-junit.xml")))
+    suites = {suite.name: suite for suite in xml}
+    assert set(suites) == set(units)
+    assert suites["honest_a"].failures + suites["honest_a"].errors == 0
+    failures = attacked.outputs["failures"].splitlines()
+    assert "signals:forward.runs" in failures and not any("honest" in f for f in failures)
+
+
+def test_the_workspace_and_the_image_are_untouched(attacked: ActionRun) -> None:
+    workspace = attacked.workspace
+    for name in ("torchvet-junit.xml", "report.json"):  # the symlinks were replaced
+        assert not attacked.file(name).is_symlink() and attacked.file(name).is_file()
+    assert not (attacked.home / "planted-junit.xml").exists()
+    assert not (attacked.workflow / "planted.json").exists()
+    assert (attacked.workflow / "event.json").read_text() == '{"action": "opened"}\n'
+    assert sorted(p.name for p in workspace.iterdir()) == sorted(
+        [*(p.name for p in ATTACKS.iterdir()), ".git", "attack-targets.txt",
+         "torchvet-junit.xml", "report.json"])
+    assert (workspace / "pyproject.toml").read_text() == (ATTACKS / "pyproject.toml").read_text()
+    assert "SENTINEL-checkout-token" in (workspace / ".git" / "config").read_text()
+    assert [p for p in attacked.changed if p.startswith(SANDBOX_PATHS)] == []
+    assert_workspace_owned_by_runner(attacked)
+
+
+@pytest.mark.parametrize("project", ["newline", "nul", "slash"])
+def test_a_bad_entry_point_name_is_a_clear_error(run_action: Any, project: str) -> None:
+    run = run_action("attacks", path=f"badnames/{project}", install="none")
+    assert run.code == 2, run.stdout[-3000:]
+    commands = assert_safe_log(run)
+    [(props, data)] = [(p, d) for name, p, d in commands if name == "error"]
+    assert props["title"] == "torchvet: configuration error"
+    assert "an entry point name may hold only letters, digits" in data
+    assert "torchvet.models" in data and "FORGED" not in props.get("file", "")
+    assert run.outputs["conclusion"] == "error"

@@ -9,6 +9,7 @@ import pytest
 
 from torchvet.engine import protocol
 from torchvet.engine.executor import (
+    GUARD_MODULE,
     META_MODULES,
     WORKER_MODULE,
     Executor,
@@ -83,9 +84,11 @@ def test_fork_server_preloads_the_meta_machinery_only_for_checks_that_need_it() 
     def job(*checks: str) -> Job:
         return Job(Factory("m", "model", "dist", "m:m"), UnitConfig(), checks=checks)
 
-    assert preload_for([job("forward.shape", "training")]) == (WORKER_MODULE,)
-    assert preload_for([job("forward"), job()]) == (WORKER_MODULE, *META_MODULES)
-    assert preload_for([job("export.compile")]) == (WORKER_MODULE, *META_MODULES)
+    assert preload_for([job("forward.shape", "training")]) == (GUARD_MODULE, WORKER_MODULE)
+    assert preload_for([job("forward"), job()]) == (GUARD_MODULE, WORKER_MODULE,
+                                                    *META_MODULES)
+    assert preload_for([job("export.compile")]) == (GUARD_MODULE, WORKER_MODULE,
+                                                    *META_MODULES)
 
 
 def test_messages_stream_into_the_report_as_they_arrive() -> None:

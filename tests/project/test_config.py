@@ -56,6 +56,12 @@ def test_command_line_overrides_sit_between_global_and_unit_tables() -> None:
 def test_defaults_without_a_table() -> None:
     config = parse_config({}, "pyproject.toml")
     assert config.for_unit("model", "x") == UnitConfig()
+    assert config.pytest is False
+
+
+def test_pytest_key_turns_the_plugin_on_for_the_project() -> None:
+    config = parse({"pytest": True, "seed": 1})
+    assert config.pytest is True and "pytest" not in config.defaults
 
 
 @pytest.mark.parametrize(("table", "fragment"), [
@@ -63,6 +69,8 @@ def test_defaults_without_a_table() -> None:
     ({"timeout": -1}, "timeout = -1 is invalid: expected a positive number"),
     ({"seed": "zero"}, "seed = 'zero' is invalid: expected an integer"),
     ({"fail_on": "always"}, 'expected one of "failure", "warning", "never"'),
+    ({"pytest": "yes"}, "pytest = 'yes' is invalid: expected true or false"),
+    ({"models": {"m": {"pytest": True}}}, "[tool.torchvet.models.m] unknown key 'pytest'"),
     ({"checks": "forward"} | {"skip": 3}, "skip = 3 is invalid"),
     ({"models": {"m": {"input_dtype": "int64"}}}, "input_dtype needs input_shape"),
     ({"models": {"m": {"input_shape": [3, "x"]}}}, "a list of integers"),

@@ -205,6 +205,16 @@ def test_summary_is_truncated_under_the_limit_with_a_note() -> None:
     assert "| m11 |" in small  # the header and the table go first
 
 
+def test_one_huge_problem_leaves_out_only_itself() -> None:
+    """A 10 MB message once emptied the problem list: now only that problem goes."""
+    run = run_of(unit("huge", result("forward.runs", Status.ERROR, "m" * 10_000_000)),
+                 unit("small", result("training.loss", Status.FAILED, "loss is NaN")),
+                 unit("other", result("state.roundtrip", Status.FAILED, "keys differ")))
+    text = gh.render_summary(run, env={}, limit=200_000)
+    assert "loss is NaN" in text and "keys differ" in text
+    assert "mmmm" not in text and "1 problem detail(s) left out" in text
+
+
 def test_publish_keeps_the_step_summary_file_under_1_mib(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("e" * 1_000_000, encoding="utf-8")  # an earlier report in this step

@@ -13,6 +13,9 @@ INSTALL = "install failed"
 NO_FACTORIES = "no factories found"
 CONFIGURATION = "configuration error"
 UNREADABLE_REPORT = "unreadable report"
+REPORT_FILE = "report not written"
+UNSAFE_RUNNER = "unsafe runner"
+SANDBOX = "sandbox setup failed"
 INTERNAL = "internal error"
 
 # title (a prefix of it) -> the check id of the cell's synthetic setup unit
@@ -24,6 +27,8 @@ SETUP_CHECKS = (
     (NOTHING_TO_INSTALL, "setup.path"),
     (NO_FACTORIES, "setup.config"),
     (CONFIGURATION, "setup.config"),
+    (UNSAFE_RUNNER, "setup.container"),
+    (SANDBOX, "setup.container"),
 )
 UNKNOWN_CHECK = "setup.container"
 

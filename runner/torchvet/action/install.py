@@ -1,9 +1,12 @@
 """The command lines that install torch and the project under test.
 
 torch comes first, from the CPU wheel index (or ``torch-index-url``), so that ``pip
-install .`` never pulls a multi-GB CUDA build; the project is then installed with the
-installed torch pinned by a constraints file, and the torch index as an extra index so
-torchvision & co. resolve to builds that match it. pip's failures are explained here.
+install .`` never pulls a multi-GB CUDA build; in the action's image root installs it
+(trusted inputs: a version and an index), wheels only (no build runs as root) and in
+isolated mode (``-I``: nothing from the current directory or HOME is imported). The
+project is then installed, by the sandbox's account, with the installed torch pinned by
+a constraints file, and the torch index as an extra index so torchvision & co. resolve
+to builds that match it. pip's failures are explained here.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 PYPI_INDEXES = {"https://pypi.org/simple", "https://pypi.org/simple/",
                 "https://pypi.python.org/simple", "https://pypi.python.org/simple/"}
@@ -41,7 +45,8 @@ def torch_matches(installed: str, requested: str) -> bool:
 
 
 def torch_install_command(python: str, version: str, index_url: str) -> list[str]:
-    return pip(python, "install", "--index-url", index_url, torch_requirement(version))
+    return [python, "-I", "-m", "pip", "install", "--only-binary", ":all:", "--index-url",
+            index_url, torch_requirement(version)]
 
 
 def constraints_text(torch_version: str) -> str:
@@ -61,11 +66,12 @@ def needs_project_files(args: Sequence[str] | None) -> bool:
     return any(a == "." or a.startswith((".[", "./[")) or a == "./" for a in args or ())
 
 
-def installed_torch(python: str, env: Mapping[str, str]) -> str:
-    """The torch version installed for ``python`` (read from metadata, not imported)."""
+def installed_torch(python: str, env: Mapping[str, str], **popen: Any) -> str:
+    """The torch version installed for ``python`` (read from metadata, not imported; in
+    isolated mode from ``/``, so no module of the project's directory shadows one)."""
     result = subprocess.run(
-        [python, "-c", "import importlib.metadata as m; print(m.version('torch'))"],
-        env=dict(env), capture_output=True, text=True, check=False)
+        [python, "-I", "-c", "import importlib.metadata as m; print(m.version('torch'))"],
+        env=dict(env), capture_output=True, text=True, check=False, cwd="/", **popen)
     return result.stdout.strip() if result.returncode == 0 else ""
 
 

@@ -1,12 +1,15 @@
 """Running code from the repository under test (pip builds, ``install-command``, the
 checks) inside the action.
 
-Each program runs in its own process group, with an environment free of GitHub tokens,
+Each program runs as the sandbox's account (:mod:`.sandbox`; the current user where
+there is none) in its own process group, with an environment free of GitHub tokens,
 file-command paths and inputs, and its output is relayed line by line inside a
 ``::group::`` and a ``::stop-commands::<random token>`` block: it cannot issue workflow
-commands. The block closes only after the last relayed line; the group is killed when
-the program ends, so a leftover child prints nothing afterwards. A cancelled job
-(``docker stop`` sends SIGTERM to PID 1) is passed on to the running program.
+commands. When the program ends every process of the account is killed (only its group
+without one), then the relay drains what they wrote, and only then the block closes:
+nothing they start prints after it. At most :data:`RELAY_LIMIT` bytes are relayed per
+step. A cancelled job (``docker stop`` sends SIGTERM to PID 1) is passed on to the
+running program.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import workflow
+from .sandbox import Account, kill_all
+
+RELAY_LIMIT = 8 * 1024 * 1024  # bytes of a step's output shown in the log
 
 
 def without_tokens(env: Mapping[str, str]) -> dict[str, str]:
@@ -102,20 +108,23 @@ class Outcome:
 
 def run_untrusted(console: Console, title: str, argv: Sequence[str], *, cwd: Path,
                   env: Mapping[str, str], tail_lines: int = 40,
-                  cancellation: Cancellation = CANCELLATION) -> Outcome:
-    """Run ``argv`` in its own process group and relay its output inside a group and a
-    stop-commands block; the block closes only after the last relayed line, and nothing
-    the process (or a leftover child) prints afterwards reaches stdout."""
+                  cancellation: Cancellation = CANCELLATION,
+                  account: Account | None = None, limit: int = RELAY_LIMIT) -> Outcome:
+    """Run ``argv`` (as ``account``) in its own process group and relay its output inside
+    a group and a stop-commands block; the block closes only after every process it left
+    is dead and the last relayed line, and nothing printed afterwards reaches stdout."""
     token = secrets.token_hex(16)
     console.command("group", title)
     console.line(f"::stop-commands::{token}")
     tail: deque[str] = deque(maxlen=tail_lines)
     relaying = threading.Event()
     relaying.set()
+    relayed = [0, 0]  # bytes shown, bytes left out
+    as_account = account.popen_kwargs() if account is not None else {}
     try:
         proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, **as_account)
     except OSError as exc:
         console.line(f"cannot start {argv[0]}: {exc}")
         console.line(f"::{token}::")
@@ -132,7 +141,10 @@ def run_untrusted(console: Console, title: str, argv: Sequence[str], *, cwd: Pat
             text = chunk.decode("utf-8", "replace").rstrip("\r\n")
             tail.append(text)
             with console.lock:
-                if relaying.is_set():
+                if relayed[0] + len(chunk) > limit:
+                    relayed[1] += len(chunk)
+                elif relaying.is_set():
+                    relayed[0] += len(chunk)
                     console.write_locked(text)
 
     reader = threading.Thread(target=pump, name="relay", daemon=True)
@@ -143,9 +155,16 @@ def run_untrusted(console: Console, title: str, argv: Sequence[str], *, cwd: Pat
     finally:
         cancellation.running.remove(proc)
         kill_group(proc.pid)
-        reader.join(timeout=10)
+        if account is not None:
+            kill_all(account)  # every writer of the pipe is gone: the reader sees its end
+        reader.join(timeout=30)  # a straggler the kill missed prints nothing after the token
         with console.lock:
             relaying.clear()
+            if relayed[1]:
+                console.write_locked(f"[torchvet: {relayed[1]} more bytes of output left "
+                                     f"out of the log; the last lines follow]")
+                for text in list(tail)[-20:]:
+                    console.write_locked(text)
             console.write_locked(f"::{token}::")
         console.command("endgroup")
     return Outcome(returncode, list(tail))

@@ -4,7 +4,8 @@ reads them back, and keeps user code from issuing or reaching them.
 - writing: ``::error file=..,line=..,title=..::message`` with the toolkit's escaping (in
   the data ``%`` -> ``%25``, CR -> ``%0D``, LF -> ``%0A``; in property values also
   ``:`` -> ``%3A`` and ``,`` -> ``%2C``), so a message can never end a command early;
-- ``::stop-commands::<random token>`` around anything derived from user code;
+- ``::stop-commands::<random token>`` around anything derived from user code, or, for
+  text on its own (an error on stderr), :func:`neutralize`;
 - parsing, as the runner does, for ``torchvet docker``'s log;
 - the variables user code must never see: the tokens and the step's file-command paths.
 """
@@ -21,8 +22,13 @@ from typing import TextIO
 FILE_COMMAND_VARIABLES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV",
                           "GITHUB_PATH", "GITHUB_STATE")
 TOKENS = ("GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN")
+# set by the action for `torchvet run`: its output is relayed inside the action's own
+# stop-commands block, so it needs none of its own
+RELAYED_ENV = "TORCHVET_RELAYED"
 
 _COMMAND = re.compile(r"^::(?P<name>[^\s:]+)(?: (?P<props>[^:]*))?::(?P<data>.*)$")
+_COLONS = re.compile(r":(?=:)")
+ZERO_WIDTH_SPACE = "\u200b"
 
 
 # --------------------------------------------------------------------------- secrets
@@ -74,6 +80,13 @@ def command(name: str, message: str = "", **properties: str | int | None) -> str
         if value is not None and str(value) != ""
     )
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def neutralize(text: str) -> str:
+    """``text`` the runner cannot read as a workflow command, wherever its lines start:
+    a zero-width space breaks every ``::`` (a command after leading whitespace) and every
+    ``##[`` (the legacy form, honoured anywhere in a line)."""
+    return _COLONS.sub(":" + ZERO_WIDTH_SPACE, text).replace("##[", "#" + ZERO_WIDTH_SPACE + "#[")
 
 
 def stop_commands(out: TextIO) -> str:

@@ -52,7 +52,9 @@ def runs(ctx: CheckContext) -> Outcome:
             f"the forward pass returned {structure(out)}, which holds no tensor: return the "
             "outputs as tensors (or tuples, dicts, dataclasses of tensors)"
         )
-    return passed(f"{len(tensors)} output tensor(s) from {ctx.inputs().describe()}")
+    source = ctx.spec.inputs.description if ctx.spec and ctx.spec.inputs else ""
+    return passed(f"{len(tensors)} output tensor(s) from {ctx.inputs().describe()}"
+                  + (f"; inputs: {source}" if source else ""))
 
 
 @check("forward.finite")

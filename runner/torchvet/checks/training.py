@@ -66,7 +66,11 @@ def loss(ctx: CheckContext) -> Outcome:
     if failure is not None:
         return _loss_failure(ctx, failure)
     source = "surrogate loss" if ctx.uses_surrogate else "loss"
-    return passed(f"{source} {trace.losses[0]:.4g} is a finite scalar that requires grad")
+    origins = ctx.spec.sources if ctx.spec is not None else {}
+    origin = f" {origins['loss']}" if origins.get("loss") else ""
+    optimizer = f"; optimizer: {origins['optimizer']}" if origins.get("optimizer") else ""
+    return passed(f"{source} {trace.losses[0]:.4g}{origin} is a finite scalar that requires "
+                  f"grad{optimizer}")
 
 
 def _loss_failure(ctx: CheckContext, failure: TrainingFailure) -> Outcome:

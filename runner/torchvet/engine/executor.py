@@ -4,7 +4,9 @@ Workers are forked from a fork server that has already imported torch and the ch
 (``multiprocessing``'s forkserver with a preload), so a unit costs a fork rather than an
 interpreter start plus ``import torch``; spawn is the fallback where forkserver is
 unavailable. Each worker leads its own process group: a timeout, an interrupt or the
-end of the unit kills the whole group, grandchildren included.
+end of the unit kills the whole group, grandchildren included, and :mod:`.reaper` kills
+what left the group (a double-forked daemon). Capture files are kept small on disk by
+:mod:`.capture`.
 
 This module never imports torch; the fork server does.
 """
@@ -29,14 +31,15 @@ from typing import Any
 
 from ..project.paths import report_path
 from ..results import CheckResult, Status, UnitReport
-from . import protocol
+from . import capture, protocol
 from .jobs import Job
+from .reaper import Reaper
 
-OUTPUT_LIMIT = 64 * 1024
 # The first worker waits for the fork server's `import torch`: its clock (and timeout)
 # starts when it reports in, with this much grace before that.
 STARTUP_GRACE = 120.0
 WORKER_MODULE = "torchvet.unit.worker"
+GUARD_MODULE = "torchvet.engine.forkserver_preload"  # imported first by the fork server
 
 
 def start_method() -> str:
@@ -57,8 +60,8 @@ def preload_for(jobs: Sequence[Job]) -> tuple[str, ...]:
     planned = {check for job in jobs for check in job.planned_checks()}
     if any(job.snapshot for job in jobs) or any(
             fnmatch.fnmatchcase(c, p) for c in planned for p in META_CHECKS):
-        return (WORKER_MODULE, *META_MODULES)
-    return (WORKER_MODULE,)
+        return (GUARD_MODULE, WORKER_MODULE, *META_MODULES)
+    return (GUARD_MODULE, WORKER_MODULE)
 
 
 def mp_context(preload: Sequence[str] = (WORKER_MODULE,)) -> Any:
@@ -159,6 +162,7 @@ class Executor:
         self._closed: set[int] = set()  # keys of units whose report is final
         self._fork_server: str | None = None  # known once the first worker started it
         self.snapshots: dict[tuple[str, str], protocol.Snapshot] = {}  # (kind, name)
+        self.reaper = Reaper()
 
     # -- planning ------------------------------------------------------------------
     @staticmethod
@@ -178,7 +182,8 @@ class Executor:
         reports = {id(job): self.new_report(job) for job in self.jobs}
         pending = deque(sorted(self.jobs, key=start_order))
         running: dict[int, _Running] = {}
-        with tempfile.TemporaryDirectory(prefix="torchvet-") as scratch:
+        with (tempfile.TemporaryDirectory(prefix="torchvet-") as scratch,
+              capture.CaptureLimiter(Path(scratch))):
             try:
                 while pending or running:
                     while pending and len(running) < self.parallel:
@@ -217,6 +222,7 @@ class Executor:
         )
         now = time.monotonic()
         process.start()
+        self.reaper.track(process.pid)
         sender.close()
         return _Running(
             key=key,
@@ -246,7 +252,7 @@ class Executor:
                 self._drain(unit)
                 unit.process.join()
                 self._kill(unit)
-                reason = describe_exit(unit.process.exitcode)
+                reason = self._blamed(unit) or describe_exit(unit.process.exitcode)
                 self._finish(unit, Status.ERROR, f"the worker process {reason}")
                 running.pop(unit.key, None)
         now = time.monotonic()
@@ -312,6 +318,15 @@ class Executor:
             with contextlib.suppress(Exception):
                 unit.process.kill()
             unit.process.join(timeout=5)
+        self.reaper.release(pid)
+
+    def _blamed(self, unit: _Running) -> str | None:
+        """Why the unit was stopped when it signalled torchvet (:mod:`.signals`); a unit
+        that had already reported every check gets an ``error`` saying so."""
+        reason = self.reaper.blamed.pop(unit.process.pid, None)
+        if reason and unit.done:
+            unit.report.results.append(CheckResult("signal", Status.ERROR, f"the unit {reason}"))
+        return reason
 
     def _finish(self, unit: _Running, status: Status, reason: str, hint: str = "") -> None:
         """Close the unit's report: checks that never reported get ``status``, with
@@ -339,7 +354,7 @@ class Executor:
                     unit.seen.add(check_id)
         report.duration = time.monotonic() - unit.started
         if unit.job.output_path:
-            report.output = _read_tail(unit.job.output_path)
+            report.output = capture.read_tail(unit.job.output_path)
         with contextlib.suppress(OSError):
             unit.conn.close()
         unit.done = True
@@ -355,18 +370,3 @@ def _entry(job: Job, conn: Any) -> None:
     """The worker's entry in the child: the worker side is imported by name (the fork
     server preloaded it), so the parent never imports it."""
     importlib.import_module(WORKER_MODULE).run_job(job, conn)
-
-
-def _read_tail(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - OUTPUT_LIMIT))
-            data = handle.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    if size > OUTPUT_LIMIT:
-        text = f"[... {size - OUTPUT_LIMIT} earlier bytes of output dropped ...]\n" + text
-    return text

@@ -27,6 +27,7 @@ class Job:
     fork_server: str | None = None  # the run's fork server address (fresh_process)
     baseline: Baseline | None = None  # what the regression checks compare with
     snapshot: bool = False  # send the unit's snapshot after its checks
+    full_trace: bool = False  # keep torchvet's own frames in verdict tracebacks
 
     @property
     def patterns(self) -> tuple[str, ...]:

@@ -110,6 +110,12 @@ def _training(value: Any) -> str:
     return str(value)
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("true or false")
+    return value
+
+
 def _fail_on(value: Any) -> str:
     if value not in ("failure", "warning", "never"):
         raise TypeError('one of "failure", "warning", "never"')
@@ -214,10 +220,12 @@ GLOBAL_KEYS: dict[str, tuple[Validator, str]] = {
     "seed": (_int, "seed for torch, random and numpy (default 0)"),
     "fail_on": (_fail_on, '"failure" (default), "warning" or "never"'),
     "jobs": (_positive_int, "models checked at once (default: number of cores)"),
+    "pytest": (_bool, "add the checks to every pytest run as items (default false: "
+                      "only with pytest --torchvet)"),
 }
 MODEL_KEYS: dict[str, tuple[Validator, str]] = {**_COMMON, **_MODEL_ONLY}
 DATASET_KEYS: dict[str, tuple[Validator, str]] = {**_COMMON, **_DATASET_ONLY}
-_GLOBAL_ONLY_KEYS = {"seed", "fail_on", "jobs"}
+_GLOBAL_ONLY_KEYS = {"seed", "fail_on", "jobs", "pytest"}
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,7 @@ class Config:
     seed: int | None = None
     fail_on: str | None = None
     jobs: int | None = None
+    pytest: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -334,6 +343,7 @@ def parse_config(data: Mapping[str, Any], source: str = "pyproject.toml") -> Con
     config.seed = defaults.pop("seed", None)
     config.fail_on = defaults.pop("fail_on", None)
     config.jobs = defaults.pop("jobs", None)
+    config.pytest = defaults.pop("pytest", False)
     config.defaults = defaults
     for attr, raw, allowed in (
         ("models", models_table, MODEL_KEYS),

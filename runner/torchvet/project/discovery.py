@@ -37,6 +37,25 @@ class DiscoveryError(UsageError):
     """The project cannot be read (bad pyproject, bad entry point value)."""
 
 
+# A unit's name reaches file names, logs, annotations and step outputs: no separators,
+# no control characters, nothing a shell or the Actions log would read as syntax.
+_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]+ ]{1,200}")
+_VALUE_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_entry_point(where: str, group: str, name: str, value: str) -> None:
+    """Raise :class:`DiscoveryError` naming the entry when its name or value is unusable."""
+    if not _NAME.fullmatch(name):
+        raise DiscoveryError(
+            f'{where}: [project.entry-points."{group}"] {name!r}: an entry point name may '
+            "hold only letters, digits, '_', '.', '-', '[', ']', '+' and spaces (at most "
+            "200); rename it")
+    if _VALUE_CONTROL.search(value):
+        raise DiscoveryError(
+            f'{where}: [project.entry-points."{group}"] {name} = {value!r}: the value '
+            'holds a control character; it must read "module:function"')
+
+
 @dataclass(frozen=True)
 class Factory:
     """One declared factory: enough to import and call it in a worker process."""
@@ -127,9 +146,10 @@ def project_entry_points(project: Project) -> list[tuple[str, str, str]]:
         for name, value in entries.items():
             if not isinstance(value, str) or ":" not in value:
                 raise DiscoveryError(
-                    f'{project.pyproject}: [project.entry-points."{group}"] {name} = {value!r} '
-                    'must be a string "module:function"'
+                    f'{project.pyproject}: [project.entry-points."{group}"] {name!r} = '
+                    f'{value!r} must be a string "module:function"'
                 )
+            check_entry_point(str(project.pyproject), group, str(name), value)
             found.append((group, str(name), value))
     return found
 
@@ -144,6 +164,8 @@ def _installed_entry_points(
             dist_name = dist.metadata["Name"] if dist is not None else ""
             if normalized_exclude and _normalize(dist_name) == normalized_exclude:
                 continue
+            check_entry_point(f"the installed distribution {dist_name!r}", group, ep.name,
+                              ep.value)
             yield group, ep.name, ep.value, dist
 
 

@@ -19,3 +19,11 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(str(exc)) from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """Parse a TOML document; raises ValueError with the parser's position."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(str(exc)) from None

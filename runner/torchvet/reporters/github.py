@@ -356,7 +356,8 @@ def render_summary(run: RunReport, *, fail_on: str = "failure",
                    env: Mapping[str, str] | None = None,
                    limit: int = SUMMARY_LIMIT - SUMMARY_MARGIN) -> str:
     """The Markdown job summary, at most ``limit`` bytes (UTF-8). Parts are added in
-    order of importance; what does not fit is counted in a closing note."""
+    order of importance; a part that does not fit is left out (the smaller ones after it
+    still go in) and counted in a closing note."""
     env = os.environ if env is None else env
     notes: list[str] = []
     for level, count in sorted((omitted or {}).items()):
@@ -395,12 +396,12 @@ def render_summary(run: RunReport, *, fail_on: str = "failure",
     text = head
     size = len(text.encode())
     left_out: Counter[str] = Counter()
-    for kind, piece in pieces:
-        if left_out:
-            left_out[kind] += 1
-            continue
+    headless = False  # a section whose heading did not fit is left out whole
+    for kind, piece in pieces:  # a piece too big is left out, the smaller ones after it stay
         piece_size = len(piece.encode())
-        if size + piece_size + reserve > limit:
+        if kind == "heading":
+            headless = size + piece_size + reserve > limit
+        if headless or size + piece_size + reserve > limit:
             left_out[kind] += 1
             continue
         text += piece

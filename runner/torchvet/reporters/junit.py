@@ -1,4 +1,7 @@
-"""JUnit XML: one <testsuite> per model/dataset, one <testcase> per check."""
+"""JUnit XML: one <testsuite> per model/dataset, one <testcase> per check.
+
+The run is cleaned first (:func:`~torchvet.results.clean_run`: no character XML cannot
+hold) and the file written through :mod:`.files` (never through a symlink)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-from ..results import CheckResult, RunReport, Status, UnitReport
+from ..results import CheckResult, RunReport, Status, UnitReport, clean_run
+from . import files
 
 
 class _Seconds(float):
@@ -60,10 +64,8 @@ def build_suites(run: RunReport, fail_on: str = "failure") -> list[TestSuite]:
 
 
 def render(run: RunReport, fail_on: str = "failure") -> str:
-    return to_xml_report_string(build_suites(run, fail_on), prettyprint=True)
+    return to_xml_report_string(build_suites(clean_run(run), fail_on), prettyprint=True)
 
 
 def write(run: RunReport, path: str | Path, fail_on: str = "failure") -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(run, fail_on), encoding="utf-8")
+    files.write_text(path, render(run, fail_on))

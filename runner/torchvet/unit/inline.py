@@ -32,6 +32,7 @@ def check_inline(
     device: str = "cpu",
     config: UnitConfig | None = None,
     project_dirs: Sequence[str] | None = None,
+    full_trace: bool = False,
 ) -> dict[str, CheckResult]:
     """Check what ``factory()`` returns; results keyed by check id (``spec`` holds spec
     warnings)."""
@@ -55,6 +56,7 @@ def check_inline(
         project_dirs=dirs,
         report_root=dirs[0] if dirs else str(root),
         cwd=str(root),
+        full_trace=full_trace,
     )
     results: dict[str, CheckResult] = {}
 

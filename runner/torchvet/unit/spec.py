@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ..project.config import DEFAULT_BATCH_SIZE, TRAINING_KINDS, UnitConfig
+from .adapters import Adaptation, adapt
 from .data_batches import DatasetSource, DatasetTargets, DataSpec
 from .inputs import (
     DTYPES,
@@ -112,6 +113,8 @@ class ModelSpec:
     devices: tuple[str, ...] | None = None
     overfit_max_params: int = 0
     warnings: list[str] = field(default_factory=list)
+    # "loss" / "optimizer" -> where they came from (an ecosystem adapter), for messages
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_real_loss(self) -> bool:
@@ -215,12 +218,17 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
         )
     if raw.get("target") is not None:
         spec.target = TargetSource(raw["target"], seed)
-    _resolve_inputs(spec, raw.get("inputs"), name, config, seed)
+    declared_inputs = raw.get("inputs") is not None or config.inputs is not None
+    adaptation = adapt(model, seed, batch_size, declared_inputs)
+    _resolve_inputs(spec, raw.get("inputs"), name, config, seed, adaptation)
+    if adaptation is not None:
+        adaptation.apply(spec)
     return spec
 
 
 def _resolve_inputs(
-    spec: ModelSpec, declared: Any, name: str, config: UnitConfig, seed: int
+    spec: ModelSpec, declared: Any, name: str, config: UnitConfig, seed: int,
+    adaptation: Adaptation | None = None,
 ) -> None:
     model = spec.model
     if declared is not None:
@@ -244,6 +252,9 @@ def _resolve_inputs(
         spec.inputs = source
         if spec.target is None and spec.step is None:
             spec.target = DatasetTargets(source)
+        return
+    if adaptation is not None and adaptation.inputs is not None:
+        spec.inputs, spec.inferred_inputs = adaptation.inputs, adaptation.inferred_inputs
         return
     inferred = infer_descriptors(model)
     if inferred is None:

@@ -36,6 +36,7 @@ from .locate import Locator
 from .seeding import derived_seed, seed_everything
 from .snapshot import snapshot_message
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
+from .tracebacks import hide_torchvet_frames
 
 register_all()
 
@@ -181,6 +182,8 @@ class UnitRun:
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
+        if not self.job.full_trace:
+            result.details = hide_torchvet_frames(result.details)
         self.send(protocol.Finished(result))
 
     @staticmethod

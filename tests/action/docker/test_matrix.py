@@ -5,6 +5,7 @@ back, labels in a matrix, clean-up."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,10 +19,16 @@ from tests.helpers.fake_docker import FakeDaemon, cell_behaviour
 from torchvet.action.docker import matrix
 from torchvet.action.docker.client import DockerError
 from torchvet.action.docker.command import run
-from torchvet.action.docker.plan import FILE_COMMANDS_MOUNT, HOME, WORKSPACE, DockerOptions
+from torchvet.action.docker.plan import (
+    FILE_COMMANDS_MOUNT,
+    HOME,
+    REPORT_FILE,
+    WORKSPACE,
+    DockerOptions,
+)
 from torchvet.action.inputs import defaults
 from torchvet.reporters import json_report
-from torchvet.results import Status
+from torchvet.results import RunReport, Status, UnitReport
 
 
 @pytest.fixture
@@ -160,3 +167,32 @@ def test_files_a_container_left_as_root_are_removed_by_a_throwaway_container(
     assert helper["volumes"] == {str(scratch): {"bind": "/scratch", "mode": "rw"}}
     assert helper["network_mode"] == "none"
     assert calls == [scratch, scratch] and not scratch.exists()
+
+
+def test_only_regular_files_are_read_back_from_a_cell(project: Path, tmp_path: Path) -> None:
+    """The container ran the project's code: a symlink it leaves in the file-commands
+    mount must not put a file of this machine into the summary or the report."""
+    secret = tmp_path / "host-secret.md"
+    secret.write_text("SECRET of the host\n")
+    other_report = tmp_path / "elsewhere.json"
+    json_report.write(RunReport([UnitReport("planted")]), other_report)
+
+    def behave(container: Any) -> tuple[list[bytes], int]:
+        summary = container.file("GITHUB_STEP_SUMMARY")
+        summary.unlink()
+        summary.symlink_to(secret)
+        (container.host(FILE_COMMANDS_MOUNT) / REPORT_FILE).symlink_to(other_report)
+        os.mkfifo(container.file("GITHUB_OUTPUT").with_name("fifo"))
+        container.file("GITHUB_OUTPUT").unlink()
+        container.file("GITHUB_OUTPUT").with_name("fifo").rename(container.file("GITHUB_OUTPUT"))
+        return [b"done\n"], 0
+
+    daemon = FakeDaemon(behave, {"img:1"})
+    out = io.StringIO()
+    options = DockerOptions(path=str(project), image="img:1", summary=str(tmp_path / "s.md"),
+                            json_path=str(tmp_path / "m.json"))
+    run(options, stream=out, connect_docker=daemon.connect)  # returns: the FIFO never blocks
+    assert "SECRET" not in (tmp_path / "s.md").read_text() + out.getvalue()
+    merged = json_report.read(tmp_path / "m.json")
+    assert "planted" not in {u.name for u in merged.reports}
+    assert "is a symlink; refusing to follow it" in out.getvalue()

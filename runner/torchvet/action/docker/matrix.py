@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...reporters import json_report
+from ...reporters import files, json_report
 from ...results import RunReport, merge_runs
 from .client import DockerError, connect, explain_run_error, first_line
 from .logs import LineBuffer, LogRenderer, Printer, read_outputs, setup_report
@@ -41,6 +41,7 @@ from .plan import (
 from .workspace import remove_tree, snapshot
 
 LABEL = "torchvet.docker"
+READ_BACK_LIMIT = 16 * 1024 * 1024  # bytes of a file-command file read back from a cell
 STOP_SECONDS = 15  # docker stop's grace period: torchvet writes what finished
 
 
@@ -274,24 +275,27 @@ class Matrix:
         for line in buffer.flush():
             show(line)
 
-    def collect(self, cell: Cell, files: Path, environment: dict[str, str]) -> None:
+    def collect(self, cell: Cell, mount: Path, environment: dict[str, str]) -> None:
         """Read back what the cell wrote in the file_commands mount: its outputs, job
-        summary and JSON report (a stand-in report when it wrote none)."""
+        summary and JSON report (a stand-in report when it wrote none). The container
+        ran code of the project: only regular files are read, never through a symlink
+        (one could name a file of this machine), and at most so many bytes."""
 
         def text(name: str) -> str:
-            path = files / Path(environment[name]).name
+            path = mount / Path(environment[name]).name
             try:
-                return path.read_text(encoding="utf-8", errors="replace")
+                return files.read_bytes(path, limit=READ_BACK_LIMIT,
+                                        follow_symlinks=False).decode("utf-8", "replace")
             except OSError:
                 return ""
 
         cell.outputs = read_outputs(text("GITHUB_OUTPUT"))
         cell.summary = text("GITHUB_STEP_SUMMARY")
-        report_path = files / REPORT_FILE
-        if report_path.is_file():
+        report_path = mount / REPORT_FILE
+        if report_path.is_file() or report_path.is_symlink():
             try:
-                cell.report = json_report.read(report_path)
-            except ValueError as exc:
+                cell.report = json_report.read(report_path, follow_symlinks=False)
+            except json_report.ReportError as exc:
                 self.printer.line(f"unreadable report: {exc}", cell.prefix)
         if cell.report is None:
             cell.stand_in_report()
