@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, run_cli
+from tests.helpers.workflow import replay_log
 from torchvet import cli
 from torchvet.results import Status
 
@@ -220,6 +221,34 @@ def test_a_bad_base_ref_is_a_usage_error(repo: Path, capsys: pytest.CaptureFixtu
                                          ) -> None:
     assert cli.main(["run", str(repo), "--baseline", "no-such-ref"]) == 2
     assert "no such commit" in capsys.readouterr().err
+
+
+def test_in_an_actions_log_what_the_base_prints_is_inside_the_block(repo: Path) -> None:
+    """The base's factories are the project's code too: they run inside the same
+    stop-commands block as the pull request's units (and `torchvet snapshot`'s inside
+    one of its own), and a bad ref closes it."""
+    forged = "::error file=FORGED.py,line=1::forged by the base"
+    models = repo / "src" / "zoo" / "models.py"
+    original = models.read_text()
+    models.write_text(original.replace(
+        "def make_net():\n", f"def make_net():\n    print({forged!r}, flush=True)\n"))
+    git(repo, "commit", "-qam", "a base that prints a workflow command")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    actions = {"GITHUB_ACTIONS": "true"}
+    taken = run_cli("snapshot", str(repo), "-s", env=actions)  # `torchvet snapshot` too
+    assert taken.returncode == 0 and forged in taken.stdout, taken.stdout + taken.stderr
+    assert not [c for c in replay_log(taken.stdout) if "forged" in c[2]]
+    models.write_text(original)
+    git(repo, "commit", "-qam", "the pull request")
+    proc = run_cli("run", str(repo), "--checks", "regression", "-j", "1", "-s",
+                   "--baseline", base, env=actions)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert forged in proc.stdout
+    assert not [c for c in replay_log(proc.stdout) if "forged" in c[2]]
+    bad = run_cli("run", str(repo), "--baseline", "no-such-ref", env=actions)
+    assert bad.returncode == 2 and "no such commit" in bad.stderr
+    assert bad.stdout.startswith("::stop-commands::")
+    replay_log(bad.stdout)  # fails when the log ends inside the block
 
 
 def test_snapshot_files_are_small_and_reviewable(repo: Path) -> None:

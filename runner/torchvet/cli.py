@@ -37,6 +37,7 @@ from .session import (
     in_actions_log,
     select_units,
     shield_environment,
+    stderr_into_stdout,
     validate_checks,
     validate_config_checks,
     write_reports,
@@ -245,8 +246,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
-    options.baselines = baselines.resolve(sel, baseline, options)
-    run = execute(sel, options)
+    run = execute(sel, options, baselines=lambda: baselines.resolve(sel, baseline, options))
     if run.interrupted:
         raise SystemExit(ExitCode.INTERRUPTED)
     raise SystemExit(exit_code_for(run, options.fail_on))
@@ -284,6 +284,7 @@ def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...
     snapshot that differs is reported and left alone (exit 1) unless --update accepts it.
     Commit the files: their diff shows reviewers what a change does to the model.
     """
+    shield_environment()  # the units are the project's code: guarded like a run's
     sel = select_units(path, models, exclude, installed)
     config = sel.config
     options = RunOptions(
@@ -293,7 +294,9 @@ def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...
         device=device,
         capture=not no_capture,
     )
-    raise SystemExit(baselines.snapshot_units(sel, options, update=update, output=output))
+    with commands_off(), stderr_into_stdout(in_actions_log()):
+        code = baselines.snapshot_units(sel, options, update=update, output=output)
+    raise SystemExit(code)
 
 
 @cli.command("merge")

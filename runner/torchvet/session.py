@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -259,22 +259,29 @@ def stderr_into_stdout(active: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
-    """Run every selected unit and write the reports; returns the run."""
+def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None, *,
+            baselines: Callable[[], dict[Key, Baseline]] | None = None) -> RunReport:
+    """Run every selected unit and write the reports; returns the run. ``baselines``
+    (``--baseline REF``: the base's units run in workers for their snapshots) is called
+    under the same guards as the units: inside the stop-commands block, as subreaper."""
     saved_env = shield_environment()
     github_env = saved_env if options.github else None
-    jobs = with_baselines(build_jobs(sel, options), options.baselines)
     reaper.become_subreaper()
     out = stream or sys.stdout
     guarded = options.github or in_actions_log()
     with stderr_into_stdout(guarded and out is sys.stdout):  # the fork server inherits it
-        if jobs:  # an empty selection (--changed-since, --shard) needs no torch
-            warm_up(jobs)
         resume = workflow.stop_commands(out) if guarded else None
-        run = run_units(sel, options, jobs, out)
-        if resume is not None:
-            out.write(resume)
-            out.flush()
+        try:
+            if baselines is not None:
+                options.baselines = baselines()
+            jobs = with_baselines(build_jobs(sel, options), options.baselines)
+            if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+                warm_up(jobs)
+            run = run_units(sel, options, jobs, out)
+        finally:  # a usage error (an unknown base ref) must not leave the log muted
+            if resume is not None:
+                out.write(resume)
+                out.flush()
     if options.github:
         github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
                        env=github_env)

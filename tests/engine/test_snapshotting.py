@@ -4,12 +4,16 @@ changes row each compared unit gets."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures import models_regression
-from torchvet.engine import protocol
+from torchvet.engine import protocol, reaper
 from torchvet.engine.executor import META_MODULES, Executor, preload_for
 from torchvet.engine.jobs import Job
 from torchvet.engine.snapshotting import record_changes, take_snapshots, with_baselines
@@ -73,3 +77,35 @@ def test_record_changes_fills_the_row_of_compared_units() -> None:
         "flops": [100, 120], "activation_bytes": [8, 8], "baseline": "base x",
         "outputs_changed": True}
     assert reports[1].changes == {}
+
+
+DAEMON_LEFT = """
+import os, sys
+from torchvet.engine import reaper
+from torchvet.engine.jobs import Job
+from torchvet.engine.snapshotting import take_snapshots
+from torchvet.project.config import UnitConfig
+from torchvet.project.discovery import Factory
+factory = Factory("leaves_a_daemon", "model", "d",
+                  "tests.fixtures.models_regression:leaves_a_daemon", sys_path=(sys.argv[1],))
+run = take_snapshots([Job(factory, UnitConfig())])
+daemon = int(open(os.environ["TORCHVET_TEST_DAEMON_PIDFILE"]).read())
+print(run.snapshots[("model", "leaves_a_daemon")].data is not None,
+      reaper.read_proc(daemon) is None)
+"""
+
+
+@pytest.mark.slow
+def test_a_snapshot_job_leaves_no_process_behind(tmp_path: Path) -> None:
+    """A base ref's factories are the project's code: what they start is swept like a
+    run's units' (take_snapshots is their subreaper)."""
+    pidfile = tmp_path / "daemon.pid"
+    env = {**os.environ, "TORCHVET_TEST_DAEMON_PIDFILE": str(pidfile)}
+    try:
+        result = subprocess.run([sys.executable, "-c", DAEMON_LEFT,
+                                 str(FIXTURES.parent.parent)],
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert result.stdout.split() == ["True", "True"], result.stderr[-3000:]
+    finally:  # a failure must not leave the daemon running on this machine
+        if pidfile.is_file() and reaper.read_proc(int(pidfile.read_text())) is not None:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)

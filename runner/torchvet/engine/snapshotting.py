@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from ..project.snapshot_diff import change_row
 from ..project.snapshots import Baseline
 from ..results import Status, UnitReport
-from . import protocol
+from . import protocol, reaper
 from .executor import Executor
 from .jobs import Job
+from .signals import SignalJudge, trusted_canceller
 
 NO_CHECKS = ("-*",)  # excludes every check: a snapshot job runs none
 Key = tuple[str, str]  # (kind, name)
@@ -44,11 +45,19 @@ class SnapshotRun:
 
 def take_snapshots(jobs: Sequence[Job], parallel: int = 1, capture: bool = True
                    ) -> SnapshotRun:
-    """Run ``jobs`` for their snapshots only, ``parallel`` at a time."""
+    """Run ``jobs`` for their snapshots only, ``parallel`` at a time, guarded like a run's
+    units (a base ref's factories are the project's code too): this process is their
+    subreaper and sweeps what they leave, and their signals are judged by sender."""
+    reaper.become_subreaper()
     executor = Executor([replace(job, checks=NO_CHECKS, snapshot=True) for job in jobs],
                         parallel=parallel, capture=capture)
-    reports = executor.run()
-    return SnapshotRun(executor.snapshots, reports, executor.interrupted)
+    judge = SignalJudge(executor.reaper, trusted=trusted_canceller())
+    with judge:
+        reports = executor.run()
+        judge.armed = False
+        executor.reaper.sweep(final=True)
+    return SnapshotRun(executor.snapshots, reports,
+                       executor.interrupted or judge.honoured is not None)
 
 
 def with_baselines(jobs: Sequence[Job], baselines: Mapping[Key, Baseline] | None
