@@ -127,6 +127,16 @@ def test_last_bit_noise_is_within_the_float32_tolerance() -> None:
     assert diff_leaf("out", "float32", old, new) is None
 
 
+def test_the_tolerance_follows_the_dtype() -> None:
+    # a bfloat16 output that moved by a rounding step of its own (1/128 near 1) is the
+    # same; that move in float32, or ten times it in bfloat16, is a change
+    old, step = digest([1.0, -0.5, 0.25, 2.0]), digest([1.0078125, -0.5, 0.25, 2.0])
+    assert diff_leaf("out", "bfloat16", old, step) is None
+    assert diff_leaf("out", "float16", old, digest([1.0009766, -0.5, 0.25, 2.0])) is None
+    assert diff_leaf("out", "float32", old, step) is not None
+    assert diff_leaf("out", "bfloat16", old, digest([1.078125, -0.5, 0.25, 2.0])) is not None
+
+
 def test_a_moved_value_names_the_leaf_the_element_and_both_values() -> None:
     moved = diff_leaf("out", "float32", digest([0.5, -1.25, 0.0, 2.0]),
                       digest([0.5, -0.25, 0.0, 2.0]))
