@@ -133,6 +133,9 @@ class UnitReport:
     label: str = ""
     output: str = ""
     peak_memory: int = 0
+    # against a baseline: params/flops/activation_bytes [before, after], outputs_changed,
+    # checkpoint_compatible, baseline (the job summary's Model changes row)
+    changes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -167,6 +170,7 @@ class UnitReport:
             "peak_memory": self.peak_memory,
             "output": self.output,
             "results": [r.to_dict() for r in self.results],
+            **({"changes": self.changes} if self.changes else {}),
         }
 
     @classmethod
@@ -183,6 +187,7 @@ class UnitReport:
             peak_memory=int(data.get("peak_memory") or 0),
             output=str(data.get("output") or ""),
             results=[CheckResult.from_dict(r) for r in data.get("results", [])],
+            changes=dict(data.get("changes") or {}),
         )
 
 

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -36,6 +36,7 @@ from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
 from .engine.memory import MemoryReading, describe, read_memory, usable
 from .engine.signals import SignalJudge, trusted_canceller
+from .engine.snapshotting import Key, record_changes, with_baselines
 from .errors import UsageError
 from .project.changes import ChangedUnits, select_changed
 from .project.config import Config, load_config
@@ -50,7 +51,8 @@ from .project.discovery import (
 )
 from .project.paths import find_report_root
 from .project.sharding import load_durations, load_peaks, select_shard
-from .reporters import github, json_report, junit
+from .project.snapshots import Baseline
+from .reporters import github, json_report, junit, model_changes
 from .reporters.terminal import TerminalReporter
 from .results import RunReport, UnitReport, clean_run, clean_unit
 
@@ -176,6 +178,7 @@ class RunOptions:
     capture: bool = True
     github: bool = False  # GitHub Actions: annotations, job summary, step outputs
     full_trace: bool = False  # keep torchvet's frames in verdict tracebacks
+    baselines: dict[Key, Baseline] | None = None  # what regression.* compares with
 
 
 def project_dirs(sel: Selection) -> tuple[str, ...]:
@@ -257,23 +260,30 @@ def stderr_into_stdout(active: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
-    """Run every selected unit and write the reports; returns the run."""
+def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None, *,
+            baselines: Callable[[], dict[Key, Baseline]] | None = None) -> RunReport:
+    """Run every selected unit and write the reports; returns the run. ``baselines``
+    (``--baseline REF``: the base's units run in workers for their snapshots) is called
+    under the same guards as the units: inside the stop-commands block, as subreaper."""
     saved_env = shield_environment()
     github_env = saved_env if options.github else None
-    jobs = build_jobs(sel, options)
     reaper.become_subreaper()
     memory = read_memory()  # before the fork server takes its share
     out = stream or sys.stdout
     guarded = options.github or in_actions_log()
     with stderr_into_stdout(guarded and out is sys.stdout):  # the fork server inherits it
-        if jobs:  # an empty selection (--changed-since, --shard) needs no torch
-            warm_up(jobs)
         resume = workflow.stop_commands(out) if guarded else None
-        run = run_units(sel, options, jobs, out, memory)
-        if resume is not None:
-            out.write(resume)
-            out.flush()
+        try:
+            if baselines is not None:
+                options.baselines = baselines()
+            jobs = with_baselines(build_jobs(sel, options), options.baselines)
+            if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+                warm_up(jobs)
+            run = run_units(sel, options, jobs, out, memory)
+        finally:  # a usage error (an unknown base ref) must not leave the log muted
+            if resume is not None:
+                out.write(resume)
+                out.flush()
     if options.github:
         github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
                        env=github_env)
@@ -307,6 +317,7 @@ def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO,
         reports = executor.run()
         judge.armed = False
         executor.reaper.sweep(final=True)
+    record_changes(reports, jobs, executor.snapshots)
     run = clean_run(RunReport(
         reports=reports,
         seed=options.seed,
@@ -316,6 +327,8 @@ def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO,
         interrupted=executor.interrupted or judge.honoured is not None,
     ))
     terminal.finish(run, options.fail_on)
+    for line in model_changes.text_lines(run.reports):
+        terminal.write(line)
     write_reports(run, terminal, options.fail_on, junit_path=options.junit,
                   json_path=options.json_path)
     return run

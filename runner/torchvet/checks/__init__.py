@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-AREA_MODULES = ("forward", "training", "state", "portability", "export", "data")
+AREA_MODULES = ("forward", "training", "state", "portability", "export", "data", "regression")
 
 
 def register_all() -> None:

@@ -53,13 +53,14 @@ def start_method() -> str:
 # fork server once per run instead of in every worker, but only when a selected check
 # needs them.
 META_MODULES = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
-META_CHECKS = ("portability.device", "export.*")
+META_CHECKS = ("portability.device", "export.*", "regression.cost")  # FLOP counting too
 
 
 def preload_for(jobs: Sequence[Job]) -> tuple[str, ...]:
     """The modules the fork server imports before forking workers for ``jobs``."""
     planned = {check for job in jobs for check in job.planned_checks()}
-    if any(fnmatch.fnmatchcase(c, p) for c in planned for p in META_CHECKS):
+    if any(job.snapshot for job in jobs) or any(
+            fnmatch.fnmatchcase(c, p) for c in planned for p in META_CHECKS):
         return (GUARD_MODULE, WORKER_MODULE, *META_MODULES)
     return (GUARD_MODULE, WORKER_MODULE)
 
@@ -172,6 +173,7 @@ class Executor:
         self._context = mp_context(preload_for(self.jobs))
         self._closed: set[int] = set()  # keys of units whose report is final
         self._fork_server: str | None = None  # known once the first worker started it
+        self.snapshots: dict[tuple[str, str], protocol.Snapshot] = {}  # (kind, name)
         self.reaper = Reaper()
 
     # -- planning ------------------------------------------------------------------
@@ -320,6 +322,9 @@ class Executor:
                 unit.report.peak_memory = max(unit.report.peak_memory, baseline)
                 unit.waiting_since = time.monotonic()
                 self._grant(self.memory.footprint(unit.key, baseline, need))
+            case protocol.Snapshot():
+                factory = unit.job.factory
+                self.snapshots[(factory.kind, factory.name)] = message
             case protocol.Done(_, peak):
                 unit.report.peak_memory = max(unit.report.peak_memory, peak)
                 unit.done = True

@@ -4,12 +4,14 @@ A worker sends these over a pipe as it goes, so a crash loses nothing already de
 ``Ready`` once it runs, ``Plan``/``Deadline`` when building the unit changes them,
 ``Footprint`` once the unit is built (then it waits for the parent's ``Grant``, the one
 message that travels the other way), ``Started`` and ``Finished`` around every check,
-and ``Done`` at the end. The parent dispatches on the type; nothing here imports torch.
+``Snapshot`` when the job asks for the unit's snapshot, and ``Done`` at the end. The
+parent dispatches on the type; nothing here imports torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..results import CheckResult
 
@@ -74,6 +76,15 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """The unit's snapshot (``torchvet snapshot``, the Model changes of a run against a
+    baseline), or why none could be taken."""
+
+    data: dict[str, Any] | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Done:
     """Every planned check has reported."""
 
@@ -81,4 +92,4 @@ class Done:
     peak_memory: int = 0  # the unit's own peak resident bytes (0: not measured)
 
 
-Message = Ready | Plan | Deadline | Footprint | Started | Finished | Done
+Message = Ready | Plan | Deadline | Footprint | Started | Finished | Snapshot | Done

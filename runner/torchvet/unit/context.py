@@ -21,6 +21,7 @@ from torch import nn
 from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
+from ..project.snapshots import Baseline
 from .budget import budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
@@ -52,6 +53,7 @@ class CheckContext:
         spec: ModelSpec | None = None,
         data: DataSpec | None = None,
         budgets: Mapping[str, float] | None = None,
+        baseline: Baseline | None = None,
     ) -> None:
         self.factory = factory
         self.seed = seed
@@ -62,6 +64,7 @@ class CheckContext:
         self.data = data if data is not None else (spec.data if spec else None)
         self.current_check = ""
         self.budgets = dict(budgets or {})
+        self.baseline = baseline  # the snapshot the regression checks compare with
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
         self.memory = MemoryPlan()  # the worker replaces it once the parent grants memory
         self._guard: StateGuard | None = None

@@ -39,6 +39,7 @@ from .inputs import declare_inputs_hint
 from .locate import Locator
 from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
+from .snapshot import snapshot_message
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
 from .tracebacks import hide_torchvet_frames
 
@@ -186,7 +187,7 @@ class UnitRun:
                 self.send(protocol.Deadline(float(spec.timeout)))
             spec.model.to(device)
         return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data,
-                            budgets=job.config.budgets)
+                            budgets=job.config.budgets, baseline=job.baseline)
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
@@ -206,6 +207,8 @@ class UnitRun:
             for check_id in self.plan:
                 self.emit(CheckResult(check_id, Status.ERROR, exc.message, exc.details,
                                       *self._loc(exc.where)))
+            if self.job.snapshot:
+                self.send(snapshot_message(None, exc.message))
             self.send(protocol.Done(time.perf_counter() - started, self.meter.unit_peak))
             return
         blanket = self.blanket_skip(ctx)
@@ -216,6 +219,9 @@ class UnitRun:
                 self.emit(CheckResult(check_id, Status.SKIPPED, blanket))
                 continue
             self.emit(self.measured(check_id, ctx))
+        if self.job.snapshot:
+            self.send(protocol.Started("snapshot"))  # a crash from here on is the snapshot's
+            self.send(snapshot_message(ctx, blanket))
         self.send(protocol.Done(time.perf_counter() - started, self.meter.unit_peak))
 
     # -- memory ------------------------------------------------------------------
