@@ -11,21 +11,17 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from tests.helpers import ROOT
-from tests.helpers.workflow import read_outputs
+from tests.helpers.action import action_runner
 from torchvet.reporters import json_report
 from torchvet.results import Status
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-RUNNER_UID = 1001  # the runner's user owns the workspace on GitHub-hosted machines
 
 PYPROJECT = """\
 [build-system]
@@ -92,61 +88,14 @@ def two_commits(workspace: Path) -> tuple[str, int]:
     return base, line
 
 
-def run_like_the_runner(client: Any, image: str, tmp_path: Path, workspace: Path,
-                        **inputs: str) -> tuple[int, str, str, dict[str, str]]:
-    """(exit code, stdout, job summary, outputs) of the image run on ``workspace`` with
-    every input action.yml declares (defaults included) and the runner's environment."""
-    files, home = tmp_path / "file_commands", tmp_path / "home"
-    files.mkdir()
-    home.mkdir()
-    step = uuid.uuid4().hex
-    names = {k: f"{k}_{step}" for k in ("set_output", "step_summary", "set_env", "add_path",
-                                         "save_state")}
-    for name in names.values():
-        (files / name).touch()
-    if os.geteuid() == 0:
-        for root in (workspace, files, home):
-            subprocess.run(["chown", "-R", f"{RUNNER_UID}:{RUNNER_UID}", str(root)],
-                           check=True)
-    declared = YAML(typ="safe").load((ROOT / "action.yml").read_text())["inputs"]
-    values = {name: str(spec.get("default", "")) for name, spec in declared.items()}
-    values.update({k.replace("_", "-"): v for k, v in inputs.items()})
-    environment = {
-        **{f"INPUT_{name.upper()}": value for name, value in values.items()},
-        "HOME": "/github/home", "GITHUB_ACTIONS": "true", "CI": "true",
-        "GITHUB_WORKSPACE": "/github/workspace",
-        "GITHUB_OUTPUT": f"/github/file_commands/{names['set_output']}",
-        "GITHUB_STEP_SUMMARY": f"/github/file_commands/{names['step_summary']}",
-        "GITHUB_ENV": f"/github/file_commands/{names['set_env']}",
-        "GITHUB_PATH": f"/github/file_commands/{names['add_path']}",
-        "GITHUB_STATE": f"/github/file_commands/{names['save_state']}",
-        "GITHUB_REPOSITORY": "octo/models", "GITHUB_SHA": "0123abcd" * 5,
-        "GITHUB_SERVER_URL": "https://github.com", "GITHUB_EVENT_NAME": "pull_request",
-        "RUNNER_OS": "Linux", "GITHUB_TOKEN": "SENTINEL-github-token",
-    }
-    container = client.containers.run(
-        image, detach=True, working_dir="/github/workspace", network_mode="host",
-        environment=environment, volumes={
-            str(workspace): {"bind": "/github/workspace", "mode": "rw"},
-            str(files): {"bind": "/github/file_commands", "mode": "rw"},
-            str(home): {"bind": "/github/home", "mode": "rw"}})
-    try:
-        code = container.wait(timeout=900)["StatusCode"]
-        stdout = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-    finally:
-        container.remove(force=True)
-    summary = (files / names["step_summary"]).read_text(encoding="utf-8")
-    outputs = read_outputs((files / names["set_output"]).read_text(encoding="utf-8"))
-    return code, stdout, summary, outputs
-
-
 def test_the_base_ref_is_snapshotted_in_the_container_and_the_change_shown(
         client: Any, image: str, tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
     base, line = two_commits(workspace)
     head = git(workspace, "rev-parse", "HEAD").strip()
-    code, stdout, summary, outputs = run_like_the_runner(
-        client, image, tmp_path, workspace, baseline=base, checks="regression")
+    run = action_runner(client, image, tmp_path)(workspace, baseline=base,
+                                                 checks="regression")
+    code, stdout, summary, outputs = run.code, run.stdout, run.summary, run.outputs
     assert code == 1, stdout[-4000:]
     annotation = next((text for text in stdout.splitlines()
                        if text.startswith("::error file=src/zoo/models.py")
