@@ -3,14 +3,15 @@
 Two steps, each in its own process:
 
 ``count``
-    Runs the default catalogue in-process (``torchvet.check_inline``, the same
-    ``UnitRun`` the workers use) on every unit of a project, with instruments that record,
+    Runs the default catalogue in-process (the same ``UnitRun`` the workers use) on every
+    unit of a project, with instruments that record,
     in order, every *model build* (factory call), every *top-level model forward* (train or
     eval mode, grad on or off, batch size, device, autocast dtype, inside a ``step`` or
     not), every *backward* (``Tensor.backward`` / ``torch.autograd.backward``), every
     ``torch.autograd.grad`` call, every *optimizer step* and every *dataset sample load*
     (``__getitem__``). The counts therefore come from the checks as they are, never from a
-    guess. Output: one JSON file of events per unit.
+    guess. Output: one JSON file of events per unit, with the unit's memory as the worker
+    measures it (its weights, the pre-check baseline, each check's peak).
 
 ``replay``
     One process, ``import torch`` once (not timed), then for every unit performs exactly
@@ -47,7 +48,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "runner"))
 
 from torchvet.project.discovery import discover  # noqa: E402
-from torchvet.unit.optim import Adam  # noqa: E402
+from torchvet.unit.optim import Adam, StatelessAdam  # noqa: E402
+
+OPTIMIZERS = {"Adam": Adam, "StatelessAdam": StatelessAdam}
 
 Event = dict[str, Any]
 
@@ -95,7 +98,7 @@ class Recorder:
         original_backward = torch.Tensor.backward
         original_autograd_backward = torch.autograd.backward
         original_grad = torch.autograd.grad
-        original_step = Adam.step
+        original_steps = {cls: cls.__dict__["step"] for cls in OPTIMIZERS.values()}
 
         def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
             top = recorder.depth == 0 and type(module) in recorder.model_types
@@ -145,9 +148,11 @@ class Recorder:
             recorder.events.append({"op": "grad"})
             return original_grad(*args, **kwargs)
 
-        def step(self: Adam, *args: Any, **kwargs: Any) -> Any:
-            recorder.events.append({"op": "step", "optimizer": "Adam"})
-            return original_step(self, *args, **kwargs)
+        def counted_step(cls: type) -> Any:
+            def step(self: Adam, *args: Any, **kwargs: Any) -> Any:
+                recorder.events.append({"op": "step", "optimizer": cls.__name__})
+                return original_steps[cls](self, *args, **kwargs)
+            return step
 
         def optim_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
             recorder.events.append({"op": "step", "optimizer": type(optimizer).__name__})
@@ -156,7 +161,8 @@ class Recorder:
         torch.Tensor.backward = backward  # type: ignore[method-assign]
         torch.autograd.backward = autograd_backward
         torch.autograd.grad = grad
-        Adam.step = step  # type: ignore[method-assign]
+        for cls in OPTIMIZERS.values():
+            cls.step = counted_step(cls)  # type: ignore[method-assign]
         handle = None
         if "torch.optim" in sys.modules:
             from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -169,7 +175,8 @@ class Recorder:
             torch.Tensor.backward = original_backward  # type: ignore[method-assign]
             torch.autograd.backward = original_autograd_backward
             torch.autograd.grad = original_grad
-            Adam.step = original_step  # type: ignore[method-assign]
+            for cls, original_step in original_steps.items():
+                cls.step = original_step  # type: ignore[method-assign]
             if handle is not None:
                 handle.remove()
 
@@ -270,8 +277,30 @@ def units(project: str, only: list[str]) -> list[Any]:
     return [f for f in factories if not only or f.name in only]
 
 
+def run_unit(factory: Any, fn: Callable[[], Any], config: Any, seed: int
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The default catalogue on one unit in-process, as a worker runs it: the results by
+    check id, and its memory (weights, the pre-check baseline, each check's peak)."""
+    from torchvet.engine import protocol
+    from torchvet.engine.jobs import Job
+    from torchvet.unit.worker import UnitRun
+
+    results: dict[str, Any] = {}
+    memory: dict[str, Any] = {"peaks": {}}
+
+    def collect(message: Any) -> None:
+        if isinstance(message, protocol.Footprint):
+            memory.update(weights=message.weights, baseline=message.baseline)
+        elif isinstance(message, protocol.Finished):
+            results[message.result.id] = message.result
+            memory["peaks"][message.result.id] = message.result.peak_memory
+
+    job = Job(factory=factory, config=config, seed=seed, project_dirs=(), report_root=".")
+    UnitRun(job, collect, factory_fn=fn).run()
+    return results, memory
+
+
 def count(project: str, out: str, only: list[str]) -> None:
-    from torchvet import check_inline
     from torchvet.project.config import load_config
     from torchvet.results import Status
 
@@ -283,8 +312,7 @@ def count(project: str, out: str, only: list[str]) -> None:
         fn = recorder.wrap_factory(load_factory(factory.value))
         unit_config = config.for_unit(factory.kind, factory.name, {})
         with recorder.installed():
-            results = check_inline(fn, kind=factory.kind, name=factory.name,
-                                   config=unit_config, seed=config.seed or 0)
+            results, memory = run_unit(factory, fn, unit_config, config.seed or 0)
         _restore_datasets()
         bad = {k: r.status.value for k, r in results.items()
                if r.status not in (Status.PASSED, Status.SKIPPED, Status.WARNED)}
@@ -295,6 +323,7 @@ def count(project: str, out: str, only: list[str]) -> None:
             "checks": sorted(results),
             "not_passed": bad,
             "counts": dict(ops),
+            "memory": memory,
             "events": recorder.events,
         }
         print(f"{factory.name:<22} {dict(ops)}", file=sys.stderr)
@@ -329,6 +358,7 @@ class Replayer:
         self.optimizer: Adam | None = None
         self.last: Any = None
         self.last_inputs: list[torch.Tensor] = []
+        self.last_model: nn.Module = nn.Module()
         self.sample_index = 0
 
     def build(self) -> None:
@@ -375,16 +405,24 @@ class Replayer:
             else:
                 self.last = model(*inputs.args, **inputs.kwargs)
         self.last_inputs = [t for _, t in inputs.tensors() if t.requires_grad]
+        self.last_model = model
 
     def backward(self) -> None:
         _reduce(self.last).backward()
 
     def grad(self) -> None:
-        torch.autograd.grad(_reduce(self.last), self.last_inputs, allow_unused=True)
+        """``torch.autograd.grad`` as a check called it: with respect to the inputs, or,
+        where none requires grad (a check that asks about parameters), the parameters."""
+        out = _reduce(self.last)
+        leaves = self.last_inputs or [p for p in self.last_model.parameters()
+                                      if p.requires_grad]
+        if out.requires_grad and leaves:
+            torch.autograd.grad(out, leaves, allow_unused=True)
 
-    def step(self) -> None:
+    def step(self, event: Event) -> None:
         if self.optimizer is None:
-            self.optimizer = Adam(self.models["cpu"].parameters(), lr=1e-3)
+            kind = OPTIMIZERS.get(event.get("optimizer", "Adam"), Adam)
+            self.optimizer = kind(self.models["cpu"].parameters(), lr=1e-3)
         self.optimizer.step()
         self.optimizer.zero_grad()
 
@@ -406,7 +444,7 @@ class Replayer:
             elif op == "grad":
                 self.grad()
             elif op == "step":
-                self.step()
+                self.step(event)
             elif op == "sample":
                 self.sample()
 

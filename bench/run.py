@@ -18,9 +18,16 @@ every row alike), each a fresh process:
 
 Medians, min and max over the repetitions; ratios from the medians; a table at the end.
 
+The real-size tier (``--tier real``, opt-in: minutes per repetition and GBs of memory)
+runs bench/real/ — ResNet-50, ViT-B/16, BERT-base, GPT-2-small in plain torch — and
+reports per unit the -j 1 time against its compute floor, the worker's peak memory, and
+that peak above the pre-check baseline in multiples of the model's weight bytes; per
+check the seconds.
+
     python bench/run.py                 # the full benchmark (5 repetitions, ~25 min)
     python bench/run.py --repeats 7
     python bench/run.py --quick         # 1 repetition, 3 models (what the tests run)
+    python bench/run.py --tier real --repeats 3
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PROJECT = HERE / "project"
+REAL = HERE / "real"
 SEED_CHECKS = ("forward.shape,forward.dtype,training.update,training.loss,data.collate,"
                "data.labels")
 QUICK_MODELS = ("mlp_tiny", "lenet", "tabular")
@@ -82,18 +90,20 @@ def torchvet(*args: str) -> list[str]:
 # --------------------------------------------------------------------------- projects
 
 
-def entry_points() -> dict[str, dict[str, str]]:
+def entry_points(source: Path = PROJECT) -> dict[str, dict[str, str]]:
     import tomllib
 
-    data = tomllib.loads((PROJECT / "pyproject.toml").read_text())
+    data = tomllib.loads((source / "pyproject.toml").read_text())
     eps = data["project"]["entry-points"]
-    return {"model": dict(eps["torchvet.models"]), "dataset": dict(eps["torchvet.datasets"])}
+    return {"model": dict(eps["torchvet.models"]),
+            "dataset": dict(eps.get("torchvet.datasets", {}))}
 
 
-def write_project(root: Path, models: dict[str, str], datasets: dict[str, str]) -> Path:
-    """A project whose entry points point into bench/project/src (linked, not copied)."""
+def write_project(root: Path, models: dict[str, str], datasets: dict[str, str],
+                  source: Path = PROJECT) -> Path:
+    """A project whose entry points point into ``source``/src (linked, not copied)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "src").symlink_to(PROJECT / "src", target_is_directory=True)
+    (root / "src").symlink_to(source / "src", target_is_directory=True)
     lines = ['[project]', 'name = "torchvet-bench-generated"', 'version = "0"', '',
              '[project.entry-points."torchvet.models"]']
     lines += [f'{name} = "{value}"' for name, value in models.items()]
@@ -217,13 +227,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="1 repetition on 3 models: checks that the benchmark runs")
     parser.add_argument("--json", dest="json_path", help="also write the figures here")
+    parser.add_argument("--tier", choices=("small", "real"), default="small",
+                        help="small: 20 small models and every figure (default); real: "
+                             "the real-size models of bench/real/")
+    parser.add_argument("--real-project", type=Path, default=REAL,
+                        help="the project the real tier measures (default bench/real)")
+    parser.add_argument("-k", dest="only", action="append", default=[],
+                        help="real tier: only this model (repeatable)")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="torchvet-bench-") as tmp:
         bench = Bench(args.quick, repeats, Path(tmp))
-        measure(bench)
-        table = render(bench, time.perf_counter() - started)
+        if args.tier == "real":
+            measure_real(bench, args.real_project.resolve(), args.only)
+            table = render_real(bench, time.perf_counter() - started)
+        else:
+            measure(bench)
+            table = render(bench, time.perf_counter() - started)
     print(table)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(
@@ -377,6 +398,96 @@ def render(bench: Bench, elapsed: float) -> str:
         "floor counts per unit (build/forward/backward/grad/step/sample): "
         + "; ".join(f"{n} {_counts(c)}" for n, c in x["floor_counts"].items()),
     ]
+    if x["floor_not_passed"]:
+        lines.append(f"WARNING: checks that did not pass while counting: {x['floor_not_passed']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- real sizes
+
+
+def measure_real(bench: Bench, source: Path, only: Sequence[str]) -> None:
+    models = {n: v for n, v in entry_points(source)["model"].items() if not only or n in only}
+    project = write_project(bench.scratch / "real", models, {}, source)
+    events = bench.scratch / "events.json"
+    log(f"counting the catalogue's tensor work and memory on {len(models)} model(s) ...")
+    run([sys.executable, str(HERE / "floor.py"), "count", str(project), str(events)])
+    recorded = json.loads(events.read_text())
+    bench.extra.update(models=len(models), cores=cores(), units={}, checks={},
+                       floor_not_passed={n: u["not_passed"] for n, u in recorded.items()
+                                         if u["not_passed"]},
+                       memory={n: u["memory"] for n, u in recorded.items()})
+    reports = bench.scratch / "reports"
+    reports.mkdir()
+    for i in range(bench.repeats):
+        seconds = run([sys.executable, "-c", "import torch"])[0]
+        bench.add("torch", "import torch (fresh interpreter)", seconds)
+        _, out = run([sys.executable, str(HERE / "floor.py"), "replay", str(project),
+                      str(events), "--threads", str(cores())])
+        floor = json.loads(out.strip().splitlines()[-1])
+        bench.add("floor", "compute floor (in-process, torch imported)", floor["seconds"])
+        report = reports / f"j1-{i}.json"
+        seconds = run(torchvet("run", str(project), "-j", "1", "--json", str(report)))[0]
+        bench.add("j1", "torchvet run, default catalogue, -j 1", seconds)
+        data = json.loads(report.read_text())
+        for unit in data["reports"]:
+            row = bench.extra["units"].setdefault(unit["name"], {
+                "floor": [], "seconds": [], "peak": []})
+            row["floor"].append(floor["units"][unit["name"]])
+            row["seconds"].append(unit["duration"])
+            row["peak"].append(unit["peak_memory"])
+            for result in unit["results"]:
+                cell = bench.extra["checks"].setdefault(result["id"], {})
+                cell.setdefault(unit["name"], []).append(result["duration"])
+        log(f"[{i + 1}/{bench.repeats}] -j 1 {bench.rows['j1'].samples[-1]:.1f} s, floor "
+            f"{floor['seconds']:.1f} s")
+
+
+def render_real(bench: Bench, elapsed: float) -> str:
+    x = bench.extra
+    m = {k: v.median for k, v in bench.rows.items()}
+    gib = float(1 << 30)
+    lines = [
+        f"torchvet benchmark, real sizes · {x['models']} model(s) · {bench.repeats} "
+        f"repetition(s) · {x['cores']} core(s) · {platform.machine()} · Python "
+        f"{platform.python_version()} · {elapsed / 60:.1f} min",
+        "",
+        f"{'measurement':<50} {'median s':>9} {'min':>9} {'max':>9}",
+        "-" * 80,
+    ]
+    lines += [f"{row.label:<50} {row.cells()}" for row in bench.rows.values()]
+    ratio = m["j1"] / (m["floor"] + m["torch"])
+    lines += ["", f"{'-j 1 / (floor + import torch)':<50} {ratio:9.2f}  target <= 1.5  "
+              f"{'met' if ratio <= 1.5 else 'MISSED'}", "",
+              f"{'unit':<14} {'weights':>9} {'unit s':>8} {'floor s':>8} {'ratio':>6} "
+              f"{'peak':>9} {'above baseline':>15}",
+              "-" * 75]
+    for name, row in x["units"].items():
+        mem = x["memory"].get(name, {})
+        weights = mem.get("weights", 0)
+        above = max(mem.get("peaks", {}).values(), default=0) - mem.get("baseline", 0)
+        unit_s, floor_s = statistics.median(row["seconds"]), statistics.median(row["floor"])
+        times_w = f"{above / weights:.2f} x W" if weights else "-"
+        lines.append(f"{name:<14} {weights / gib:7.2f} GB {unit_s:8.1f} {floor_s:8.1f} "
+                     f"{unit_s / floor_s:6.2f} {statistics.median(row['peak']) / gib:6.2f} GB "
+                     f"{times_w:>15}")
+    names = list(x["units"])
+    lines += ["", "seconds per check at -j 1 (median) and the peak above the baseline (x W, "
+              "from the count run):", f"{'check':<28}" + "".join(f" {n[:14]:>14}" for n in names),
+              "-" * (28 + 15 * len(names))]
+    for check_id, cells in x["checks"].items():
+        row = f"{check_id:<28}"
+        for name in names:
+            mem = x["memory"].get(name, {})
+            peak = mem.get("peaks", {}).get(check_id, 0)
+            weights = mem.get("weights", 0) or 1
+            times_w = (peak - mem.get("baseline", 0)) / weights if peak else float("nan")
+            seconds = statistics.median(cells.get(name, [0.0]))
+            row += f" {seconds:6.1f}s {times_w:5.2f}W"
+        lines.append(row)
+    lines += ["", "peak: the worker's own resident memory at its highest (beyond what it shares "
+              "with the fork server); above baseline: that peak less the memory held once the "
+              "model is built, in multiples of its weight bytes W"]
     if x["floor_not_passed"]:
         lines.append(f"WARNING: checks that did not pass while counting: {x['floor_not_passed']}")
     return "\n".join(lines)

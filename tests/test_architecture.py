@@ -13,7 +13,8 @@ from tests.helpers import ROOT
 PACKAGE = ROOT / "runner" / "torchvet"
 PARENT_SIDE = ("torchvet.errors", "torchvet.results", "torchvet.cli", "torchvet.session",
                "torchvet.__main__", "torchvet.project", "torchvet.engine",
-               "torchvet.reporters", "torchvet.action", "torchvet.pytest_plugin")
+               "torchvet.reporters", "torchvet.action", "torchvet.pytest_plugin",
+               "torchvet.baselines")
 WORKER_SIDE = ("torch", "torchvet.unit", "torchvet.checks")
 PLAIN_METADATA = ("torchvet.checks.catalogue",)  # the catalogue loads without torch
 LAZY = ("torch", "docker")  # heavy or optional: imported where used, with a reason

@@ -49,7 +49,7 @@ def test_filters_select_by_name_and_notes_config_for_no_unit(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"models": ["zzz"]}, "no factory matches --models ['zzz']"),
-    ({"durations": ["r.json"]}, "--durations balances --shard"),
+    ({"durations": ["r.json"]}, "--durations r.json: cannot read it"),
     ({"shard_spec": "0/2"}, "--shard 0/2: expected 1 <= i <= n"),
 ])
 def test_what_cannot_run_is_a_usage_error_naming_the_fix(tmp_path: Path, kwargs: dict,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, baselines
 from .action.docker.command import docker_command
 from .action.workflow import command, neutralize, stop_commands
 from .checks.catalogue import CATALOGUE
@@ -37,6 +37,7 @@ from .session import (
     in_actions_log,
     select_units,
     shield_environment,
+    stderr_into_stdout,
     validate_checks,
     validate_config_checks,
     write_reports,
@@ -63,6 +64,14 @@ INSTALLED_OPT = click.option(
     "--installed/--no-installed", default=None,
     help="Also take entry points from installed distributions (default: only when the "
          "project at PATH declares none).",
+)
+
+BASELINE_OPT = click.option(
+    "--baseline", metavar="REF", default=None,
+    help="What the regression checks compare with: 'snapshot' (default: the files under "
+         ".torchvet/snapshots), a directory of snapshot files, or a git ref whose "
+         "snapshots are taken on the fly from a checkout of it, e.g. the pull request's "
+         "base SHA or origin/main.",
 )
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -207,13 +216,15 @@ def checks_command(as_json: bool) -> None:
 @click.option("--full-trace", is_flag=True,
               help="Keep torchvet's own frames in the tracebacks of verdicts (hidden by "
                    "default, so a traceback starts at your code).")
+@BASELINE_OPT
 @INSTALLED_OPT
 def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
                 timeout: float | None, jobs: int | None, shard: str | None, device: str,
                 junit: str | None, json_path: str | None, no_capture: bool,
                 github: bool | None, installed: bool | None, durations: tuple[str, ...] = (),
-                changed_since: str | None = None, full_trace: bool = False) -> None:
+                changed_since: str | None = None, full_trace: bool = False,
+                baseline: str | None = None) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
     shield_environment()  # before git or anything else starts
     sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
@@ -235,10 +246,57 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
-    run = execute(sel, options)
+    run = execute(sel, options, baselines=lambda: baselines.resolve(sel, baseline, options))
     if run.interrupted:
         raise SystemExit(ExitCode.INTERRUPTED)
     raise SystemExit(exit_code_for(run, options.fail_on))
+
+
+@cli.command("snapshot")
+@PATH_ARG
+@MODELS_OPT
+@EXCLUDE_OPT
+@click.option("--update", is_flag=True,
+              help="Accept the changes: rewrite the snapshots that differ (the file's diff "
+                   "then shows the change to reviewers).")
+@click.option("--output", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Write the snapshots here instead of PATH/.torchvet/snapshots (a "
+                   "baseline for `torchvet run --baseline DIR`).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the snapshot's values [default: [tool.torchvet] seed, else 0].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Per-unit time limit [default: 300].")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Units snapshotted at once [default: cores].")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="Where the models run (values are filed per device).")
+@click.option("-s", "--no-capture", is_flag=True,
+              help="Let the output of user code through.")
+@INSTALLED_OPT
+def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
+                     update: bool, output: str | None, seed: int | None,
+                     timeout: float | None, jobs: int | None, device: str, no_capture: bool,
+                     installed: bool | None) -> None:
+    """Write each unit's snapshot (signature, cost, values) under PATH/.torchvet/snapshots,
+    what the regression checks compare with.
+
+    A missing file is created and a torch version or device the file lacks is added; a
+    snapshot that differs is reported and left alone (exit 1) unless --update accepts it.
+    Commit the files: their diff shows reviewers what a change does to the model.
+    """
+    shield_environment()  # the units are the project's code: guarded like a run's
+    sel = select_units(path, models, exclude, installed)
+    config = sel.config
+    options = RunOptions(
+        seed=seed if seed is not None else (config.seed or 0),
+        timeout=timeout,
+        jobs=min(jobs or config.jobs or cpu_count(), max(1, len(sel.factories))),
+        device=device,
+        capture=not no_capture,
+    )
+    with commands_off(), stderr_into_stdout(in_actions_log()):
+        code = baselines.snapshot_units(sel, options, update=update, output=output)
+    raise SystemExit(code)
 
 
 @cli.command("merge")

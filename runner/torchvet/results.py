@@ -76,7 +76,8 @@ class CheckResult:
     holds everything else (tracebacks, tables). ``file``/``line`` point at the culprit,
     relative to the report root where possible. ``data`` is structured evidence for the
     reporters (``{"curves": {label: [loss, ...]}, "table": {"columns": [...], "rows":
-    [...]}}``); plain JSON, absent from the report when empty.
+    [...]}}``); plain JSON, absent from the report when empty. ``peak_memory``: the
+    worker's own resident bytes at their peak during the check (0: not measured).
     """
 
     id: str
@@ -87,6 +88,7 @@ class CheckResult:
     line: int | None = None
     duration: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
+    peak_memory: int = 0
 
     @property
     def area(self) -> str:
@@ -101,7 +103,7 @@ class CheckResult:
             "file": self.file,
             "line": self.line,
             "duration": round(self.duration, 6),
-        }
+        } | ({"peak_memory": self.peak_memory} if self.peak_memory else {})
         if self.data:
             out["data"] = self.data
         return out
@@ -117,12 +119,15 @@ class CheckResult:
             line=int(data["line"]) if data.get("line") is not None else None,
             duration=float(data.get("duration") or 0.0),
             data=dict(data.get("data") or {}),
+            peak_memory=int(data.get("peak_memory") or 0),
         )
 
 
 @dataclass
 class UnitReport:
-    """All results for one unit (a model or a dataset factory)."""
+    """All results for one unit (a model or a dataset factory). ``peak_memory``: the
+    unit's own peak resident bytes (beyond what its worker shares with the fork server;
+    0: not measured), which ``--durations`` feeds back to the scheduler."""
 
     name: str
     kind: str = "model"
@@ -134,6 +139,10 @@ class UnitReport:
     duration: float = 0.0
     label: str = ""
     output: str = ""
+    peak_memory: int = 0
+    # against a baseline: params/flops/activation_bytes [before, after], outputs_changed,
+    # checkpoint_compatible, baseline (the job summary's Model changes row)
+    changes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -165,8 +174,10 @@ class UnitReport:
             "line": self.line,
             "label": self.label,
             "duration": round(self.duration, 6),
+            "peak_memory": self.peak_memory,
             "output": self.output,
             "results": [r.to_dict() for r in self.results],
+            **({"changes": self.changes} if self.changes else {}),
         }
 
     @classmethod
@@ -180,8 +191,10 @@ class UnitReport:
             line=int(data["line"]) if data.get("line") is not None else None,
             label=str(data.get("label") or ""),
             duration=float(data.get("duration") or 0.0),
+            peak_memory=int(data.get("peak_memory") or 0),
             output=str(data.get("output") or ""),
             results=[CheckResult.from_dict(r) for r in data.get("results", [])],
+            changes=dict(data.get("changes") or {}),
         )
 
 
@@ -276,6 +289,7 @@ def clean_result(result: CheckResult) -> CheckResult:
         file=clean_text(str(result.file), NAME_LIMIT) if result.file else None,
         line=result.line,
         duration=result.duration,
+        peak_memory=result.peak_memory,
     )
 
 

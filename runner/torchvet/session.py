@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -34,7 +34,9 @@ from .checks.catalogue import AREAS, unknown_patterns
 from .engine import prctl, reaper
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
+from .engine.memory import MemoryReading, describe, read_memory, usable
 from .engine.signals import SignalJudge, trusted_canceller
+from .engine.snapshotting import Key, record_changes, with_baselines
 from .errors import UsageError
 from .project.changes import ChangedUnits, select_changed
 from .project.config import Config, load_config
@@ -48,8 +50,9 @@ from .project.discovery import (
     split_patterns,
 )
 from .project.paths import find_report_root
-from .project.sharding import load_durations, select_shard
-from .reporters import github, json_report, junit
+from .project.sharding import load_durations, load_peaks, select_shard
+from .project.snapshots import Baseline
+from .reporters import github, json_report, junit, model_changes
 from .reporters.terminal import TerminalReporter
 from .results import RunReport, UnitReport, clean_run, clean_unit
 
@@ -82,6 +85,7 @@ class Selection:
     all_factories: list[Factory]
     notes: list[str] = field(default_factory=list)
     changes: ChangedUnits | None = None  # under --changed-since: why each unit runs
+    peaks: dict[tuple[str, str], int] = field(default_factory=dict)  # recorded, --durations
 
 
 def select_units(
@@ -115,8 +119,6 @@ def select_units(
                  if table.get("dataset")}
         changes = select_changed(project, found, changed_since, feeds)
         selected = changes.selected(selected)
-    if durations and not shard_spec:
-        raise UsageError("--durations balances --shard: give --shard I/N too")
     if shard_spec:
         index, total = parse_shard(shard_spec)
         selected = (select_shard(selected, index, total, load_durations(durations))
@@ -128,7 +130,8 @@ def select_units(
             {f.name for f in found if f.kind == "dataset"},
         )
     ]
-    return Selection(project, config, selected, found, notes, changes)
+    return Selection(project, config, selected, found, notes, changes,
+                     load_peaks(durations) if durations else {})
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -175,6 +178,7 @@ class RunOptions:
     capture: bool = True
     github: bool = False  # GitHub Actions: annotations, job summary, step outputs
     full_trace: bool = False  # keep torchvet's frames in verdict tracebacks
+    baselines: dict[Key, Baseline] | None = None  # what regression.* compares with
 
 
 def project_dirs(sel: Selection) -> tuple[str, ...]:
@@ -256,37 +260,46 @@ def stderr_into_stdout(active: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None) -> RunReport:
-    """Run every selected unit and write the reports; returns the run."""
+def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None, *,
+            baselines: Callable[[], dict[Key, Baseline]] | None = None) -> RunReport:
+    """Run every selected unit and write the reports; returns the run. ``baselines``
+    (``--baseline REF``: the base's units run in workers for their snapshots) is called
+    under the same guards as the units: inside the stop-commands block, as subreaper."""
     saved_env = shield_environment()
     github_env = saved_env if options.github else None
-    jobs = build_jobs(sel, options)
     reaper.become_subreaper()
+    memory = read_memory()  # before the fork server takes its share
     out = stream or sys.stdout
     guarded = options.github or in_actions_log()
     with stderr_into_stdout(guarded and out is sys.stdout):  # the fork server inherits it
-        if jobs:  # an empty selection (--changed-since, --shard) needs no torch
-            warm_up(jobs)
         resume = workflow.stop_commands(out) if guarded else None
-        run = run_units(sel, options, jobs, out)
-        if resume is not None:
-            out.write(resume)
-            out.flush()
+        try:
+            if baselines is not None:
+                options.baselines = baselines()
+            jobs = with_baselines(build_jobs(sel, options), options.baselines)
+            if jobs:  # an empty selection (--changed-since, --shard) needs no torch
+                warm_up(jobs)
+            run = run_units(sel, options, jobs, out, memory)
+        finally:  # a usage error (an unknown base ref) must not leave the log muted
+            if resume is not None:
+                out.write(resume)
+                out.flush()
     if options.github:
         github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
                        env=github_env)
     return run
 
 
-def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO
-              ) -> RunReport:
+def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO,
+              memory: MemoryReading | None = None) -> RunReport:
     """The units, the terminal report and the report files; when it returns, no process
-    of the units is left."""
+    of the units is left. ``memory``: what the units may share (None: unknown)."""
     terminal = TerminalReporter(stream=out, total=len(jobs))
     n_models = sum(1 for f in sel.factories if f.kind == "model")
     terminal.header(
         f"torchvet {__version__} · torch {torch_version()} · {n_models} model(s), "
         f"{len(sel.factories) - n_models} dataset(s) · -j {options.jobs} · seed {options.seed}"
+        f"{memory_summary(memory)}"
     )
     for note in sel.notes:
         terminal.write(f"note: {note}")
@@ -296,12 +309,15 @@ def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO
         terminal.unit_done(clean_unit(report))
 
     executor = Executor(jobs, parallel=options.jobs, on_done=unit_done,
-                        capture=options.capture)
+                        capture=options.capture,
+                        memory=usable(memory) if memory is not None else None,
+                        peaks=sel.peaks)
     judge = SignalJudge(executor.reaper, trusted=trusted_canceller(), stream=out)
     with terminate_as_interrupt(), judge:
         reports = executor.run()
         judge.armed = False
         executor.reaper.sweep(final=True)
+    record_changes(reports, jobs, executor.snapshots)
     run = clean_run(RunReport(
         reports=reports,
         seed=options.seed,
@@ -311,9 +327,18 @@ def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO
         interrupted=executor.interrupted or judge.honoured is not None,
     ))
     terminal.finish(run, options.fail_on)
+    for line in model_changes.text_lines(run.reports):
+        terminal.write(line)
     write_reports(run, terminal, options.fail_on, junit_path=options.junit,
                   json_path=options.json_path)
     return run
+
+
+def memory_summary(memory: MemoryReading | None) -> str:
+    """The header's memory figure: what the units may share (``-j`` is an upper bound)."""
+    if memory is None:
+        return ""
+    return f" · {describe(usable(memory))} of memory usable"
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ the worker's messages (no worker process needed)."""
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -19,6 +20,7 @@ from torchvet.engine.executor import (
     start_order,
 )
 from torchvet.engine.jobs import Job
+from torchvet.engine.memory import HISTORY_MARGIN
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
 from torchvet.results import CheckResult, Status
@@ -125,3 +127,47 @@ def test_a_worker_that_dies_mid_check_blames_that_check_and_closes_the_rest() ->
     assert by_id["forward.dtype"].message == (
         "not run: the worker process was killed by signal 9 during forward.finite")
     assert {r.status for r in unit.report.results[1:]} == {Status.ERROR}
+
+
+class GrantRecorder(FakeConnection):
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, message: object) -> None:
+        self.sent.append(message)
+
+
+def test_a_footprint_is_answered_with_a_grant_only_when_the_memory_is_there() -> None:
+    GiB = 1 << 30
+    first, second = job("a"), job("b")
+    executor = Executor([first, second], parallel=2, memory=6 * GiB,
+                        peaks={("model", "b"): 5 * GiB})
+    units = []
+    for unit_job in (first, second):
+        unit = running(unit_job)
+        unit.key, unit.conn = id(unit_job), GrantRecorder()
+        executor._running[unit.key] = unit
+        units.append(unit)
+    a, b = units
+    assert executor.memory.may_start(a.key)
+    executor.memory.start(a.key)
+    executor._handle(a, protocol.Footprint(baseline=GiB, need=2 * GiB, weights=GiB))
+    assert a.conn.sent == [protocol.Grant(2 * GiB, 6 * GiB, 0)]
+    assert a.report.peak_memory == GiB and a.waiting_since is None
+    assert not executor.memory.may_start(b.key), "b's recorded 5 GB do not fit beside a"
+    executor.memory.start(b.key)  # (it started alone in another arrangement)
+    executor._handle(b, protocol.Footprint(baseline=GiB, need=4 * GiB))
+    assert b.conn.sent == [], "b waits: a holds 3 GB, b's recorded 5 GB (+15 %) > 6 - 3"
+    assert b.waiting_since is not None
+    b.deadline = 0.0  # its clock is stopped while it waits: no timeout
+    b.started, b.waiting_since = time.monotonic() - 150, time.monotonic() - 100
+    executor._finish(a, Status.PASSED, "")
+    recorded = int(5 * GiB * HISTORY_MARGIN) - GiB  # the measured peak beats the estimate
+    assert b.conn.sent == [protocol.Grant(recorded, 6 * GiB, 0)]
+    assert b.waiting_since is None and b.deadline >= 100.0
+    executor._handle(b, protocol.Finished(CheckResult("forward.runs", Status.PASSED,
+                                                      peak_memory=3 * GiB)))
+    executor._handle(b, protocol.Done(1.0, peak_memory=4 * GiB))
+    assert b.report.peak_memory == 4 * GiB
+    executor._finish(b, Status.PASSED, "")
+    assert 49 < b.report.duration < 60, "the 100 s spent waiting for memory are not its own"

@@ -15,6 +15,7 @@ from torchvet.project.sharding import (
     balanced_shards,
     estimates,
     load_durations,
+    load_peaks,
     select_shard,
 )
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
@@ -95,8 +96,9 @@ def test_without_durations_it_is_the_round_robin_by_name() -> None:
         select_shard(factories, 4, 3)
 
 
-def write_report(path: Path, seconds: dict[str, float], kind: str = "model") -> Path:
-    reports = [UnitReport(name=n, kind=kind, duration=s,
+def write_report(path: Path, seconds: dict[str, float], kind: str = "model",
+                 peaks: dict[str, int] | None = None) -> Path:
+    reports = [UnitReport(name=n, kind=kind, duration=s, peak_memory=(peaks or {}).get(n, 0),
                            results=[CheckResult("forward.runs", Status.PASSED)])
                for n, s in seconds.items()]
     run = RunReport(reports=reports, seed=0, torch_version="x", torchvet_version="y",
@@ -117,6 +119,32 @@ def test_load_durations_reads_json_reports(tmp_path: Path) -> None:
         load_durations([bad])
     with pytest.raises(DurationsError, match="cannot read"):
         load_durations([tmp_path / "missing.json"])
+
+
+def test_load_peaks_reads_the_recorded_peak_memory_of_each_unit(tmp_path: Path) -> None:
+    first = write_report(tmp_path / "a.json", {"m00": 5.0, "m01": 2.0},
+                         peaks={"m00": 3 << 30, "m01": 1 << 30})
+    second = write_report(tmp_path / "b.json", {"m01": 4.0, "m02": 1.0},
+                          peaks={"m01": 2 << 30})
+    # later files win; a unit without a measured peak (an older report) is left out
+    assert load_peaks([first, second]) == {("model", "m00"): 3 << 30,
+                                           ("model", "m01"): 2 << 30}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nope": 1}')
+    with pytest.raises(DurationsError, match="not a torchvet JSON report"):
+        load_peaks([bad])
+
+
+def test_a_unit_that_skipped_for_memory_records_no_peak(tmp_path: Path) -> None:
+    skipped = CheckResult("training.loss", Status.SKIPPED,
+                          "skipped for memory: training.loss needs about 9 GB ...")
+    report = UnitReport(name="big", peak_memory=5 << 30, results=[skipped])
+    run = RunReport(reports=[report])
+    earlier = write_report(tmp_path / "a.json", {"big": 1.0}, peaks={"big": 12 << 30})
+    later = tmp_path / "b.json"
+    later.write_text(json.dumps(run.to_dict()))
+    assert load_peaks([earlier]) == {("model", "big"): 12 << 30}
+    assert load_peaks([earlier, later]) == {}, "5 GB is not what all its checks need"
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -153,10 +181,19 @@ def test_cli_selection_uses_the_durations(tmp_path: Path) -> None:
     assert by_name == [["m0", "m2", "m4"], ["m1", "m3", "m5"]]
 
 
+def test_durations_without_shard_feed_the_memory_scheduler(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", ["m0", "m1"])
+    report = write_report(tmp_path / "last.json", {"m0": 1.0, "m1": 2.0},
+                          peaks={"m0": 5 << 30})
+    sel = select_units(str(root), (), (), False, durations=[str(report)])
+    assert [f.name for f in sel.factories] == ["m0", "m1"]
+    assert sel.peaks == {("model", "m0"): 5 << 30}
+
+
 def test_cli_rejects_bad_durations(tmp_path: Path) -> None:
     root = project(tmp_path / "p", ["a", "b"])
     proc = run_cli("run", str(root), "--durations", str(root / "pyproject.toml"))
-    assert proc.returncode == 2 and "--durations balances --shard" in proc.stderr
+    assert proc.returncode == 2 and "not a torchvet JSON report" in proc.stderr
     proc = run_cli("run", str(root), "--shard", "1/2", "--durations",
                    str(root / "pyproject.toml"))
     assert proc.returncode == 2 and "not a torchvet JSON report" in proc.stderr

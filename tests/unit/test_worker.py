@@ -24,6 +24,7 @@ from torchvet.checks.base import (
     failed,
     passed,
 )
+from torchvet.engine import protocol
 from torchvet.engine.jobs import Job
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
@@ -223,3 +224,26 @@ def test_a_factory_that_raises_is_an_error_for_every_check() -> None:
     for result in results.values():
         assert_status(result, Status.ERROR, "raised RuntimeError: weights missing")
         assert result.line == line_in(HERE, "# the factory's failing line")
+
+
+def test_the_worker_reports_its_footprint_and_waits_for_the_grant_before_any_check() -> None:
+    record = Factory(name="unit", kind="model", dist="", value="tests:linear",
+                     file=str(HERE), line=line_in(HERE, "def linear"))
+    job = Job(factory=record, config=UnitConfig(), checks=("forward.runs", "training.loss"),
+              project_dirs=(str(HERE.parent),), report_root=str(ROOT))
+    sent: list[Any] = []
+    replies = iter(["not a grant", protocol.Grant(1 << 30, 2 << 30)])
+
+    def receive() -> Any:
+        sent.append("received")
+        return next(replies)
+
+    UnitRun(job, sent.append, factory_fn=linear, receive=receive).run()
+    kinds = [type(m).__name__ if not isinstance(m, str) else m for m in sent]
+    assert kinds[:3] == ["Footprint", "received", "received"], kinds
+    assert kinds[3:] == ["Started", "Finished", "Started", "Finished", "Done"]
+    footprint, done = sent[0], sent[-1]
+    assert footprint.baseline >= 0 and footprint.need > 0 and footprint.weights == 10 * 4
+    results = [m.result for m in sent if isinstance(m, protocol.Finished)]
+    assert {r.status for r in results} == {Status.PASSED}
+    assert done.peak_memory >= max(r.peak_memory for r in results)

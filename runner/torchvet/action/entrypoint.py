@@ -43,7 +43,7 @@ from ..project.config import declared_fail_on
 from ..reporters import files, json_report, junit
 from ..reporters import github as gh
 from ..results import RunReport, Status, exit_code_for
-from . import failures, sandbox, workflow
+from . import baseline, failures, sandbox, workflow
 from .inputs import Inputs, parse_inputs
 from .install import (
     PROJECT_FILES,
@@ -166,7 +166,7 @@ def cli_command(python: str, inputs: Inputs, project: Path, json_path: Path) -> 
         argv += ["--timeout", f"{inputs.timeout:g}"]
     if inputs.seed is not None:
         argv += ["--seed", str(inputs.seed)]
-    return argv
+    return argv + baseline.run_arguments(inputs)
 
 
 def cli_error(tail: Sequence[str]) -> str:

@@ -153,6 +153,14 @@ def git_ref(value: str) -> str | None:
     return value
 
 
+def baseline(value: str) -> str:
+    """``snapshot`` (the committed snapshots), or a git ref to compare with."""
+    if not value or value == "snapshot":
+        return "snapshot"
+    ref = git_ref(value)
+    return ref or "snapshot"
+
+
 def boolean(value: str) -> bool:
     if value in TRUE:
         return True
@@ -218,6 +226,10 @@ INPUTS: tuple[Input, ...] = (
           "github.event.pull_request.base.sha }}`; a change to pyproject.toml or an import "
           "torchvet cannot follow selects everything. Needs the ref in the checkout "
           "(actions/checkout with `fetch-depth: 0`). Empty: every unit.", git_ref),
+    Input("baseline", "snapshot", "What the regression checks compare with: `snapshot` (the "
+          "files committed under .torchvet/snapshots) or a git ref whose snapshots are taken "
+          "in the container, e.g. `${{ github.event.pull_request.base.sha }}` (needs "
+          "`fetch-depth: 0`); the job summary then shows the Model changes.", baseline),
     Input("annotations", "true", "Annotate the culprit lines (at most 10 per level; the "
           "summary lists all).", boolean),
     Input("summary", "true", "Write the job summary.", boolean),
@@ -250,6 +262,7 @@ class Inputs:
     seed: int | None = None
     shard: str | None = None
     changed_since: str | None = None
+    baseline: str = "snapshot"
     annotations: bool = True
     summary: bool = True
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 
-AREA_MODULES = ("forward", "training", "learning", "state", "portability", "export", "data")
+AREA_MODULES = ("forward", "training", "learning", "state", "portability", "export", "data",
+                "regression")
 
 
 def register_all() -> None:

@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 MODEL = ("model",)
 DATA = ("model", "dataset")
+UNITS = ("model", "dataset")  # every unit, data or not
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,13 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
               units=DATA, needs_data=True),
     CheckMeta("data.model_fit", "a real batch through the model (and loss) runs, finite",
               needs_data=True),
+    # against the unit's snapshot (committed, or built from a base ref); skipped without one
+    CheckMeta("regression.signature", "outputs, state_dict keys/shapes and forward match the "
+              "snapshot (a rename is named as such)", units=UNITS),
+    CheckMeta("regression.outputs", "seeded outputs match the snapshot's values within "
+              "a dtype-aware tolerance", units=UNITS),
+    CheckMeta("regression.cost", "parameters, FLOPs and activation memory within a share "
+              "of the snapshot's (warns)"),
 )
 
 AREAS = tuple(dict.fromkeys(meta.area for meta in CATALOGUE.values()))

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..unit import optrace
 from ..unit.context import CheckContext
+from ..unit.copies import meta_copy
 from ..unit.inputs import Inputs
 from ..unit.isolation import holds_fake_quant
 from ..unit.pytree import floating_leaves, leaves, map_tensors
@@ -181,7 +182,7 @@ def device(ctx: CheckContext) -> Outcome:
     if declared and all(d == "cpu" for d in declared):
         raise Skip("the spec declares devices=['cpu']: the model is not meant to move")
     ctx.eval_output()
-    model = ctx.fresh_copy()
+    model = meta_copy(ctx.model, ctx.fresh_copy)  # the weights' values are never copied
     try:
         model.to(META)
     except Exception as exc:
@@ -261,7 +262,7 @@ def autocast(ctx: CheckContext) -> Outcome:
         # a copy: lazily built caches (rotary tables...) must not keep a low-precision
         # dtype in the pristine model the other checks use
         if device_type == ctx.device.type:
-            model, inputs = ctx.fresh_copy(), ctx.inputs()
+            model, inputs = ctx.memory.eval_copy(ctx), ctx.inputs()
         else:
             target = _cuda_device(ctx)
             model, inputs = ctx.fresh_copy().to(target), ctx.inputs().map(to_device(target))

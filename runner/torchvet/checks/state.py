@@ -1,9 +1,11 @@
 """state.*: what ``state_dict`` saves is everything the model needs.
 
-``state.roundtrip`` saves the pristine model's ``state_dict`` with ``torch.save``, loads
-it with ``torch.load(weights_only=True)`` (the default since torch 2.6, and the only safe
-way to load a checkpoint from elsewhere) into a *fresh* factory instance built with a
-different seed, with ``strict=True``, and runs the same eval forward. Anything the model
+``state.roundtrip`` saves the pristine model's ``state_dict`` with ``torch.save`` to a
+file, loads it with ``torch.load(weights_only=True)`` (the default since torch 2.6, and
+the only safe way to load a checkpoint from elsewhere; memory-mapped, so a large model's
+checkpoint streams through rather than sitting in memory beside it) into a *fresh*
+factory instance built with a different seed, with ``strict=True``, and runs the same
+eval forward. Anything the model
 keeps outside its parameters and buffers — layers in a plain list, a tensor attribute, a
 random non-persistent buffer — then shows up as a changed output, and the check names it.
 """
@@ -13,15 +15,18 @@ from __future__ import annotations
 import inspect
 import io
 import pickle
+import tempfile
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..unit.context import CheckContext
+from ..unit.copies import released_as_loaded, settle_path
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves, structure
 from ..unit.seeding import derived_seed, seed_everything
@@ -373,20 +378,27 @@ def _explain_mismatch(ctx: CheckContext, fresh: nn.Module, diff: Difference) -> 
 @check("state.roundtrip")
 def roundtrip(ctx: CheckContext) -> Outcome:
     ctx.eval_output()  # the forward must work at all (forward.runs owns its failure)
+    with tempfile.TemporaryDirectory(prefix="torchvet-state-") as scratch:
+        return _roundtrip(ctx, Path(scratch) / "state.pt")
+
+
+def _roundtrip(ctx: CheckContext, path: Path) -> Outcome:
+    """Save to a file and map it back (``mmap=True``), so the checkpoint is never a
+    second copy of the weights in memory: only the fresh instance is."""
     inputs = ctx.inputs()
     reference = seeded_eval(ctx, ctx.model, inputs)
 
     state = ctx.model.state_dict()
-    buffer = io.BytesIO()
     try:
-        torch.save(state, buffer)
+        torch.save(state, path)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         return _unloadable(ctx, dict(state), exc, "save")
-    buffer.seek(0)
+    settle_path(path)
     try:
-        loaded = torch.load(buffer, weights_only=True, map_location="cpu")
+        loaded = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except Exception as exc:
         return _unloadable(ctx, dict(state), exc, "load(weights_only=True)")
+    del state
 
     try:
         fresh = ctx.rebuild()
@@ -399,7 +411,8 @@ def roundtrip(ctx: CheckContext) -> Outcome:
         raise Skip("the factory returns the same model instance on every call, so there is "
                    "no fresh instance to load the state_dict into; build a new model per call")
     try:
-        fresh.load_state_dict(loaded, strict=True)
+        with released_as_loaded(fresh):
+            fresh.load_state_dict(loaded, strict=True)
     except RuntimeError as exc:
         return _key_mismatch(ctx, fresh, loaded, exc)
 

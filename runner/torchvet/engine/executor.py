@@ -24,7 +24,7 @@ import signal
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from ..project.paths import report_path
 from ..results import CheckResult, Status, UnitReport
 from . import capture, protocol
 from .jobs import Job
+from .memory import Admission, GrantDecision
 from .reaper import Reaper
 
 # The first worker waits for the fork server's `import torch`: its clock (and timeout)
@@ -52,13 +53,14 @@ def start_method() -> str:
 # fork server once per run instead of in every worker, but only when a selected check
 # needs them.
 META_MODULES = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
-META_CHECKS = ("portability.device", "export.*")
+META_CHECKS = ("portability.device", "export.*", "regression.cost")  # FLOP counting too
 
 
 def preload_for(jobs: Sequence[Job]) -> tuple[str, ...]:
     """The modules the fork server imports before forking workers for ``jobs``."""
     planned = {check for job in jobs for check in job.planned_checks()}
-    if any(fnmatch.fnmatchcase(c, p) for c in planned for p in META_CHECKS):
+    if any(job.snapshot for job in jobs) or any(
+            fnmatch.fnmatchcase(c, p) for c in planned for p in META_CHECKS):
         return (GUARD_MODULE, WORKER_MODULE, *META_MODULES)
     return (GUARD_MODULE, WORKER_MODULE)
 
@@ -130,6 +132,8 @@ class _Running:
     done: bool = False
     seen: set[str] = field(default_factory=set)
     check_started: float = 0.0
+    waiting_since: float | None = None  # waiting for memory: its clock is stopped
+    waited: float = 0.0  # seconds spent waiting for memory (not the unit's own time)
 
 
 Observer = Callable[[UnitReport], None]
@@ -141,6 +145,8 @@ class Executor:
     ``on_start``/``on_result``/``on_done`` observers get reports as they change, so the
     terminal can show progress. A ``KeyboardInterrupt`` (SIGINT, or SIGTERM turned into
     one by the CLI) kills every worker and marks what did not finish ``cancelled``.
+    ``memory`` (usable bytes; None: unlimited) and ``peaks`` (recorded own peak bytes by
+    (kind, name)) make ``parallel`` an upper bound: see :mod:`torchvet.engine.memory`.
     """
 
     def __init__(
@@ -150,8 +156,15 @@ class Executor:
         on_done: Observer | None = None,
         on_result: Callable[[UnitReport, CheckResult], None] | None = None,
         capture: bool = True,
+        memory: int | None = None,
+        peaks: Mapping[tuple[str, str], int] | None = None,
     ) -> None:
         self.jobs = list(jobs)
+        recorded = peaks or {}
+        self.memory = Admission(memory, {
+            id(job): recorded[(job.factory.kind, job.factory.name)] for job in self.jobs
+            if (job.factory.kind, job.factory.name) in recorded})
+        self._running: dict[int, _Running] = {}
         self.parallel = max(1, parallel)
         self.on_done = on_done
         self.on_result = on_result
@@ -160,6 +173,7 @@ class Executor:
         self._context = mp_context(preload_for(self.jobs))
         self._closed: set[int] = set()  # keys of units whose report is final
         self._fork_server: str | None = None  # known once the first worker started it
+        self.snapshots: dict[tuple[str, str], protocol.Snapshot] = {}  # (kind, name)
         self.reaper = Reaper()
 
     # -- planning ------------------------------------------------------------------
@@ -179,13 +193,15 @@ class Executor:
     def run(self) -> list[UnitReport]:
         reports = {id(job): self.new_report(job) for job in self.jobs}
         pending = deque(sorted(self.jobs, key=start_order))
-        running: dict[int, _Running] = {}
+        running = self._running
         with (tempfile.TemporaryDirectory(prefix="torchvet-") as scratch,
               capture.CaptureLimiter(Path(scratch))):
             try:
                 while pending or running:
-                    while pending and len(running) < self.parallel:
+                    while (pending and len(running) < self.parallel
+                           and self.memory.may_start(id(pending[0]))):
                         job = pending.popleft()
+                        self.memory.start(id(job))
                         running[id(job)] = self._start(job, reports[id(job)], Path(scratch))
                     self._wait(running)
             except KeyboardInterrupt:
@@ -214,7 +230,7 @@ class Executor:
         if self._fork_server is None:
             self._fork_server = fork_server_address() or ""
         job = replace(job, fork_server=self._fork_server or None)
-        receiver, sender = self._context.Pipe(duplex=False)
+        receiver, sender = self._context.Pipe(duplex=True)  # duplex: the parent grants memory
         process = self._context.Process(
             target=_entry, args=(job, sender), name=f"torchvet:{job.factory.name}", daemon=False
         )
@@ -236,7 +252,8 @@ class Executor:
     def _wait(self, running: dict[int, _Running]) -> None:
         by_conn = {u.conn: u for u in running.values() if not u.conn.closed}
         by_sentinel = {u.process.sentinel: u for u in running.values()}
-        nearest = min(u.deadline for u in running.values())
+        nearest = min((u.deadline for u in running.values() if u.waiting_since is None),
+                      default=time.monotonic() + 1.0)
         timeout = max(0.0, nearest - time.monotonic())
         ready = multiprocessing.connection.wait(
             [*by_conn, *by_sentinel], timeout=timeout
@@ -255,7 +272,7 @@ class Executor:
                 running.pop(unit.key, None)
         now = time.monotonic()
         for key, unit in list(running.items()):
-            if unit.deadline <= now and not unit.done:
+            if unit.deadline <= now and not unit.done and unit.waiting_since is None:
                 self._drain(unit)
                 self._kill(unit)
                 timeout_s = unit.deadline - unit.started
@@ -291,6 +308,7 @@ class Executor:
                 unit.in_flight = check
                 unit.check_started = time.monotonic()
             case protocol.Finished(result):
+                unit.report.peak_memory = max(unit.report.peak_memory, result.peak_memory)
                 unit.report.results.append(result)
                 unit.seen.add(result.id)
                 unit.in_flight = None
@@ -300,8 +318,31 @@ class Executor:
                 unit.plan = list(checks)
             case protocol.Deadline(seconds):
                 unit.deadline = unit.started + seconds
-            case protocol.Done():
+            case protocol.Footprint(baseline, need):
+                unit.report.peak_memory = max(unit.report.peak_memory, baseline)
+                unit.waiting_since = time.monotonic()
+                self._grant(self.memory.footprint(unit.key, baseline, need))
+            case protocol.Snapshot():
+                factory = unit.job.factory
+                self.snapshots[(factory.kind, factory.name)] = message
+            case protocol.Done(_, peak):
+                unit.report.peak_memory = max(unit.report.peak_memory, peak)
                 unit.done = True
+
+    def _grant(self, decisions: list[GrantDecision]) -> None:
+        """Tell waiting workers what memory they may use; their clocks run again."""
+        now = time.monotonic()
+        for decision in decisions:
+            unit = self._running.get(decision.key)  # type: ignore[call-overload]
+            if unit is None:
+                continue
+            if unit.waiting_since is not None:
+                unit.deadline += now - unit.waiting_since
+                unit.waited += now - unit.waiting_since
+                unit.waiting_since = None
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                unit.conn.send(protocol.Grant(decision.grant, decision.capacity,
+                                              decision.others))
 
     def _kill(self, unit: _Running) -> None:
         pid = unit.process.pid
@@ -347,13 +388,17 @@ class Executor:
                         CheckResult(check_id, status, text, file=where_file, line=where_line)
                     )
                     unit.seen.add(check_id)
-        report.duration = time.monotonic() - unit.started
+        now = time.monotonic()
+        waiting = now - unit.waiting_since if unit.waiting_since is not None else 0.0
+        report.duration = now - unit.started - unit.waited - waiting
         if unit.job.output_path:
             report.output = capture.read_tail(unit.job.output_path)
         with contextlib.suppress(OSError):
             unit.conn.close()
         unit.done = True
         self._closed.add(unit.key)
+        self._running.pop(unit.key, None)
+        self._grant(self.memory.finish(unit.key))
         self._notify(report)
 
     def _notify(self, report: UnitReport) -> None:

@@ -23,9 +23,16 @@ GUARDED = (*(getattr(signal, n) for n in _NAMES if hasattr(signal, n)),
 
 
 def in_fork_server() -> bool:
-    """multiprocessing starts its fork server as ``python -c 'from
-    multiprocessing.forkserver import main; main(...)'``."""
-    return sys.argv == ["-c"] and "multiprocessing.forkserver" in sys.modules
+    """Imported from inside ``multiprocessing.forkserver.main``, which imports the
+    preloads: not merely in a ``python -c`` process that imported that module (a pytest
+    xdist worker is one)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if (frame.f_code.co_name == "main"
+                and frame.f_globals.get("__name__") == "multiprocessing.forkserver"):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def restore_defaults() -> None:

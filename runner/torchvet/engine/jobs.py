@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..checks.catalogue import select
 from ..project.config import UnitConfig
 from ..project.discovery import Factory
+from ..project.snapshots import Baseline
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Job:
     cwd: str = "."
     output_path: str | None = None
     fork_server: str | None = None  # the run's fork server address (fresh_process)
+    baseline: Baseline | None = None  # what the regression checks compare with
+    snapshot: bool = False  # send the unit's snapshot after its checks
     full_trace: bool = False  # keep torchvet's own frames in verdict tracebacks
 
     @property

@@ -1,14 +1,17 @@
 """What a worker tells the parent about its unit, one message at a time.
 
 A worker sends these over a pipe as it goes, so a crash loses nothing already decided:
-``Ready`` once it runs, ``Plan``/``Deadline`` when building the unit changes them, then
-``Started`` and ``Finished`` around every check, and ``Done`` at the end. The parent
-dispatches on the type; nothing here imports torch.
+``Ready`` once it runs, ``Plan``/``Deadline`` when building the unit changes them,
+``Footprint`` once the unit is built (then it waits for the parent's ``Grant``, the one
+message that travels the other way), ``Started`` and ``Finished`` around every check,
+``Snapshot`` when the job asks for the unit's snapshot, and ``Done`` at the end. The
+parent dispatches on the type; nothing here imports torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..results import CheckResult
 
@@ -48,10 +51,45 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Footprint:
+    """The unit is built: the memory it holds and what its checks need; the worker now
+    waits for a :class:`Grant` before running them.
+
+    ``baseline``: bytes the worker holds beyond what it shares with the fork server;
+    ``need``: bytes beyond the baseline its most demanding planned check is expected to
+    use; ``weights``: parameter and buffer bytes (what the messages quote)."""
+
+    baseline: int
+    need: int
+    weights: int = 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Parent -> worker: the bytes beyond its baseline the unit may use; a check that
+    needs more is skipped. ``capacity`` (the usable memory of the run) and ``others``
+    (held by the units running beside it) are what a skip's message quotes."""
+
+    bytes: int
+    capacity: int = 0
+    others: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The unit's snapshot (``torchvet snapshot``, the Model changes of a run against a
+    baseline), or why none could be taken."""
+
+    data: dict[str, Any] | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Done:
     """Every planned check has reported."""
 
     seconds: float
+    peak_memory: int = 0  # the unit's own peak resident bytes (0: not measured)
 
 
-Message = Ready | Plan | Deadline | Started | Finished | Done
+Message = Ready | Plan | Deadline | Footprint | Started | Finished | Snapshot | Done

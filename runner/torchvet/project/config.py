@@ -205,6 +205,8 @@ _MODEL_ONLY: dict[str, tuple[Validator, str]] = {
     "tolerance": (_tolerance, "{atol, rtol} for output comparisons"),
     "overfit_max_params": (_positive_int, "parameter budget above which training.overfit skips"),
     "dataset": (_str, "name of a torchvet.datasets factory to feed this model"),
+    "cost_threshold": (_positive_number, "share of change in parameters, FLOPs or activation "
+                       "memory past which regression.cost warns (default 0.05)"),
 }
 
 _DATASET_ONLY: dict[str, tuple[Validator, str]] = {
@@ -249,6 +251,7 @@ class UnitConfig:
     overfit_max_params: int = DEFAULT_OVERFIT_MAX_PARAMS
     dataset: str | None = None
     label: str | int | None = None
+    cost_threshold: float = 0.05
 
 
 @dataclass

@@ -8,6 +8,9 @@ they do. Without durations the units are dealt round-robin in name order
 (:func:`torchvet.project.discovery.shard`). Both are deterministic: every job of a matrix computes
 the same split, and every unit lands in exactly one shard.
 
+The same reports record each unit's peak memory (``peak_memory``): :func:`load_peaks`
+reads them for the scheduler, which then knows a unit's size before its worker starts.
+
 This module never imports torch.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..reporters import json_report
+from ..results import UnitReport
 from .discovery import Factory, shard
 
 Key = tuple[str, str]  # (kind, name)
@@ -28,17 +32,33 @@ class DurationsError(UsageError):
     """A --durations file that is not a torchvet JSON report."""
 
 
-def load_durations(paths: Sequence[str | Path]) -> dict[Key, float]:
-    """Seconds per (kind, name) from ``torchvet run --json`` reports (later files win)."""
-    found: dict[Key, float] = {}
+def _recorded_units(paths: Sequence[str | Path]) -> list[UnitReport]:
+    units: list[UnitReport] = []
     for path in paths:
         try:
             run = json_report.read(path)
         except json_report.ReportError as exc:
             raise DurationsError(f"--durations {exc}") from None
-        for unit in run.reports:
-            if unit.duration >= 0:
-                found[(unit.kind, unit.name)] = unit.duration
+        units.extend(run.reports)
+    return units
+
+
+def load_durations(paths: Sequence[str | Path]) -> dict[Key, float]:
+    """Seconds per (kind, name) from ``torchvet run --json`` reports (later files win)."""
+    return {(u.kind, u.name): u.duration for u in _recorded_units(paths) if u.duration >= 0}
+
+
+def load_peaks(paths: Sequence[str | Path]) -> dict[Key, int]:
+    """Own peak resident bytes per (kind, name) from the same reports (later files win).
+    Left out: units without a measured peak, and units that skipped a check for memory
+    (their peak is not what all their checks need)."""
+    found: dict[Key, int] = {}
+    for unit in _recorded_units(paths):
+        complete = not any(r.message.startswith("skipped for memory") for r in unit.results)
+        if unit.peak_memory > 0 and complete:
+            found[(unit.kind, unit.name)] = unit.peak_memory
+        else:
+            found.pop((unit.kind, unit.name), None)
     return found
 
 

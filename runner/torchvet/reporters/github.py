@@ -31,6 +31,7 @@ from urllib.parse import quote
 from ..action.workflow import command
 from ..errors import ExitCode
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
+from . import model_changes
 from .evidence import mermaid_charts
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
@@ -382,6 +383,9 @@ def render_summary(run: RunReport, *, fail_on: str = "failure",
 
     pieces: list[tuple[str, str]] = [("table", table_head)]
     pieces += [("row", row) for row in rows]
+    changes = render_model_changes(run.reports)
+    if changes:
+        pieces.append(("changes", changes))
     if bad:
         pieces.append(("heading", "\n### Problems\n\n"))
         pieces += [("problem", _problem_block(m, r, env)) for m, r in bad]
@@ -419,6 +423,26 @@ def render_summary(run: RunReport, *, fail_on: str = "failure",
                  f"{what or 'some parts'} left out. The JUnit and JSON reports hold every "
                  "result.\n")
     return text
+
+
+# --------------------------------------------------------------------------- model changes
+
+
+def render_model_changes(reports: list[UnitReport]) -> str:
+    """The "Model changes" table: per unit compared with a baseline, parameters, forward
+    FLOPs and activation memory before → after, whether its outputs changed
+    (regression.outputs) and whether old checkpoints still load; '' when none was
+    compared."""
+    rows = model_changes.compared(reports)
+    if not rows:
+        return ""
+    sources = model_changes.baselines(reports)
+    against = f" against {', '.join(md(s) for s in sources)}" if sources else ""
+    lines = [f"\n### Model changes{against}\n\n",
+             "| " + " | ".join(model_changes.COLUMNS) + " |\n|---|--:|--:|--:|:-:|:-:|\n"]
+    lines += ["| " + " | ".join(md(cell) for cell in model_changes.cells(r)) + " |\n"
+              for r in rows]
+    return "".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- publish

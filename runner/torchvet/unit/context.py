@@ -21,11 +21,13 @@ from torch import nn
 from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
+from ..project.snapshots import Baseline
 from .budget import budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
 from .isolation import StateGuard, bound_to, copy_model, observe_in_train_mode_only
 from .locate import Locator
+from .memory_plan import MemoryPlan
 from .pytree import floating_leaves, primary_leaf
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec
@@ -51,6 +53,7 @@ class CheckContext:
         spec: ModelSpec | None = None,
         data: DataSpec | None = None,
         budgets: Mapping[str, float] | None = None,
+        baseline: Baseline | None = None,
     ) -> None:
         self.factory = factory
         self.seed = seed
@@ -61,7 +64,9 @@ class CheckContext:
         self.data = data if data is not None else (spec.data if spec else None)
         self.current_check = ""
         self.budgets = dict(budgets or {})
+        self.baseline = baseline  # the snapshot the regression checks compare with
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
+        self.memory = MemoryPlan()  # the worker replaces it once the parent grants memory
         self._guard: StateGuard | None = None
         if spec is not None:
             observe_in_train_mode_only(spec.model)
@@ -88,6 +93,19 @@ class CheckContext:
             raise
         self._memo[key] = (True, value, owner or self.current_check)
         return value
+
+    def computed(self, key: Any) -> bool:
+        """Whether ``key`` is memoised (its cost is paid)."""
+        return key in self._memo
+
+    def memo_keys(self) -> list[Any]:
+        return list(self._memo)
+
+    def drop(self, key: Any) -> None:
+        """Forget a memoised value to free its memory (a failure is kept: it has an
+        owner); asked for again, it is computed again, seeded alike."""
+        if self._memo.get(key, (False,))[0]:
+            del self._memo[key]
 
     def begin_check(self, check_id: str) -> None:
         """``check_id`` runs next, on the pristine model whatever ran before it."""

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import optrace
-from .optim import Adam
 from .seeding import derived_seed, seed_everything
 from .training_types import ACCUMULATION_STEPS, LossProblem, TrainingFailure, TrainingTrace
 
-if TYPE_CHECKING:  # the context calls run_training; the type is all this module needs
+if TYPE_CHECKING:  # the context calls run_training; the types are all this module needs
     from .context import CheckContext
+    from .copies import Snapshot
 
 
 def grad_state(grad: torch.Tensor | None) -> str:
@@ -74,12 +74,12 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     Changes are found by exact comparison: an EMA whose target equals its source moves
     it by float rounding only."""
     trace = TrainingTrace()
-    model = ctx.fresh_copy().train()
+    model = ctx.memory.training_model(ctx).train()  # memory hook: a copy, or lent in place
     seed_everything(derived_seed(ctx.seed, "train"))
     named = list(model.named_parameters())
     trace.trainable = [n for n, p in named if p.requires_grad]
     trace.frozen = [n for n, p in named if not p.requires_grad]
-    last = {n: p.detach().clone() for n, p in named}
+    last = ctx.memory.snapshot(ctx, model)  # memory hook: in memory or on disk
     trace.grad_states = {n: [] for n in trace.trainable}
     inputs = ctx.inputs(ctx.train_batch_size)
     target = ctx.target(ctx.train_batch_size)
@@ -89,7 +89,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
         optimizer = (
             spec.optimizer(model.parameters())
             if spec.optimizer is not None
-            else Adam(model.parameters(), lr=1e-3)
+            else ctx.memory.default_optimizer(ctx, model.parameters())  # memory hook
         )
     except Exception as exc:
         trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))
@@ -131,8 +131,9 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     return trace
 
 
-def _moved(params: Mapping[str, torch.Tensor], last: dict[str, torch.Tensor]) -> set[str]:
-    """Parameters that differ (bitwise; NaN equals NaN) from ``last``, which is updated."""
+def _moved(params: Mapping[str, torch.Tensor], last: Snapshot) -> set[str]:
+    """Parameters that differ (bitwise; NaN equals NaN) from ``last``, which is updated
+    (read and written one tensor at a time: it may live on disk)."""
     moved = set()
     with torch.no_grad():
         for name, param in params.items():
@@ -144,7 +145,7 @@ def _moved(params: Mapping[str, torch.Tensor], last: dict[str, torch.Tensor]) ->
                                                  | (now.isnan() & before.isnan())).all()):
                 continue
             moved.add(name)
-            before.copy_(now)
+            last.update(name, now)
     return moved
 
 

@@ -4,7 +4,9 @@ imported torch and the checks.
 It becomes the leader of its own process group (so a timeout can kill everything it
 started), captures the output of user code to a file, builds the unit from its factory
 and streams messages back to the parent (:mod:`torchvet.engine.protocol`): one before
-each check and its verdict after it, so a crash loses nothing already decided.
+each check and its verdict after it, so a crash loses nothing already decided. Once the
+unit is built it reports its memory footprint and waits for the parent's grant; a check
+that would not fit the grant is skipped, and every check's peak memory is measured.
 """
 
 from __future__ import annotations
@@ -26,24 +28,30 @@ from ..checks.catalogue import first_match
 from ..checks.text import one_line
 from ..engine import protocol
 from ..engine.jobs import Job
+from ..engine.memory import read_memory, usable
 from ..results import CheckResult, Status
-from . import fresh_process
+from . import fresh_process, rss
 from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .context import CheckContext
 from .data_batches import DataSpec
+from .footprint import SLACK, held_growth, probe
 from .inputs import declare_inputs_hint
 from .locate import Locator
+from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
+from .snapshot import snapshot_message
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
 from .tracebacks import hide_torchvet_frames
 
 register_all()
 
 Send = Callable[[protocol.Message], None]
+Receive = Callable[[], Any]
 
 
 def run_job(job: Job, conn: Any) -> None:
     """Process entry point: run every planned check for ``job``, streaming results."""
+    meter = rss.Meter()  # first: what the worker shares with the fork server
     with contextlib.suppress(OSError):
         os.setsid()
     if job.output_path:
@@ -56,7 +64,7 @@ def run_job(job: Job, conn: Any) -> None:
 
     send(protocol.Ready())
     try:
-        UnitRun(job, send).run()
+        UnitRun(job, send, receive=conn.recv, meter=meter).run()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -83,11 +91,13 @@ class BuildError(Exception):
 class UnitRun:
     """Build one unit and run its checks in order."""
 
-    def __init__(self, job: Job, send: Send, factory_fn: Callable[[], Any] | None = None
-                 ) -> None:
+    def __init__(self, job: Job, send: Send, factory_fn: Callable[[], Any] | None = None,
+                 receive: Receive | None = None, meter: rss.Meter | None = None) -> None:
         self.factory_fn = factory_fn
         self.job = job
         self.send = send
+        self.receive = receive  # the parent's Grant (None in-process: no parent to ask)
+        self.meter = meter or rss.Meter()
         self.factory = job.factory
         project_dirs = list(job.project_dirs)
         self.locator = Locator(project_dirs, job.report_root)
@@ -177,7 +187,7 @@ class UnitRun:
                 self.send(protocol.Deadline(float(spec.timeout)))
             spec.model.to(device)
         return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data,
-                            budgets=job.config.budgets)
+                            budgets=job.config.budgets, baseline=job.baseline)
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
@@ -197,16 +207,71 @@ class UnitRun:
             for check_id in self.plan:
                 self.emit(CheckResult(check_id, Status.ERROR, exc.message, exc.details,
                                       *self._loc(exc.where)))
-            self.send(protocol.Done(time.perf_counter() - started))
+            if self.job.snapshot:
+                self.send(snapshot_message(None, exc.message))
+            self.send(protocol.Done(time.perf_counter() - started, self.meter.unit_peak))
             return
         blanket = self.blanket_skip(ctx)
+        ctx.memory = self.negotiate(ctx, probe_model=not blanket)
         for check_id in self.plan:
             self.send(protocol.Started(check_id))
             if blanket:
                 self.emit(CheckResult(check_id, Status.SKIPPED, blanket))
                 continue
-            self.emit(run_check(check_id, ctx))
-        self.send(protocol.Done(time.perf_counter() - started))
+            self.emit(self.measured(check_id, ctx))
+        if self.job.snapshot:
+            self.send(protocol.Started("snapshot"))  # a crash from here on is the snapshot's
+            self.send(snapshot_message(ctx, blanket))
+        self.send(protocol.Done(time.perf_counter() - started, self.meter.unit_peak))
+
+    # -- memory ------------------------------------------------------------------
+    def negotiate(self, ctx: CheckContext, probe_model: bool) -> MemoryPlan:
+        """Report the unit's footprint and wait for the parent's grant (in-process: the
+        memory the machine has free)."""
+        meter = self.meter
+        sizes = probe(ctx, meter) if probe_model and ctx.spec is not None else None
+        rss.release_freed()
+        baseline = meter.now()
+        meter.unit_peak = max(meter.unit_peak, baseline)
+        kind = "models" if self.factory.kind == "model" else "datasets"
+        plan = MemoryPlan(sizes, None, baseline, meter, f"{kind}.{self.factory.name}")
+        need = max((plan.need(c, ctx) for c in self.plan), default=0)
+        need += held_growth(plan.sizes_of(ctx), ctx) if ctx.spec is not None else 4 * SLACK
+        plan.way = None  # decided again against the grant
+        self.send(protocol.Footprint(baseline, need, sizes.weights if sizes else 0))
+        plan.grant = self.wait_for_grant(need)
+        return plan
+
+    def wait_for_grant(self, need: int) -> protocol.Grant | None:
+        if self.receive is None:
+            reading = read_memory()
+            if reading is None:
+                return None
+            return protocol.Grant(usable(reading), usable(reading))
+        while True:
+            message = self.receive()
+            if isinstance(message, protocol.Grant):
+                return message
+
+    def measured(self, check_id: str, ctx: CheckContext) -> CheckResult:
+        """``run_check`` within the memory plan: skipped if it cannot fit, else run with
+        its peak measured, and what it borrowed given back after."""
+        plan = ctx.memory
+        spec = ctx.spec if ctx.spec is not None else ctx.data
+        declared = first_match(check_id, spec.skip) if spec is not None else None
+        reason = "" if declared else plan.skip_reason(check_id, ctx)
+        if reason:
+            return CheckResult(check_id, Status.SKIPPED, reason, plan.details(ctx))
+        self.meter.begin()
+        try:
+            result = run_check(check_id, ctx)
+        finally:
+            plan.after_check(ctx, self.plan[self.plan.index(check_id) + 1:])
+        result.peak_memory = self.meter.end()
+        note = plan.note(check_id, ctx)
+        if note and result.status is not Status.SKIPPED:
+            result.message = f"{result.message} {note}"
+        return result
 
     def blanket_skip(self, ctx: CheckContext) -> str:
         """A reason to skip every check (no usable inputs), or ''."""

@@ -150,6 +150,9 @@ class BatchRun:
                 if not math.isfinite(head[-1]) or stop(head):
                     return head
             return self.losses[:steps + 1]
+        except BaseException:
+            self._live = None  # stopped mid-step (the check's budget ran out): replay next time
+            raise
         finally:
             if not self.keep:
                 self._live = None  # a large model's copy is not kept between readers
