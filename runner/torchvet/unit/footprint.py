@@ -203,7 +203,9 @@ def check_need(check_id: str, s: Sizes, ctx: CheckContext, training: int) -> int
         b = train_batch if s.trainable_params > PROBE_MAX_PARAMS else max(PROBE_BATCH,
                                                                           train_batch)
         need = capture(b) + s.trainable + _scaled(s.saved_activations, b, ctx)
-        if area == "learning":
+        spec = ctx.spec
+        declared = spec is not None and spec.optimizer is not None
+        if area == "learning" and (declared or overfit_runs(s, ctx)):
             runs = 1 if s.trainable_params > PROBE_MAX_PARAMS else 3  # small ones are kept
             need += runs * (w + 3 * s.trainable) + capture(train_batch) - w
     elif check_id == "training.overfit":

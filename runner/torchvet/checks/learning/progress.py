@@ -75,6 +75,12 @@ def _moves(ctx: CheckContext) -> Outcome:
     if adversarial(ctx, init_probe(ctx)):
         raise Skip("the step sums opposing objectives (a GAN's generator and discriminator, "
                    "or training=\"adversarial\" is declared): its sum need not move")
+    trainable = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
+    if spec.optimizer is None and trainable > spec.overfit_max_params:
+        raise Skip(f"{trainable:,} trainable parameters exceed the overfit budget of "
+                   f"{spec.overfit_max_params:,} and no optimizer is declared: no one-batch "
+                   "run to read (declare a dataset or an optimizer, or raise "
+                   "overfit_max_params)")
     # the declared optimizer's run (learning.learning_rate reads it too), else the run
     # training.overfit starts with; it ends as soon as the loss moves
     run = batch_run(ctx, "declared" if spec.optimizer is not None else "adam-0.01")
