@@ -13,7 +13,7 @@ from torch import nn
 from tests.fixtures import models_buggy as buggy
 from tests.fixtures import models_real as real
 from tests.fixtures.corpus import healthy_patterns, learning
-from tests.fixtures.resnet50 import resnet50
+from tests.fixtures.models_resnet50 import resnet50_classifier
 from tests.helpers import assert_status, line_in, verdict, vet
 from torchvet.checks.catalogue import CATALOGUE
 from torchvet.project.config import UnitConfig
@@ -208,7 +208,7 @@ def test_loss_at_init_reads_train_mode_on_a_fresh_resnet50() -> None:
     """Eval mode at init runs 53 BatchNorms on running statistics of (0, 1): the logits
     blow up. The first step trains in train mode, where the loss is near ln(1000)."""
     for seed in range(5):
-        result = verdict(resnet50, "training.loss_at_init", seed=seed)
+        result = verdict(resnet50_classifier, "training.loss_at_init", seed=seed)
         assert_status(result, Status.PASSED, "near ln(1000) = 6.91")
         assert "train mode" in result.details and "eval mode, batch 2" in result.details
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tests.fixtures.corpus.healthy_patterns_models import AccumulatingOptimizer
 from tests.helpers.unit import make_context
 from torchvet.unit.training_types import ACCUMULATION_STEPS, TRAIN_STEPS, TrainingTrace
 
@@ -76,30 +77,11 @@ def test_a_healthy_model_costs_one_step() -> None:
     assert not trace.self_moved
 
 
-class Accumulating:
-    """Steps the wrapped optimizer every ``every`` calls (accumulate_grad_batches)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, every: int) -> None:
-        self.optimizer, self.every, self.calls = optimizer, every, 0
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.optimizer.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        if self.calls % self.every == 0:
-            self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        self.calls += 1
-        if self.calls % self.every == 0:
-            self.optimizer.step()
-
-
 def test_an_optimizer_that_accumulates_gets_the_calls_it_needs() -> None:
     trace = trace_of(lambda: {
         "model": nn.Linear(4, 2), "inputs": torch.randn(2, 4),
-        "optimizer": lambda params: Accumulating(torch.optim.SGD(params, lr=0.1), every=4)})
+        "optimizer": lambda params: AccumulatingOptimizer(torch.optim.SGD(params, lr=0.1),
+                                                        every=4)})
     assert trace.steps == 4
     assert trace.optimizer_moved == {"weight", "bias"}
 

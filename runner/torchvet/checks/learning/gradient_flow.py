@@ -17,7 +17,8 @@ from ..base import Outcome, check
 from .findings import Finding, finder, layer_table, report, table_text, where_module
 from .probe import InitProbe, LayerCall, init_probe
 
-VANISHING = 1e-6  # first layer's relative gradient against the last layer's
+VANISHING = 1e-5  # first layer's relative gradient against the last layer's (corpora:
+# bugs at most 1.4e-6, healthy non-adversarial models at least 5.8e-4, under 5 seeds)
 MIN_DEPTH = 4  # weight layers a "along depth" verdict needs
 EXPLODING = 1e3  # growth of the activation scale from the first layer's input
 EXPLODED_RMS = 100.0  # and the activations' absolute scale

@@ -3,9 +3,10 @@ the model.
 
 Up to twenty steps of the declared optimizer on one fixed batch (:func:`runs.rate_run`,
 ended once the loss is at half its start; nothing to judge without a declared optimizer):
-- divergence (the loss turns NaN/Inf, or blows up many-fold and stays up) that a tenth or a
-  hundredth of the rate cures: the rate is the cause (failed). Divergence at every rate is
-  not the rate's doing and is left to gradient_flow / input_scale;
+- divergence (the loss turns NaN/Inf, spikes a thousand-fold, or blows up many-fold and
+  stays up) that a tenth or a hundredth of the rate cures: the rate is the cause (failed).
+  Divergence at every rate is not the rate's doing and is left to gradient_flow /
+  input_scale;
 - a parameter group at learning rate 0 holding parameters not declared frozen (failed);
 - a loss that spikes many-fold before it settles while the first step moves a layer by more
   than its own norm, and a tenth of the rate does not spike (warned: the run survives one
@@ -31,6 +32,7 @@ from .probe import InitProbe, init_probe
 from .runs import RateRun, rate_run
 
 BLOW_UP = 4.0  # max loss against the first one
+EXPLODES = 1e3  # a spike this many-fold is a divergence even where the loss comes back down
 STAYS_UP = 1.5  # median of the last ten losses against the first one
 LOWER_RATES = (0.1, 0.01)
 CRAWL = 3e-5  # largest first-step move of a layer, relative to its weights
@@ -48,8 +50,8 @@ def diverged(losses: Sequence[float], adversarial: bool = False) -> bool:
     first = losses[0] if losses else 0.0
     if adversarial or first <= 0 or len(losses) < 2:
         return False
-    return (max(losses) >= BLOW_UP * first
-            and statistics.median(losses[-10:]) >= STAYS_UP * first)
+    return max(losses) >= EXPLODES * first or (
+        max(losses) >= BLOW_UP * first and statistics.median(losses[-10:]) >= STAYS_UP * first)
 
 
 def _settles(losses: Sequence[float]) -> bool:
