@@ -9,7 +9,6 @@ import pytest
 from tests.fixtures.models_real import REAL_MODELS
 from tests.helpers import vet
 from torchvet.checks.catalogue import select
-from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 
 NEEDS_LOSS = {"training.overfit", "training.loss_at_init", "training.loss_sanity",
@@ -17,14 +16,11 @@ NEEDS_LOSS = {"training.overfit", "training.loss_at_init", "training.loss_sanity
 # without a snapshot the regression checks skip saying how to create one; compared with
 # their own snapshot they pass (tests/checks/test_regression.py)
 NEEDS_SNAPSHOT = {"regression.signature", "regression.outputs", "regression.cost"}
-# training.overfit's budget is a safety stop (its verdict is decided by step counts): room
-# here so a loaded machine cannot turn a verdict into "skipped: budget"
-ROOMY = UnitConfig(budgets={"training.overfit": 1800})
 
 
 @pytest.mark.parametrize("name", sorted(REAL_MODELS))
 def test_every_default_check_passes(name: str) -> None:
-    results = vet(REAL_MODELS[name], config=ROOMY)
+    results = vet(REAL_MODELS[name])
     has_data = any(cid.startswith("data.") for cid in results)
     expected = {m.id for m in select("model", has_data=has_data)}
     assert expected <= set(results), expected - set(results)

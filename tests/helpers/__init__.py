@@ -20,12 +20,17 @@ from torchvet.unit.inline import check_inline
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 FIXTURES = ROOT / "tests" / "fixtures"
+# the budgets of training.overfit and the learning runs are safety stops (their verdicts
+# are decided by step counts): room here so a loaded machine cannot turn a verdict into
+# "skipped: budget". A test of a budget passes its own config.
+ROOMY = UnitConfig(budgets={"training.overfit": 1800, "learning": 1800})
 
 
 def vet(factory: Callable[[], Any], checks: Sequence[str] = (), *, kind: str = "model",
         seed: int = 0, config: UnitConfig | None = None) -> dict[str, CheckResult]:
-    """Run ``checks`` in-process on ``factory``; results by check id."""
-    return check_inline(factory, kind=kind, checks=checks, seed=seed, config=config)
+    """Run ``checks`` in-process on ``factory`` (with ROOMY budgets unless ``config`` is
+    given); results by check id."""
+    return check_inline(factory, kind=kind, checks=checks, seed=seed, config=config or ROOMY)
 
 
 def verdict(factory: Callable[[], Any], check_id: str, **kwargs: Any) -> CheckResult:
