@@ -84,6 +84,12 @@ def test_check_patterns_are_validated_against_the_catalogue() -> None:
         validate_checks(["forwrd"])
 
 
+def test_a_moved_check_id_names_its_new_home() -> None:
+    with pytest.raises(UsageError, match="forward.probabilities is now "
+                                         "learning.output_vs_loss .* use the new id"):
+        validate_checks(["forward", "-forward.probabilities"])
+
+
 def test_jobs_carry_the_options_and_share_the_cores(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = project(tmp_path / "p", "[tool.torchvet.models.beta]\ntimeout = 9\n")

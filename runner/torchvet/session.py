@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .action import workflow
-from .checks.catalogue import AREAS, unknown_patterns
+from .checks.catalogue import AREAS, RENAMED, unknown_patterns
 from .engine import prctl, reaper
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
@@ -147,6 +147,10 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 def validate_checks(patterns: Sequence[str], where: str = "--checks") -> tuple[str, ...]:
     unknown = unknown_patterns(patterns)
+    moved = [f"{p} is now {RENAMED[p.lstrip('-!')]}" for p in unknown if p.lstrip("-!") in RENAMED]
+    if moved:
+        raise UsageError(f"{where}: {'; '.join(moved)} (the learning area absorbed it): "
+                         "use the new id")
     if unknown:
         raise UsageError(
             f"{where} {', '.join(unknown)} matches no check; areas: {', '.join(AREAS)}; "

@@ -180,6 +180,10 @@ def select(
     return chosen
 
 
+# ids a check had before it moved: a user's config or --checks naming one is told the new id
+RENAMED = {"forward.probabilities": "learning.output_vs_loss"}
+
+
 def unknown_patterns(patterns: Iterable[str]) -> list[str]:
     """Patterns that select no known check (likely typos)."""
     return [
