@@ -85,8 +85,8 @@ def test_check_patterns_are_validated_against_the_catalogue() -> None:
 
 
 def test_a_moved_check_id_names_its_new_home() -> None:
-    with pytest.raises(UsageError, match="forward.probabilities is now "
-                                         "learning.output_vs_loss .* use the new id"):
+    with pytest.raises(UsageError, match=r"forward\.probabilities is now "
+                                         r"learning\.output_vs_loss .* use the new id"):
         validate_checks(["forward", "-forward.probabilities"])
 
 
