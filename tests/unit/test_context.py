@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from tests.helpers.unit import make_context
-from torchvet.checks.base import DependencyFailed
+from torchvet.checks.base import DependencyFailed, Skip
+from torchvet.unit.budget import BudgetExceeded
 from torchvet.unit.context import CheckContext
 from torchvet.unit.training_types import LossProblem
 
@@ -105,6 +106,32 @@ def test_a_skip_raised_for_its_owner_is_the_same_skip_for_everyone() -> None:
         with pytest.raises(DependencyFailed) as raised:
             ctx.memo("loss-capture", compute, owner="learning.output_vs_loss")
         assert str(raised.value) == "not run: the loss raised ValueError (see training.loss)"
+
+
+def test_a_computation_a_budget_cut_is_not_started_again_under_a_budget_no_larger() -> None:
+    """A 1.5B model's training step, cut by training.loss's 60 s budget, is not paid for
+    (and cut) again by every other training check: they skip naming the first; a check
+    given more time tries again, and so does a computation merely nested in the cut one."""
+    ctx = context(linear)
+    ctx.budgets = {"training.loss": 60, "training.update": 60, "training.overfit": 600}
+    calls: list[str] = []
+
+    def cut() -> int:
+        calls.append(ctx.current_check)
+        ctx.memo("inner", lambda: (_ for _ in ()).throw(BudgetExceeded(60)))
+        return 1
+
+    ctx.current_check = "training.loss"
+    with pytest.raises(BudgetExceeded):
+        ctx.memo("training", cut)
+    ctx.current_check = "training.update"
+    with pytest.raises(Skip, match=r"it shares with training.loss did not finish within "
+                                   r"training.loss's 60 s budget; raise the budgets"):
+        ctx.memo("training", cut)
+    assert calls == ["training.loss"]
+    assert ctx.memo("inner", lambda: 7) == 7  # only the outermost computation is marked
+    ctx.current_check = "training.overfit"
+    assert ctx.memo("training", lambda: 5) == 5
 
 
 def test_each_call_gets_its_own_copy_of_the_inputs() -> None:

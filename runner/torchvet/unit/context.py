@@ -22,7 +22,7 @@ from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
 from ..project.snapshots import Baseline
-from .budget import budget_for
+from .budget import BudgetExceeded, budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
 from .isolation import StateGuard, bound_to, copy_model, observe_in_train_mode_only
@@ -66,6 +66,8 @@ class CheckContext:
         self.budgets = dict(budgets or {})
         self.baseline = baseline  # the snapshot the regression checks compare with
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
+        self._stopped: dict[Any, tuple[str, float]] = {}  # key -> (check, budget) that cut it
+        self._depth = 0  # memo computations under way (only the outermost is marked cut)
         self.memory = MemoryPlan()  # the worker replaces it once the parent grants memory
         self._guard: StateGuard | None = None
         if spec is not None:
@@ -84,15 +86,35 @@ class CheckContext:
             if isinstance(value, Skip):  # a computation that cannot apply skips everyone
                 raise type(value)(str(value))
             raise DependencyFailed(f"not run: {_describe(value)} (see {blamed})")
+        self._skip_if_stopped_before(key)
+        self._depth += 1
         try:
             value = compute()
+        except BudgetExceeded:
+            if self._depth == 1:
+                self._stopped[key] = (self.current_check, self.budget())
+            raise
         except Exception as exc:
             self._memo[key] = (False, exc, owner or self.current_check)
             if owner and owner != self.current_check and not isinstance(exc, Skip):
                 raise DependencyFailed(f"not run: {_describe(exc)} (see {owner})") from exc
             raise
+        finally:
+            self._depth -= 1
         self._memo[key] = (True, value, owner or self.current_check)
         return value
+
+    def _skip_if_stopped_before(self, key: Any) -> None:
+        """A shared computation an earlier check's budget cut short is not started again
+        under a budget no larger (a large model's training step would be paid, and cut,
+        once per reader)."""
+        if key not in self._stopped:
+            return
+        first, seconds = self._stopped[key]
+        if self.budget() <= seconds:
+            raise Skip(f"not run: the computation it shares with {first} did not finish "
+                       f"within {first}'s {seconds:g} s budget; raise the budgets of both "
+                       f"([tool.torchvet] budgets) to run them")
 
     def computed(self, key: Any) -> bool:
         """Whether ``key`` is memoised (its cost is paid)."""
