@@ -481,9 +481,10 @@ def render_real(bench: Bench, elapsed: float) -> str:
             mem = x["memory"].get(name, {})
             peak = mem.get("peaks", {}).get(check_id, 0)
             weights = mem.get("weights", 0) or 1
-            times_w = (peak - mem.get("baseline", 0)) / weights if peak else float("nan")
             seconds = statistics.median(cells.get(name, [0.0]))
-            row += f" {seconds:6.1f}s {times_w:5.2f}W"
+            # no peak recorded: the check never raised the worker's resident memory
+            shown = f"{(peak - mem.get('baseline', 0)) / weights:5.2f}W" if peak else "    —"
+            row += f" {seconds:6.1f}s {shown}"
         lines.append(row)
     lines += ["", "peak: the worker's own resident memory at its highest (beyond what it shares "
               "with the fork server); above baseline: that peak less the memory held once the "
