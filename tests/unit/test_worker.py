@@ -13,7 +13,11 @@ import torch
 from torch import nn
 
 from tests.fixtures import models_buggy as buggy
-from tests.fixtures.models_blocking import BlocksAtBatchSize, block_until_the_alarm
+from tests.fixtures.models_blocking import (
+    BlocksAtBatchSize,
+    BlocksInTrainMode,
+    block_until_the_alarm,
+)
 from tests.helpers import ROOT, assert_status, line_in, verdict, vet
 from torchvet.checks.base import (
     IMPLEMENTATIONS,
@@ -195,6 +199,23 @@ def test_a_budget_stops_a_real_check_and_the_next_one_runs() -> None:
                   "did not finish within its 0.05 s budget",
                   'budgets = { "forward.batch_sizes" =')
     assert_status(results["forward.finite"], Status.PASSED)
+
+
+def test_a_training_step_a_budget_cut_is_not_run_again_by_every_training_check() -> None:
+    """A model too slow for its budget (a 1.5B model on 2 cores) pays for the cut step
+    once: training.loss says which budget to raise, the checks sharing its step skip at
+    once naming it, and one given a larger budget still tries."""
+    config = UnitConfig(budgets={"training.frozen": 0.4, "training": 0.2})
+    results = vet(lambda: {"model": BlocksInTrainMode(), "inputs": torch.randn(2, 4)},
+                  ["training.loss", "training.gradients", "training.update", "training.frozen"],
+                  config=config)
+    assert_status(results["training.loss"], Status.SKIPPED,
+                  "did not finish within its 0.2 s budget")
+    for check_id in ("training.gradients", "training.update"):
+        assert_status(results[check_id], Status.SKIPPED, "shares with training.loss did not "
+                      "finish within training.loss's 0.2 s budget")
+    assert_status(results["training.frozen"], Status.SKIPPED,
+                  "training.frozen did not finish within its 0.4 s budget")
 
 
 def test_inferred_inputs_that_do_not_fit_skip_with_instructions() -> None:
