@@ -4,7 +4,8 @@
 the default catalogue and with ``--checks -learning`` in turn (interleaved, so a noisy
 neighbour slows both alike), prints the medians and their ratio, and, from the JSON
 report of the last default run, the learning checks' own time per model (a model under
-1M parameters should get its verdicts in under 2 s).
+1M parameters should get its verdicts in under 2 s). ``--write PATH`` also writes that
+as a results file (bench/results/learning-cost.md, with the command and the machine).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def learning_seconds(report: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--write", metavar="PATH", help="also write a results file here")
     args = parser.parse_args()
     walls: dict[str, list[float]] = {"default": [], "without learning": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,14 +48,28 @@ def main() -> None:
                           ok=(0, 1))
             walls["without learning"].append(wall)
         per_unit = learning_seconds(report)
-    for label, values in walls.items():
-        print(f"{label:<20} median {statistics.median(values):6.2f} s  "
-              f"(min {min(values):.2f}, max {max(values):.2f})")
+    text = render(walls, per_unit)
+    print(text)
+    if args.write:
+        from results_md import text_block, write_results
+
+        write_results(args.write, "The learning area's cost on bench/project",
+                      ["python", "bench/learning.py", "--repeats", str(args.repeats),
+                       "--write", args.write], text_block(text))
+
+
+def render(walls: dict[str, list[float]], per_unit: dict[str, float]) -> str:
+    """The medians of both runs, their ratio, and the learning checks' time per unit."""
+    lines = [f"{label:<20} median {statistics.median(values):6.2f} s  "
+             f"(min {min(values):.2f}, max {max(values):.2f})"
+             for label, values in walls.items()]
     ratio = statistics.median(walls["default"]) / statistics.median(walls["without learning"])
-    print(f"default / without learning: {ratio:.3f} (target <= 1.30)")
-    print("learning.* check time per unit, last default run:")
-    for name, seconds in sorted(per_unit.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<24} {seconds:6.2f} s")
+    lines.append(f"default / without learning: {ratio:.3f} (target <= 1.30)")
+    lines.append(f"learning.* check time, last default run: {sum(per_unit.values()):.2f} s "
+                 "over all units; per unit:")
+    lines += [f"  {name:<24} {seconds:6.2f} s"
+              for name, seconds in sorted(per_unit.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ several repetitions of
   user module, factory call, result streaming, the check itself);
 - overhead: the same minus the checks' own reported durations.
 
-    python bench/overhead.py [--models 20] [--repeats 5]
+    python bench/overhead.py [--models 20] [--repeats 5] [--write PATH]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=20, help="extra models K")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--write", metavar="PATH", help="also write a results file here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         one = project(Path(scratch) / "one", 1)
@@ -75,11 +76,21 @@ def main() -> None:
             tn, cn = timed_run(many)
             marginal.append((tn - t1) / args.models)
             overhead.append(((tn - cn) - (t1 - c1)) / args.models)
-    print(f"per-model marginal wall time: median {statistics.median(marginal) * 1000:.0f} ms "
-          f"(min {min(marginal) * 1000:.0f}, max {max(marginal) * 1000:.0f}) over "
-          f"{args.repeats} runs of 1 vs {1 + args.models} models, -j 1")
-    print(f"per-model overhead beyond its checks: median {statistics.median(overhead) * 1000:.0f}"
-          f" ms (min {min(overhead) * 1000:.0f}, max {max(overhead) * 1000:.0f})")
+    text = (f"per-model marginal wall time: median {statistics.median(marginal) * 1000:.0f} ms "
+            f"(min {min(marginal) * 1000:.0f}, max {max(marginal) * 1000:.0f}) over "
+            f"{args.repeats} runs of 1 vs {1 + args.models} models, -j 1\n"
+            f"per-model overhead beyond its checks: median "
+            f"{statistics.median(overhead) * 1000:.0f} ms (min {min(overhead) * 1000:.0f}, "
+            f"max {max(overhead) * 1000:.0f})")
+    print(text)
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from results_md import text_block, write_results
+
+        write_results(args.write, "Per-model cost of process isolation",
+                      ["python", "bench/overhead.py", "--models", str(args.models),
+                       "--repeats", str(args.repeats), "--write", args.write],
+                      text_block(text))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ check the seconds.
     python bench/run.py --repeats 7
     python bench/run.py --quick         # 1 repetition, 3 models (what the tests run)
     python bench/run.py --tier real --repeats 3
+    python bench/run.py --write bench/results/default-run.md   # also as a results file
 """
 
 from __future__ import annotations
@@ -227,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="1 repetition on 3 models: checks that the benchmark runs")
     parser.add_argument("--json", dest="json_path", help="also write the figures here")
+    parser.add_argument("--write", metavar="PATH",
+                        help="also write the table as a results file (bench/results/)")
     parser.add_argument("--tier", choices=("small", "real"), default="small",
                         help="small: 20 small models and every figure (default); real: "
                              "the real-size models of bench/real/")
@@ -250,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.json_path).write_text(json.dumps(
             {k: {"label": r.label, "samples": r.samples} for k, r in bench.rows.items()}
             | {"extra": bench.extra}, indent=2))
+    if args.write:
+        from results_md import text_block, write_results
+
+        title = ("The real-size tier" if args.tier == "real"
+                 else "The benchmark on bench/project")
+        command = ["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]
+        write_results(args.write, title, command, text_block(table))
     return 0
 
 

@@ -1,7 +1,9 @@
 """The benchmark's quick mode: every measurement of bench/run.py runs and is reported.
 
 The full benchmark (5 repetitions, 20 models) is run by hand; its table lives in
-bench/README.md. Here only that it runs end to end, on 3 models, once."""
+bench/README.md. Here only that it runs end to end, on 3 models, once; and, without
+running a harness, that the results files they write (``--write``) hold the command that
+regenerates them and the figures."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -60,3 +63,70 @@ def test_real_tier_runs_on_a_small_stand_in(tmp_path: Path) -> None:
     assert set(memory["peaks"]) == set(extra["checks"])
     for label in ("-j 1 / (floor + import torch)", "above baseline", "seconds per check"):
         assert label in proc.stdout
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """bench/'s scripts as modules (bench/ is scripts, not a package)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    names = ("results_md", "corpus", "learning")
+    modules: dict[str, ModuleType] = {n: importlib.import_module(n) for n in names}
+    return SimpleNamespace(**modules)
+
+
+def test_a_results_file_holds_its_command_machine_and_figures(tmp_path: Path,
+                                                              bench: SimpleNamespace) -> None:
+    results_md = bench.results_md
+    table = "measurement   median s\nimport torch      3.09"
+    path = results_md.write_results(
+        tmp_path / "results" / "run.md", "The benchmark", ["python", "bench/run.py",
+                                                          "--write", "x.md"],
+        results_md.text_block(table), notes="a note")
+    text = path.read_text()
+    assert text.startswith("# The benchmark\n\nRegenerate with:\n\n```console\n"
+                           "python bench/run.py --write x.md\n```\n")
+    assert "Last written on: " in text and "torch " in text and "commit " in text
+    assert "```text\n" + table + "\n```" in text and text.endswith("a note\n")
+
+
+def test_a_glob_in_the_command_is_quoted(bench: SimpleNamespace) -> None:
+    text = bench.results_md.render_results("t", ["python", "bench/corpus.py", "-k", "sine_*"], "",
+                                     ran_on="here")
+    assert "python bench/corpus.py -k 'sine_*'" in text
+
+
+def _row(name: str, healthy: bool, correct: bool, *flags: str, seed: int = 0):
+    results = [SimpleNamespace(id=f, status=SimpleNamespace(value="failed"), message="m")
+               for f in flags]
+    return SimpleNamespace(case=SimpleNamespace(name=name, healthy=healthy), seed=seed,
+                           correct=correct, flags=results,
+                           failures=[r for r in results if not r.id.endswith("warns")])
+
+
+def test_the_corpus_report_counts_runs_and_lists_the_wrong_ones(bench: SimpleNamespace) -> None:
+    rows = [_row("bug", False, True, "training.loss"),
+            _row("bug", False, False, seed=1),
+            _row("bug_fixed", True, True),
+            _row("bug_fixed", True, False, "learning.progress", seed=1),
+            _row("healthy", True, False, "learning.x_warns")]
+    text = bench.corpus.report("learning", rows, "| table |")
+    assert "under seeds 0, 1" in text and "| table |" in text
+    assert "| buggy runs flagged by the diagnostic naming their cause | 1/2 (50 %) |" in text
+    assert "| fixed and healthy runs that fail | 1/3 (33 %) |" in text
+    assert "| fixed and healthy runs that warn | 1/3 (33 %) |" in text
+    assert "- `bug` seed 1: no flag" in text
+    assert "- `bug_fixed` seed 1: learning.progress: m" in text
+
+
+def test_the_learning_cost_lists_both_medians_the_ratio_and_each_unit(
+        bench: SimpleNamespace) -> None:
+    text = bench.learning.render({"default": [10.0, 12.0, 11.0], "without learning": [10.0]},
+                           {"mlp": 0.5, "cnn": 2.0})
+    lines = text.splitlines()
+    assert lines[0].startswith("default") and "median  11.00 s" in lines[0]
+    assert "default / without learning: 1.100 (target <= 1.30)" in text
+    assert "2.50 s over all units" in text
+    assert lines[-2].split() == ["cnn", "2.00", "s"] and lines[-1].split() == ["mlp", "0.50",
+                                                                              "s"]
