@@ -1,7 +1,7 @@
 """regression: the unit against its snapshot (committed under ``.torchvet/snapshots``, or
 built from a base git ref by ``torchvet run --baseline REF``).
 
-What changed is found by :mod:`torchvet.project.snapshot_diff` (the same code builds the
+What changed is found by :mod:`torchvet.regression.diff` (the same code builds the
 job summary's Model changes table); these checks phrase it: the signature (what breaks
 callers and checkpoints), the values (what the model computes), the cost. Without a
 snapshot they skip saying how to create one; an intended change is accepted with
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..project.snapshot_diff import (
+from ..regression.compute import model_cost, model_params, signature_of, values_key, values_of
+from ..regression.diff import (
     SignatureDiff,
     cost_changes,
     diff_signature,
@@ -22,9 +23,8 @@ from ..project.snapshot_diff import (
     leaf_dtypes,
     module_changes,
 )
-from ..project.snapshots import CREATE_HINT, UPDATE_HINT
+from ..regression.store import CREATE_HINT, UPDATE_HINT
 from ..unit.context import CheckContext
-from ..unit.snapshot import model_cost, model_params, signature_of, values_key, values_of
 from .base import Location, Outcome, Skip, check, failed, passed, warned
 
 CHECKPOINTS = ("checkpoints saved before this change will not load (load_state_dict with "

@@ -6,8 +6,8 @@ still load. Reads :attr:`UnitReport.changes`; runs nothing.
 
 from __future__ import annotations
 
-from ..project.snapshot_diff import human
 from ..results import UnitReport
+from .diff import human
 
 COLUMNS = ("Unit", "Parameters", "FLOPs (forward)", "Activation memory (bytes)",
            "Outputs changed", "Checkpoint compatible")
