@@ -1,5 +1,6 @@
 """A unit's snapshot, computed in its worker: what the ``regression.*`` checks compare
-and ``torchvet snapshot`` writes (:mod:`torchvet.regression.store` lays it out).
+and ``torchvet snapshot`` writes (:mod:`.store` lays it out). The worker side of the
+package: it imports torch and the worker runtime, and the parent never imports it.
 
 - signature: the output leaves' shapes (the batch dim written ``B``, found by running
   two batch sizes) and dtypes, the state_dict's keys, shapes and dtypes per module, the
