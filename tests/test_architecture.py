@@ -14,8 +14,9 @@ PACKAGE = ROOT / "runner" / "torchvet"
 PARENT_SIDE = ("torchvet.errors", "torchvet.results", "torchvet.cli", "torchvet.session",
                "torchvet.__main__", "torchvet.project", "torchvet.engine",
                "torchvet.reporters", "torchvet.action", "torchvet.pytest_plugin",
-               "torchvet.baselines")
-WORKER_SIDE = ("torch", "torchvet.unit", "torchvet.checks")
+               *(f"torchvet.regression.{m}" for m in ("store", "diff", "update", "base_ref",
+                                                      "changes", "jobs", "command")))
+WORKER_SIDE = ("torch", "torchvet.unit", "torchvet.checks", "torchvet.regression.compute")
 PLAIN_METADATA = ("torchvet.checks.catalogue",)  # the catalogue loads without torch
 LAZY = ("torch", "docker")  # heavy or optional: imported where used, with a reason
 

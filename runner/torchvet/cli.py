@@ -20,13 +20,14 @@ from pathlib import Path
 
 import click
 
-from . import __version__, baselines
+from . import __version__
 from .action.docker.command import docker_command
 from .action.workflow import command, neutralize, stop_commands
 from .checks.catalogue import CATALOGUE
 from .errors import ExitCode, UsageError
 from .project.discovery import split_patterns
 from .project.stanza import plan as init_plan
+from .regression.command import resolve_baselines, snapshot_units
 from .reporters import json_report
 from .reporters.terminal import TerminalReporter
 from .results import exit_code_for, merge_runs
@@ -246,7 +247,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
     )
     validate_config_checks(config)
     options.jobs = min(options.jobs, max(1, len(sel.factories)))
-    run = execute(sel, options, baselines=lambda: baselines.resolve(sel, baseline, options))
+    run = execute(sel, options, baselines=lambda: resolve_baselines(sel, baseline, options))
     if run.interrupted:
         raise SystemExit(ExitCode.INTERRUPTED)
     raise SystemExit(exit_code_for(run, options.fail_on))
@@ -295,7 +296,7 @@ def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...
         capture=not no_capture,
     )
     with commands_off(), stderr_into_stdout(in_actions_log()):
-        code = baselines.snapshot_units(sel, options, update=update, output=output)
+        code = snapshot_units(sel, options, update=update, output=output)
     raise SystemExit(code)
 
 

@@ -36,7 +36,6 @@ from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
 from .engine.memory import MemoryReading, describe, read_memory, usable
 from .engine.signals import SignalJudge, trusted_canceller
-from .engine.snapshotting import Key, record_changes, with_baselines
 from .errors import UsageError
 from .project.changes import ChangedUnits, select_changed
 from .project.config import Config, load_config
@@ -51,8 +50,10 @@ from .project.discovery import (
 )
 from .project.paths import find_report_root
 from .project.sharding import load_durations, load_peaks, select_shard
-from .project.snapshots import Baseline
-from .reporters import github, json_report, junit, model_changes
+from .regression import changes as model_changes
+from .regression.jobs import Key, record_changes, with_baselines
+from .regression.store import Baseline
+from .reporters import github, json_report, junit
 from .reporters.terminal import TerminalReporter
 from .results import RunReport, UnitReport, clean_run, clean_unit
 

@@ -18,9 +18,9 @@ from tests.fixtures import models_regression as models
 from tests.helpers import assert_status, line_in
 from tests.helpers.regression import compare, take_snapshot
 from torchvet.project.config import UnitConfig
-from torchvet.project.snapshots import Baseline, dumps
+from torchvet.regression.compute import values_key
+from torchvet.regression.store import Baseline, dumps
 from torchvet.results import CheckResult, Status
-from torchvet.unit.snapshot import values_key
 
 FIXTURE = Path(models.__file__)
 KEY = values_key("cpu")

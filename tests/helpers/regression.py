@@ -10,10 +10,10 @@ from typing import Any
 
 from torchvet.engine import protocol
 from torchvet.engine.jobs import Job
-from torchvet.engine.snapshotting import NO_CHECKS, with_baselines
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
-from torchvet.project.snapshots import Baseline
+from torchvet.regression.jobs import NO_CHECKS, with_baselines
+from torchvet.regression.store import Baseline
 from torchvet.results import CheckResult
 from torchvet.unit.worker import UnitRun
 

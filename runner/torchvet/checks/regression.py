@@ -1,7 +1,7 @@
 """regression: the unit against its snapshot (committed under ``.torchvet/snapshots``, or
 built from a base git ref by ``torchvet run --baseline REF``).
 
-What changed is found by :mod:`torchvet.project.snapshot_diff` (the same code builds the
+What changed is found by :mod:`torchvet.regression.diff` (the same code builds the
 job summary's Model changes table); these checks phrase it: the signature (what breaks
 callers and checkpoints), the values (what the model computes), the cost. Without a
 snapshot they skip saying how to create one; an intended change is accepted with
@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..project.snapshot_diff import (
+from ..regression.compute import model_cost, model_params, signature_of, values_key, values_of
+from ..regression.diff import (
+    DEFAULT_COST_SHARE,
     SignatureDiff,
     cost_changes,
     diff_signature,
@@ -22,17 +24,16 @@ from ..project.snapshot_diff import (
     leaf_dtypes,
     module_changes,
 )
-from ..project.snapshots import CREATE_HINT, UPDATE_HINT
+from ..regression.store import CREATE_HINT, UPDATE_HINT
 from ..unit.context import CheckContext
-from ..unit.snapshot import model_cost, model_params, signature_of, values_key, values_of
 from .base import Location, Outcome, Skip, check, failed, passed, warned
 
 CHECKPOINTS = ("checkpoints saved before this change will not load (load_state_dict with "
                "strict=True)")
 
 
-def baseline(ctx: CheckContext) -> Mapping[str, Any]:
-    """The snapshot to compare with; a skip saying how to get one when there is none."""
+def baseline_snapshot(ctx: CheckContext) -> Mapping[str, Any]:
+    """The baseline's snapshot of the unit; a skip saying how to get one when there is none."""
     found = ctx.baseline
     if found is None or found.snapshot is None:
         raise Skip(found.missing if found is not None else f"no snapshot: {CREATE_HINT}")
@@ -44,7 +45,7 @@ def source(ctx: CheckContext) -> str:
 
 
 def signature_diff(ctx: CheckContext) -> SignatureDiff:
-    return diff_signature(baseline(ctx).get("signature") or {}, signature_of(ctx))
+    return diff_signature(baseline_snapshot(ctx).get("signature") or {}, signature_of(ctx))
 
 
 @check("regression.signature")
@@ -80,7 +81,7 @@ def _where_keys(ctx: CheckContext, diff: SignatureDiff) -> Location:
 def comparable_values(ctx: CheckContext) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """(the snapshot's values, the unit's) when they can be compared: same seed, values
     for this torch and device, same inputs; else a skip saying why."""
-    old = baseline(ctx)
+    old = baseline_snapshot(ctx)
     key = values_key(ctx.device)
     recorded = (old.get("measured") or {}).get(key)
     if old.get("seed") != ctx.seed:
@@ -126,9 +127,9 @@ def outputs(ctx: CheckContext) -> Outcome:
 
 @check("regression.cost")
 def cost(ctx: CheckContext) -> Outcome:
-    old = baseline(ctx)
+    old = baseline_snapshot(ctx)
     key = values_key(ctx.device)
-    share = ctx.baseline.cost_share if ctx.baseline is not None else 0.05
+    share = ctx.baseline.cost_share if ctx.baseline is not None else DEFAULT_COST_SHARE
     new = {"params": model_params(ctx), "measured": {key: model_cost(ctx)}}
     changes = cost_changes(old, new, key, compare_measured=not signature_diff(ctx).inputs)
     beyond = [c for c in changes if abs(c.share) > share]

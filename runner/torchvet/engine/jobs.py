@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..checks.catalogue import select
 from ..project.config import UnitConfig
 from ..project.discovery import Factory
-from ..project.snapshots import Baseline
+from ..regression.store import Baseline
 
 
 @dataclass(frozen=True)

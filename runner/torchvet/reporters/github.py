@@ -30,8 +30,8 @@ from urllib.parse import quote
 
 from ..action.workflow import command
 from ..errors import ExitCode
+from ..regression import changes as model_changes
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
-from . import model_changes
 from .evidence import mermaid_charts
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)

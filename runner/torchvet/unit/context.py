@@ -21,7 +21,7 @@ from torch import nn
 from ..checks.base import DependencyFailed, Location, Skip
 from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
-from ..project.snapshots import Baseline
+from ..regression.store import Baseline
 from .budget import BudgetExceeded, budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target

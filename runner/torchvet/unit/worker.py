@@ -29,6 +29,7 @@ from ..checks.text import one_line
 from ..engine import protocol
 from ..engine.jobs import Job
 from ..engine.memory import read_memory, usable
+from ..regression.compute import snapshot_message
 from ..results import CheckResult, Status
 from . import fresh_process, rss
 from .budget import BudgetExceeded, over_budget_reason, time_budget
@@ -39,7 +40,6 @@ from .inputs import declare_inputs_hint
 from .locate import Locator
 from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
-from .snapshot import snapshot_message
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
 from .tracebacks import hide_torchvet_frames
 

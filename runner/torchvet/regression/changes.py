@@ -1,13 +1,14 @@
 """The "Model changes" of a run against a baseline, as the terminal and the job summary
 show them: per unit, parameters, forward FLOPs and activation memory before → after,
 whether its outputs changed (regression.outputs' verdict) and whether old checkpoints
-still load. Reads :attr:`UnitReport.changes`; runs nothing.
+still load. Reads :attr:`UnitReport.changes`; runs nothing. The terminal lines are here;
+the job summary writes the same cells as markdown.
 """
 
 from __future__ import annotations
 
-from ..project.snapshot_diff import human
 from ..results import UnitReport
+from .diff import human
 
 COLUMNS = ("Unit", "Parameters", "FLOPs (forward)", "Activation memory (bytes)",
            "Outputs changed", "Checkpoint compatible")

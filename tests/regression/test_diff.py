@@ -1,4 +1,4 @@
-"""How two snapshots differ (torchvet.project.snapshot_diff): renames found as renames,
+"""How two snapshots differ (torchvet.regression.diff): renames found as renames,
 changes that break callers told from compatible ones, values judged at the dtype's
 tolerance, cost shares and the Model changes row."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from torchvet.project.snapshot_diff import (
+from torchvet.regression.diff import (
     change_row,
     cost_changes,
     diff_leaf,

@@ -1,4 +1,4 @@
-"""Snapshots through the engine (torchvet.engine.snapshotting): which jobs compare and
+"""Snapshots through the engine (torchvet.regression.jobs): which jobs compare and
 send their snapshot back, snapshot-only jobs run through real workers, and the Model
 changes row each compared unit gets."""
 
@@ -16,10 +16,10 @@ from tests.fixtures import models_regression
 from torchvet.engine import protocol, reaper
 from torchvet.engine.executor import META_MODULES, Executor, preload_for
 from torchvet.engine.jobs import Job
-from torchvet.engine.snapshotting import record_changes, take_snapshots, with_baselines
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
-from torchvet.project.snapshots import Baseline
+from torchvet.regression.jobs import record_changes, take_snapshots, with_baselines
+from torchvet.regression.store import Baseline
 from torchvet.results import CheckResult, Status
 
 FIXTURES = Path(models_regression.__file__).parent
@@ -83,7 +83,7 @@ DAEMON_LEFT = """
 import os, sys
 from torchvet.engine import reaper
 from torchvet.engine.jobs import Job
-from torchvet.engine.snapshotting import take_snapshots
+from torchvet.regression.jobs import take_snapshots
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
 factory = Factory("leaves_a_daemon", "model", "d",

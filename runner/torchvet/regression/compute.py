@@ -1,5 +1,6 @@
 """A unit's snapshot, computed in its worker: what the ``regression.*`` checks compare
-and ``torchvet snapshot`` writes (:mod:`torchvet.project.snapshots` lays it out).
+and ``torchvet snapshot`` writes (:mod:`.store` lays it out). The worker side of the
+package: it imports torch and the worker runtime, and the parent never imports it.
 
 - signature: the output leaves' shapes (the batch dim written ``B``, found by running
   two batch sizes) and dtypes, the state_dict's keys, shapes and dtypes per module, the
@@ -33,12 +34,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..checks.base import Skip
 from ..checks.text import dtype_name, one_line
 from ..engine import protocol
-from ..project.snapshot_diff import sample_indices
-from ..project.snapshots import FORMAT
-from .context import CheckContext
-from .data_batches import batch_at, dataset_length
-from .pytree import leaves
-from .seeding import derived_seed, seed_everything
+from ..unit.context import CheckContext
+from ..unit.data_batches import batch_at, dataset_length
+from ..unit.pytree import leaves
+from ..unit.seeding import derived_seed, seed_everything
+from .diff import sample_indices
+from .store import FORMAT
 
 OWN = "(own)"  # parameters registered on the model itself, in "by_module"
 _LITERALS = (type(None), bool, int, float, str)
@@ -374,7 +375,7 @@ def values_of(ctx: CheckContext) -> dict[str, Any]:
 
 
 def unit_snapshot(ctx: CheckContext) -> dict[str, Any]:
-    """Every part of the unit's snapshot, as :mod:`torchvet.project.snapshots` writes it."""
+    """Every part of the unit's snapshot, as :mod:`torchvet.regression.store` writes it."""
     key = values_key(ctx.device)
     snapshot: dict[str, Any] = {
         "torchvet_snapshot": FORMAT,

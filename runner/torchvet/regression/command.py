@@ -1,17 +1,19 @@
-"""What the ``regression.*`` checks compare with, and ``torchvet snapshot``, which writes it.
+"""The regression feature's entry points for the commands: ``torchvet snapshot``, and the
+baseline of ``torchvet run --baseline``. Both build jobs through :mod:`torchvet.session`,
+so they sit above it; nothing below imports this module.
 
 A run's baseline is, per unit, one of:
 
-- ``snapshot`` (the default): the files committed under ``.torchvet/snapshots``;
-- a directory of such files (``torchvet snapshot --output DIR`` wrote them);
-- a git ref: the base's files are checked out into a temporary directory
-  (:mod:`torchvet.project.base_ref`) and each unit's snapshot is taken there, in its own
-  worker with the base's import roots first on ``sys.path``, so the factories are the
-  base's code and not the installed (pull request's) package.
+- ``snapshot`` (the default): the snapshot files committed under ``.torchvet/snapshots``;
+- a directory of snapshot files (``torchvet snapshot --output DIR`` wrote them);
+- a git ref: the ref's files are checked out into a temporary directory
+  (:mod:`.base_ref`) and each unit's snapshot is taken there, in its own worker with the
+  base's import roots first on ``sys.path``, so the factories are the base's code and not
+  the installed (pull request's) package.
 
 ``torchvet snapshot`` takes every selected unit's snapshot through the engine and
-creates, extends, keeps or (with ``--update``) rewrites its file
-(:mod:`torchvet.project.snapshot_update`). This module never imports torch.
+creates, extends, keeps or (with ``--update``) rewrites its file (:mod:`.update`). This
+module never imports torch.
 """
 
 from __future__ import annotations
@@ -21,19 +23,18 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from . import __version__
-from .engine.snapshotting import Key, SnapshotRun, take_snapshots
-from .project.base_ref import BaseCheckout, export
-from .project.config import load_config
-from .project.discovery import discover
-from .project.paths import find_report_root
-from .project.snapshot_update import ADDED, DIFFERS, UPDATED, decide
-from .project.snapshots import (
-    CREATE_HINT,
+from .. import __version__
+from ..project.config import load_config
+from ..project.discovery import discover
+from ..project.paths import find_report_root
+from ..reporters.terminal import printable
+from ..session import RunOptions, Selection, build_jobs, torch_version
+from .base_ref import BaseCheckout, export
+from .jobs import Key, SnapshotRun, take_snapshots
+from .store import (
     Baseline,
     SnapshotError,
     load_baselines,
@@ -42,8 +43,7 @@ from .project.snapshots import (
     snapshot_path,
     write,
 )
-from .reporters.terminal import printable
-from .session import RunOptions, Selection, build_jobs, torch_version
+from .update import ADDED, DIFFERS, UPDATED, decide
 
 COMMITTED = "snapshot"
 
@@ -52,8 +52,8 @@ def units(sel: Selection) -> list[Key]:
     return [(f.kind, f.name) for f in sel.factories]
 
 
-def resolve(sel: Selection, baseline: str | None, options: RunOptions
-            ) -> dict[Key, Baseline]:
+def resolve_baselines(sel: Selection, baseline: str | None, options: RunOptions
+                      ) -> dict[Key, Baseline]:
     """Each selected unit's baseline under ``--baseline`` (see the module's docstring)."""
     root = find_report_root(sel.project.root)
     if not baseline or baseline == COMMITTED:
@@ -197,11 +197,4 @@ def _shown(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return os.fspath(path)
-
-
-def hint_for(baselines: Mapping[Key, Baseline]) -> str:
-    """A note when no unit has a snapshot to compare with."""
-    if baselines and all(b.snapshot is None for b in baselines.values()):
-        return f"no unit has a snapshot yet: the regression checks skip; {CREATE_HINT}"
-    return ""
 

@@ -4,8 +4,9 @@
 ``torchvet snapshot`` writes them and the ``regression.*`` checks compare against them.
 They are meant to be committed and reviewed, so the layout is for diffs: one line per
 output leaf, per state_dict module and per measured output, keys sorted, numbers rounded
-to what a comparison can use. The worker computes a snapshot (:mod:`torchvet.unit.snapshot`);
-this side only lays it out, reads it back and says where it lives. No torch here.
+to what a comparison can use. The worker computes a snapshot (:mod:`.compute`); this side
+only lays it out, reads it back and says where it lives. A unit's :class:`Baseline` (what
+it is compared with) is read from such files too. No torch here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import UsageError
-from .snapshot_diff import DEFAULT_COST_SHARE, natural_order
+from .diff import DEFAULT_COST_SHARE, natural_order
 
 FORMAT = 1  # "torchvet_snapshot" of the files this torchvet writes and reads
 DIRECTORY = Path(".torchvet") / "snapshots"

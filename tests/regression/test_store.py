@@ -1,4 +1,4 @@
-"""Snapshot files (torchvet.project.snapshots): where a unit's file lives, a layout made
+"""Snapshot files (torchvet.regression.store): where a unit's file lives, a layout made
 for review (one line per output leaf, state_dict module and measured output), and every
 way a file can be unusable named with its fix."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from torchvet.project.snapshots import (
+from torchvet.regression.store import (
     SnapshotError,
     dumps,
     file_name,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .snapshot_diff import cost_changes, diff_signature, diff_values, leaf_dtypes
+from .diff import cost_changes, diff_signature, diff_values, leaf_dtypes
 
 CREATED, ADDED, UNCHANGED, DIFFERS, UPDATED = "created", "added", "unchanged", "differs", "updated"
 

@@ -1,4 +1,4 @@
-"""Baselines and `torchvet snapshot` end to end (torchvet.baselines), on fixture git
+"""Baselines and `torchvet snapshot` end to end (torchvet.regression.command), on fixture git
 repositories: a base commit with its committed snapshot, then the change a pull request
 makes. Each change is judged the same way against the committed snapshot and against
 the base ref built on the fly, and `torchvet snapshot --update` accepts it."""

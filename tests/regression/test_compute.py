@@ -1,4 +1,4 @@
-"""A unit's snapshot as its worker computes it (torchvet.unit.snapshot): the batch dim
+"""A unit's snapshot as its worker computes it (torchvet.regression.compute): the batch dim
 found by running two sizes, exact FLOPs and saved-for-backward bytes, digests that a
 rebuild reproduces, and a file small enough to review for a ResNet-50."""
 
@@ -13,8 +13,7 @@ from torch import nn
 from tests.fixtures.models_resnet50 import resnet50
 from tests.helpers.regression import snapshot_message, take_snapshot
 from tests.helpers.unit import make_context
-from torchvet.project.snapshots import dumps
-from torchvet.unit.snapshot import (
+from torchvet.regression.compute import (
     digest,
     forward_parameters,
     model_cost,
@@ -25,6 +24,7 @@ from torchvet.unit.snapshot import (
     state_dict_signature,
     values_key,
 )
+from torchvet.regression.store import dumps
 
 
 def mlp() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A base ref's files in a directory of their own (torchvet.project.base_ref), the
+"""A base ref's files in a directory of their own (torchvet.regression.base_ref), the
 repository left exactly as it was."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchvet.project.base_ref import BaseRefError, export
+from torchvet.regression.base_ref import BaseRefError, export
 
 
 def git(root: Path, *args: str) -> str:

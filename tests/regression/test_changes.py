@@ -1,10 +1,11 @@
-"""The Model changes table (torchvet.reporters.model_changes, and its place in the job
+"""The Model changes table (torchvet.regression.changes, and its place in the job
 summary): figures before → after, outputs changed, checkpoint compatible, escaped; the
 rows survive the JSON report the action publishes from."""
 
 from __future__ import annotations
 
-from torchvet.reporters import github, model_changes
+from torchvet.regression import changes
+from torchvet.reporters import github
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 CHANGED = {"params": [420, 628], "flops": [1536, 2304], "activation_bytes": [320, 320],
@@ -24,23 +25,23 @@ def run() -> RunReport:
 
 
 def test_figures_show_before_after_and_the_share() -> None:
-    assert model_changes.figure([420, 628]) == "420 → 628 (+49.5%)"
-    assert model_changes.figure([25_557_032, 25_557_032]) == "25.6 M"
-    assert model_changes.figure([None, 10]) == "– → 10"
-    assert model_changes.figure(None) == "–"
-    assert model_changes.yes_no(True, bad=True) == "yes ⚠️"
-    assert model_changes.yes_no(True, bad=False) == "yes"
-    assert model_changes.yes_no(None, bad=True) == "–"
+    assert changes.figure([420, 628]) == "420 → 628 (+49.5%)"
+    assert changes.figure([25_557_032, 25_557_032]) == "25.6 M"
+    assert changes.figure([None, 10]) == "– → 10"
+    assert changes.figure(None) == "–"
+    assert changes.yes_no(True, bad=True) == "yes ⚠️"
+    assert changes.yes_no(True, bad=False) == "yes"
+    assert changes.yes_no(None, bad=True) == "–"
 
 
 def test_the_terminal_table_has_a_row_per_compared_unit() -> None:
-    lines = model_changes.text_lines(run().reports)
+    lines = changes.text_lines(run().reports)
     assert lines[0] == "model changes against base main (1a2b3c4):"
     assert lines[1].split()[:2] == ["Unit", "Parameters"]
     assert "420 → 628 (+49.5%)" in lines[2] and lines[2].rstrip().endswith("no ⚠️")
     assert lines[3].split()[:2] == ["same", "420"]
     assert len(lines) == 4  # new_model was not compared
-    assert model_changes.text_lines([UnitReport("x")]) == []
+    assert changes.text_lines([UnitReport("x")]) == []
 
 
 def test_the_job_summary_has_the_table_escaped() -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ..project.snapshot_diff import change_row
-from ..project.snapshots import Baseline
+from ..engine import protocol, reaper
+from ..engine.executor import Executor
+from ..engine.jobs import Job
+from ..engine.signals import SignalJudge, trusted_canceller
 from ..results import Status, UnitReport
-from . import protocol, reaper
-from .executor import Executor
-from .jobs import Job
-from .signals import SignalJudge, trusted_canceller
+from .diff import change_row
+from .store import Baseline
 
 NO_CHECKS = ("-*",)  # excludes every check: a snapshot job runs none
 Key = tuple[str, str]  # (kind, name)

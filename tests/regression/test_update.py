@@ -1,4 +1,4 @@
-"""What `torchvet snapshot` does with an existing file (torchvet.project.snapshot_update):
+"""What `torchvet snapshot` does with an existing file (torchvet.regression.update):
 create, add a torch/device key, leave alone within tolerance, report a difference, and
 with --update rewrite without churning numbers that still hold."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from torchvet.project.snapshot_update import ADDED, CREATED, DIFFERS, UNCHANGED, UPDATED, decide
+from torchvet.regression.update import ADDED, CREATED, DIFFERS, UNCHANGED, UPDATED, decide
 
 KEY = "torch 2.13 / cpu"
 

@@ -1,0 +1,1 @@
+"""Tests of torchvet.regression, the snapshot/regression feature."""
