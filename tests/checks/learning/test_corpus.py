@@ -3,7 +3,8 @@ programs, each with its fixed twin, and 25 healthy models that learn slowly or l
 On seed 0, every program of the corpus is a test of its own (they spread over the test
 workers): a buggy one must be flagged by the diagnostic that names its cause, a fixed or
 healthy one may neither fail nor warn. The riskiest keep their verdicts under seeds 1-4
-(the whole corpus under five seeds is `python bench/corpus.py learning --seeds 0,1,2,3,4`, table in bench/results/learning-corpus.md).
+(the whole corpus under five seeds: `python bench/corpus.py learning --seeds 0,1,2,3,4`,
+table in bench/results/learning-corpus.md).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from tests.fixtures.corpus.learning import CASES
 # re-run under seeds 1-4: the verdicts most at risk of moving (a divergence, a dead
 # layer, two slow learners, a twin that must stay clean). Not pima_labels_shuffled_apart:
 # under seeds 2-4 its deep net memorises the shuffled Pima labels, which
-# learning.progress passes as a small dataset overfitting (bench/results/learning-corpus.md counts those
-# three runs as missed: 167/170)
+# learning.progress passes as a small dataset overfitting (bench/results/learning-corpus.md
+# counts those three runs as missed: 167/170)
 SEED_SUBSET = {
     "pima_raw_features", "sine_sgd_lr_10", "iris_dead_relu_bias",
     "xor_sigmoid_net", "pima_plain_sgd_slow", "quadratic_sigmoid_output",
