@@ -14,7 +14,7 @@ PACKAGE = ROOT / "runner" / "torchvet"
 PARENT_SIDE = ("torchvet.errors", "torchvet.results", "torchvet.cli", "torchvet.session",
                "torchvet.__main__", "torchvet.project", "torchvet.engine",
                "torchvet.reporters", "torchvet.action", "torchvet.pytest_plugin",
-               "torchvet.baselines")
+               "torchvet.baselines", "torchvet.github", "torchvet.commands", "torchvet.options")
 WORKER_SIDE = ("torch", "torchvet.unit", "torchvet.checks")
 PLAIN_METADATA = ("torchvet.checks.catalogue",)  # the catalogue loads without torch
 LAZY = ("torch", "docker")  # heavy or optional: imported where used, with a reason

@@ -27,6 +27,7 @@ from typing import TextIO
 
 from . import __version__
 from .engine.snapshotting import Key, SnapshotRun, take_snapshots
+from .options import RunOptions
 from .project.base_ref import BaseCheckout, export
 from .project.config import load_config
 from .project.discovery import discover
@@ -43,7 +44,7 @@ from .project.snapshots import (
     write,
 )
 from .reporters.terminal import printable
-from .session import RunOptions, Selection, build_jobs, torch_version
+from .session import Selection, build_jobs, torch_version
 
 COMMITTED = "snapshot"
 
