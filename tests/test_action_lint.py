@@ -13,7 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.helpers import ROOT
-from torchvet.reporters import github as gh
+from torchvet.github import reporter as gh
 from torchvet.results import RunReport
 
 BIN = Path(sys.executable).parent

@@ -14,6 +14,7 @@ PACKAGE = ROOT / "runner" / "torchvet"
 PARENT_SIDE = ("torchvet.errors", "torchvet.results", "torchvet.cli", "torchvet.session",
                "torchvet.__main__", "torchvet.project", "torchvet.engine",
                "torchvet.reporters", "torchvet.action", "torchvet.pytest_plugin",
+               "torchvet.github", "torchvet.commands", "torchvet.options",
                *(f"torchvet.regression.{m}" for m in ("store", "diff", "update", "base_ref",
                                                       "changes", "jobs", "command")))
 WORKER_SIDE = ("torch", "torchvet.unit", "torchvet.checks", "torchvet.regression.compute")

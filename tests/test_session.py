@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from torchvet.errors import UsageError
+from torchvet.options import FailOn, RunOptions
 from torchvet.session import (
-    RunOptions,
     build_jobs,
     parse_shard,
     project_dirs,
     select_units,
+    settle,
     validate_checks,
 )
 
@@ -102,3 +103,17 @@ def test_jobs_carry_the_options_and_share_the_cores(tmp_path: Path,
     assert jobs["alpha"].config.timeout == 50 and jobs["beta"].config.timeout == 9
     assert jobs["alpha"].patterns == ("forward",)
     assert project_dirs(sel)[0] == str(root.resolve())
+
+
+def test_settle_leaves_to_the_project_only_what_the_options_do_not_say(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torchvet.session.cpu_count", lambda: 8)
+    root = project(tmp_path / "p", "[tool.torchvet]\nseed = 5\nfail_on = \"warning\"\n")
+    sel = select_units(str(root), [], [], installed=False)
+    settled = settle(RunOptions(), sel)
+    assert (settled.seed, settled.fail_on, settled.jobs) == (5, FailOn.WARNING, 3)
+    asked = settle(RunOptions(seed=0, fail_on=FailOn.NEVER, jobs=2), sel)
+    assert (asked.seed, asked.fail_on, asked.jobs) == (0, FailOn.NEVER, 2)
+    bare = project(tmp_path / "q")
+    plain = settle(RunOptions(jobs=9), select_units(str(bare), ["alpha"], [], installed=False))
+    assert (plain.seed, plain.fail_on, plain.jobs) == (0, FailOn.FAILURE, 1)

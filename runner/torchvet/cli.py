@@ -1,5 +1,5 @@
-"""The ``torchvet`` command line: click parsing and dispatch; the run itself is
-:mod:`torchvet.session`.
+"""The ``torchvet`` command line: click parsing and dispatch; each command's body is a
+module of :mod:`torchvet.commands`, the run itself :mod:`torchvet.session`.
 
 ``main(argv) -> int`` never raises: a :class:`~torchvet.errors.UsageError` raised anywhere
 below exits 2 with its message (which names the fix); an interrupt exits 130 after
@@ -9,40 +9,34 @@ nor ``list`` imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import click
 
 from . import __version__
-from .action.docker.command import docker_command
-from .action.workflow import command, neutralize, stop_commands
-from .checks.catalogue import CATALOGUE
-from .errors import ExitCode, UsageError
-from .project.discovery import split_patterns
-from .project.stanza import plan as init_plan
-from .regression.command import resolve_baselines, snapshot_units
-from .reporters import json_report
-from .reporters.terminal import TerminalReporter
-from .results import exit_code_for, merge_runs
-from .session import (
-    RunOptions,
-    cpu_count,
-    execute,
-    in_actions_log,
-    select_units,
-    shield_environment,
-    stderr_into_stdout,
-    validate_checks,
-    validate_config_checks,
-    write_reports,
+from .action.docker.plan import (
+    BUILD_TAG,
+    DockerOptions,
+    default_image,
+    parse_torch_versions,
+    split_list,
 )
+from .commands.checks import list_checks
+from .commands.docker import docker
+from .commands.init import init
+from .commands.list import list_units
+from .commands.merge import merge
+from .commands.run import run
+from .commands.snapshot import snapshot
+from .errors import ExitCode, UsageError
+from .github.console import echo_err, in_actions_log
+from .github.workflow import command
+from .options import Device, FailOn, RunOptions
+from .project.discovery import split_patterns
 
 # --------------------------------------------------------------------------- commands
 
@@ -78,29 +72,6 @@ BASELINE_OPT = click.option(
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@contextlib.contextmanager
-def commands_off() -> Iterator[None]:
-    """In a GitHub Actions log, what the block prints (names, messages, paths of the
-    project) sits inside a stop-commands block: it cannot issue workflow commands."""
-    if not in_actions_log():
-        yield
-        return
-    sys.stdout.flush()
-    resume = stop_commands(sys.stdout)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stdout.write(resume)
-        sys.stdout.flush()
-
-
-def echo_err(text: str) -> None:
-    """A line on stderr; in an Actions log with every ``::`` and ``##[`` neutralised
-    (stderr is read for commands too, and a block on stdout does not order with it)."""
-    click.echo(neutralize(text) if in_actions_log() else text, err=True)
-
-
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="torchvet")
 def cli() -> None:
@@ -133,48 +104,16 @@ def list_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...],
                  changed_since: str | None, installed: bool | None, as_json: bool) -> None:
     """List the model and dataset factories found at PATH (default: .), without importing
     them; with --changed-since, the ones a change affects and why."""
-    sel = select_units(path, models, exclude, installed, changed_since=changed_since)
-    changes = sel.changes
-    if as_json:
-        rows = [f.to_dict() | ({"changed": changes.why(f)} if changes else {})
-                for f in sel.factories]
-        with commands_off():
-            click.echo(json.dumps(rows, indent=2))
-        return
-    with commands_off():
-        if changes is not None:
-            click.echo(changes.summary(len(sel.factories), len(sel.all_factories)))
-        width = max((len(f.name) for f in sel.factories), default=0)
-        for f in sel.factories:
-            where = f" ({_short(f.file, sel.project.root)}:{f.line})" if f.file else ""
-            click.echo(f"{f.kind:<8} {f.name:<{width}}  {f.value}{where}")
-            if changes is not None and not changes.everything:
-                click.echo(f"{'':<8} {'':<{width}}  because {changes.why(f)}")
-    for note in sel.notes:
-        echo_err(f"note: {note}")
-
-
-def _short(file: str | None, root: Path) -> str:
-    if not file:
-        return ""
-    prefix = str(root).rstrip(os.sep) + os.sep  # string ops: list prints 1000s of these
-    if file.startswith(prefix):
-        return file[len(prefix):].replace(os.sep, "/")
-    return file
+    raise SystemExit(list_units(path, models=models, exclude=exclude,
+                                changed_since=changed_since, installed=installed,
+                                as_json=as_json))
 
 
 @cli.command("checks")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
 def checks_command(as_json: bool) -> None:
     """List every check: id, whether it runs by default, what it catches."""
-    if as_json:
-        click.echo(json.dumps(
-            [{"id": m.id, "default": m.default, "units": list(m.units), "summary": m.summary}
-             for m in CATALOGUE.values()], indent=2))
-        return
-    for meta in CATALOGUE.values():
-        flag = "" if meta.default else "  (opt-in)"
-        click.echo(f"{meta.id:<28} {meta.summary}{flag}")
+    raise SystemExit(list_checks(as_json=as_json))
 
 
 @cli.command("run")
@@ -188,7 +127,7 @@ def checks_command(as_json: bool) -> None:
 @click.option("--seed", type=int, default=None,
               help="Seed for torch, random and numpy; a verdict reproduces with its seed "
                    "[default: [tool.torchvet] seed, else 0].")
-@click.option("--fail-on", type=click.Choice(["failure", "warning", "never"]), default=None,
+@click.option("--fail-on", type=click.Choice(FailOn.values()), default=None,
               help="What makes the exit code 1 [default: failure].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
@@ -203,7 +142,7 @@ def checks_command(as_json: bool) -> None:
                    "reports (longest first onto the least-loaded shard; unknown units count "
                    "as the median) instead of by name.")
 @CHANGED_OPT
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(Device.values()), default=Device.CPU.value,
               show_default=True, help="Where the checks run; auto picks cuda when available.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None,
               help="Write a JUnit XML report here.")
@@ -227,30 +166,25 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
                 changed_since: str | None = None, full_trace: bool = False,
                 baseline: str | None = None) -> None:
     """Run the checks on every factory found at PATH (default: .)."""
-    shield_environment()  # before git or anything else starts
-    sel = select_units(path, models, exclude, installed, shard, changed_since, durations)
-    if sel.changes is not None:  # nothing affected is a success: the run is empty
-        sel.notes.insert(0, sel.changes.summary(len(sel.factories), len(sel.all_factories)))
-    config = sel.config
     options = RunOptions(
-        seed=seed if seed is not None else (config.seed or 0),
-        fail_on=fail_on or config.fail_on or "failure",
+        checks=tuple(split_patterns(checks)),
+        models=models,
+        exclude=exclude,
+        shard=shard,
+        changed_since=changed_since,
+        seed=seed,
+        fail_on=FailOn(fail_on) if fail_on else None,
         timeout=timeout,
-        jobs=jobs or config.jobs or cpu_count(),
-        checks=validate_checks(split_patterns(checks)),
-        device=device,
+        jobs=jobs or 0,
+        device=Device(device),
         junit=junit,
         json_path=json_path,
         capture=not no_capture,
         github=github if github is not None else os.environ.get("GITHUB_ACTIONS") == "true",
         full_trace=full_trace,
     )
-    validate_config_checks(config)
-    options.jobs = min(options.jobs, max(1, len(sel.factories)))
-    run = execute(sel, options, baselines=lambda: resolve_baselines(sel, baseline, options))
-    if run.interrupted:
-        raise SystemExit(ExitCode.INTERRUPTED)
-    raise SystemExit(exit_code_for(run, options.fail_on))
+    raise SystemExit(run(path, options, installed=installed, durations=durations,
+                         baseline=baseline))
 
 
 @cli.command("snapshot")
@@ -269,7 +203,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
               metavar="SECONDS", help="Per-unit time limit [default: 300].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Units snapshotted at once [default: cores].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(Device.values()), default=Device.CPU.value,
               show_default=True, help="Where the models run (values are filed per device).")
 @click.option("-s", "--no-capture", is_flag=True,
               help="Let the output of user code through.")
@@ -285,19 +219,10 @@ def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...
     snapshot that differs is reported and left alone (exit 1) unless --update accepts it.
     Commit the files: their diff shows reviewers what a change does to the model.
     """
-    shield_environment()  # the units are the project's code: guarded like a run's
-    sel = select_units(path, models, exclude, installed)
-    config = sel.config
-    options = RunOptions(
-        seed=seed if seed is not None else (config.seed or 0),
-        timeout=timeout,
-        jobs=min(jobs or config.jobs or cpu_count(), max(1, len(sel.factories))),
-        device=device,
-        capture=not no_capture,
-    )
-    with commands_off(), stderr_into_stdout(in_actions_log()):
-        code = snapshot_units(sel, options, update=update, output=output)
-    raise SystemExit(code)
+    options = RunOptions(models=models, exclude=exclude, seed=seed, timeout=timeout,
+                         jobs=jobs or 0, device=Device(device), capture=not no_capture)
+    raise SystemExit(snapshot(path, options, installed=installed, update=update,
+                              output=output))
 
 
 @cli.command("merge")
@@ -306,19 +231,12 @@ def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...
               help="Write the merged JUnit XML report here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the merged JSON report here.")
-@click.option("--fail-on", type=click.Choice(["failure", "warning", "never"]),
-              default="failure", show_default=True, help="What makes the exit code 1.")
+@click.option("--fail-on", type=click.Choice(FailOn.values()),
+              default=FailOn.FAILURE.value, show_default=True, help="What makes the exit code 1.")
 def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | None,
                   fail_on: str) -> None:
     """Combine the JSON reports of shards (or matrix cells) into one report."""
-    merged = merge_runs([json_report.read(path) for path in reports])
-    with commands_off():
-        terminal = TerminalReporter()
-        terminal.header(f"torchvet merge · {len(reports)} report(s) · "
-                        f"{len(merged.reports)} unit(s)")
-        terminal.finish(merged, fail_on)
-        write_reports(merged, terminal, fail_on, junit_path=junit, json_path=json_path)
-    raise SystemExit(exit_code_for(merged, fail_on))
+    raise SystemExit(merge(reports, junit=junit, json_path=json_path, fail_on=FailOn(fail_on)))
 
 
 @cli.command("init")
@@ -331,30 +249,107 @@ def init_command(path: str, write: bool) -> None:
     """Find the models and datasets of the project at PATH (default: .) by reading its
     sources (nothing is imported) and propose the entry-point stanza; shows the diff,
     writes it only with --write."""
-    proposal = init_plan(path)
-    if not proposal.candidates:
-        click.echo(proposal.note)
-        return
-    if proposal.refusal:
-        click.echo(f"torchvet init cannot edit pyproject.toml: {proposal.refusal}.\n"
-                   f"Add this to pyproject.toml by hand:\n\n{proposal.stanza()}")
-        if write:
-            raise SystemExit(ExitCode.USAGE)
-        return
-    click.echo(proposal.diff(), nl=False)
-    todo = [c.name for c in proposal.candidates if c.todo]
-    if not write:
-        click.echo("\nNothing written: `torchvet init --write` applies this.")
-        return
-    for written in proposal.write():
-        click.echo(f"wrote {written}")
-    if todo:
-        click.echo(f"fill in the TODO factories ({', '.join(todo)}) and uncomment their entries")
-    click.echo("next: torchvet run")
+    raise SystemExit(init(path, write=write))
 
 
-cli.add_command(docker_command)  # torchvet docker (action/docker; imports docker lazily)
+@cli.command("docker", context_settings={"max_content_width": 100})
+@click.argument("path", default=".", type=click.Path(file_okay=False, dir_okay=True))
+@click.option("--checks", multiple=True, metavar="PATTERN",
+              help="Checks to run (input checks): areas, ids or globs; -prefix excludes. "
+                   "Repeatable or comma-separated.")
+@click.option("-k", "--models", multiple=True, metavar="GLOB",
+              help="Only factories whose name matches (input models).")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Leave out factories whose name matches (input exclude).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Input seed.")
+@click.option("--fail-on", type=click.Choice(FailOn.values()), default=None,
+              help="What makes the exit code 1 (input fail-on) [default: the project's "
+                   "fail_on, else failure].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Per-unit time limit (input timeout).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Units checked at once in total: at most N matrix cells run at a time "
+                   "and share N (input jobs) [default: the daemon's cores].")
+@click.option("--shard", metavar="I/N", default=None, help="Input shard.")
+@click.option("--changed-since", metavar="REF", default=None,
+              help="Input changed-since: only the units a change since this git ref can "
+                   "affect.")
+@click.option("--device", type=click.Choice(Device.values()), default=Device.CPU.value,
+              show_default=True, help="Input device; cuda needs --gpus and a CUDA torch.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write the merged JUnit XML here (a testsuite per unit and torch).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the merged JSON report here.")
+@click.option("--summary", type=click.Path(dir_okay=False), default=None,
+              help="Write the cells' job summaries (Markdown) here.")
+@click.option("--torch", "torch", multiple=True, metavar="VERSIONS",
+              help="A matrix: one container per torch version (input torch-version), "
+                   "e.g. --torch 2.3.1,2.4.1. Default: the image's torch.")
+@click.option("--torch-index-url", metavar="URL", default=None,
+              help="Index torch is installed from (input torch-index-url; with --build also "
+                   "the build arg TORCH_INDEX_URL), e.g. https://download.pytorch.org/whl/"
+                   "cu121 [default: the image's, the CPU wheels].")
+@click.option("--install", metavar="ARGS", default=None,
+              help="Input install: pip arguments, or none [default: .].")
+@click.option("--install-command", metavar="CMD", default=None, help="Input install-command.")
+@click.option("--path", "subpath", metavar="SUBDIR", default=".", show_default=True,
+              help="Input path: the project's directory inside PATH (monorepos).")
+@click.option("--image", metavar="NAME", default=None,
+              help=f"Image to run [default: {default_image()}; with --build: "
+                   f"{BUILD_TAG}, the tag built].")
+@click.option("--build", is_flag=True,
+              help="Build the image from the action's own Dockerfile first.")
+@click.option("--context", metavar="DIR", default=None,
+              help="With --build: the torchvet sources [default: this installation's].")
+@click.option("--python-version", metavar="X.Y", default=None,
+              help="With --build: build arg PYTHON_VERSION [default: the Dockerfile's].")
+@click.option("--image-torch", metavar="VERSION", default=None,
+              help="With --build: build arg TORCH_VERSION, the image's own torch.")
+@click.option("--gpus", metavar="all|N|device=ID", default=None,
+              help="GPUs for the containers (NVIDIA Container Toolkit), as docker run --gpus.")
+@click.option("--network", metavar="NAME", default="host", show_default=True,
+              help="Network of the containers and the build (the entrypoint pip-installs).")
+@click.option("--in-place", is_flag=True,
+              help="Mount PATH itself instead of a snapshot: pip's build files stay in it "
+                   "and matrix cells run one at a time.")
+@click.option("--raw-log", is_flag=True,
+              help="Show the container's log as the runner gets it (workflow commands).")
+def docker_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
+                   exclude: tuple[str, ...], seed: int | None, fail_on: str | None,
+                   timeout: float | None, jobs: int | None, shard: str | None,
+                   changed_since: str | None, device: str,
+                   junit: str | None, json_path: str | None, summary: str | None,
+                   torch: tuple[str, ...], torch_index_url: str | None,
+                   install: str | None, install_command: str | None, subpath: str,
+                   image: str | None, build: bool, context: str | None,
+                   python_version: str | None, image_torch: str | None, gpus: str | None,
+                   network: str, in_place: bool, raw_log: bool) -> None:
+    """Run the GitHub Action's image on the project at PATH (default: .) the way the
+    Actions runner does, to reproduce a CI failure locally; with --torch, once per torch
+    version, and merge the reports.
 
+    \b
+        torchvet docker                              # the published image, as in CI
+        torchvet docker --build                      # from this torchvet's Dockerfile
+        torchvet docker --torch 2.3.1,2.4.1 -j 4 --junit matrix.xml
+        torchvet docker --gpus all --device cuda --build \\
+            --torch-index-url https://download.pytorch.org/whl/cu121
+
+    Exit codes: 0 all good, 1 a check (or a cell's setup) failed, 2 Docker or usage
+    problem, 130 interrupted.
+    """
+    run_options = RunOptions(
+        checks=tuple(split_list(checks)), models=tuple(split_list(models)),
+        exclude=tuple(split_list(exclude)), shard=shard, changed_since=changed_since,
+        seed=seed, fail_on=FailOn(fail_on) if fail_on else None, timeout=timeout,
+        jobs=jobs or 0, device=Device(device), junit=junit, json_path=json_path)
+    options = DockerOptions(
+        path=path, run=run_options, subpath=subpath, image=image, build=build,
+        context=context, python_version=python_version, image_torch=image_torch,
+        torch=parse_torch_versions(torch), torch_index_url=torch_index_url, install=install,
+        install_command=install_command, gpus=gpus, network=network, in_place=in_place,
+        summary=summary, raw_log=raw_log)
+    raise SystemExit(docker(options))
 
 # --------------------------------------------------------------------------- entry
 

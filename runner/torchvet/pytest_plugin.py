@@ -27,11 +27,12 @@ import pytest
 from .engine.executor import Executor, warm_up
 from .engine.jobs import Job
 from .errors import UsageError
+from .options import RunOptions
 from .project.discovery import SNIPPET, discover
 from .project.tomlcompat import load_toml
 from .reporters.terminal import TerminalReporter
 from .results import CheckResult, Status, UnitReport
-from .session import RunOptions, build_jobs, select_units
+from .session import build_jobs, select_units
 
 ROOT_ID = "torchvet"
 

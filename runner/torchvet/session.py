@@ -1,7 +1,7 @@
 """One run, start to end: select the units, build their jobs, execute them, write the
-reports. The command line (``cli``) parses options into :class:`RunOptions` and calls
-:func:`select_units` and :func:`execute`; ``torchvet docker`` reuses the report writing
-and the SIGTERM handling.
+reports. A command (:mod:`torchvet.commands`) gets a
+:class:`~torchvet.options.RunOptions`, calls :func:`select_units`, :func:`settle` and
+:func:`execute`; ``torchvet docker`` reuses the report writing and the SIGTERM handling.
 
 While units run, the run process guards itself against them (docs/security.md): the
 tokens and file-command paths are out of its environment before the fork server starts
@@ -23,13 +23,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .action import workflow
 from .checks.catalogue import AREAS, RENAMED, unknown_patterns
 from .engine import prctl, reaper
 from .engine.executor import Executor, warm_up
@@ -37,6 +36,10 @@ from .engine.jobs import Job
 from .engine.memory import MemoryReading, describe, read_memory, usable
 from .engine.signals import SignalJudge, trusted_canceller
 from .errors import UsageError
+from .github import reporter as github
+from .github import workflow
+from .github.console import in_actions_log
+from .options import FailOn, RunOptions
 from .project.changes import ChangedUnits, select_changed
 from .project.config import Config, load_config
 from .project.discovery import (
@@ -49,11 +52,11 @@ from .project.discovery import (
     split_patterns,
 )
 from .project.paths import find_report_root
-from .project.sharding import load_durations, load_peaks, select_shard
+from .project.sharding import recorded_durations, recorded_peaks, select_shard
 from .regression import changes as model_changes
 from .regression.jobs import Key, record_changes, with_baselines
 from .regression.store import Baseline
-from .reporters import github, json_report, junit
+from .reporters import json_report, junit
 from .reporters.terminal import TerminalReporter
 from .results import RunReport, UnitReport, clean_run, clean_unit
 
@@ -120,9 +123,10 @@ def select_units(
                  if table.get("dataset")}
         changes = select_changed(project, found, changed_since, feeds)
         selected = changes.selected(selected)
+    recorded = recorded_units(durations)
     if shard_spec:
         index, total = parse_shard(shard_spec)
-        selected = (select_shard(selected, index, total, load_durations(durations))
+        selected = (select_shard(selected, index, total, recorded_durations(recorded))
                     if durations else shard(selected, index, total))
     notes = [
         f"{config.source}: [tool.torchvet.{name}] matches no discovered factory"
@@ -132,7 +136,24 @@ def select_units(
         )
     ]
     return Selection(project, config, selected, found, notes, changes,
-                     load_peaks(durations) if durations else {})
+                     recorded_peaks(recorded))
+
+
+class DurationsError(UsageError):
+    """A --durations file that is not a torchvet JSON report."""
+
+
+def recorded_units(paths: Sequence[str | Path]) -> list[UnitReport]:
+    """The units of the ``torchvet run --json`` reports at ``paths`` (``--durations``),
+    in order: what sharding and the scheduler learn from the last runs."""
+    units: list[UnitReport] = []
+    for path in paths:
+        try:
+            run = json_report.read(path)
+        except json_report.ReportError as exc:
+            raise DurationsError(f"--durations {exc}") from None
+        units.extend(run.reports)
+    return units
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -170,20 +191,18 @@ def validate_config_checks(config: Config) -> None:
 # --------------------------------------------------------------------------- execution
 
 
-@dataclass
-class RunOptions:
-    seed: int = 0
-    fail_on: str = "failure"
-    timeout: float | None = None
-    jobs: int = 1
-    checks: tuple[str, ...] = ()
-    device: str = "cpu"
-    junit: str | None = None
-    json_path: str | None = None
-    capture: bool = True
-    github: bool = False  # GitHub Actions: annotations, job summary, step outputs
-    full_trace: bool = False  # keep torchvet's frames in verdict tracebacks
-    baselines: dict[Key, Baseline] | None = None  # what regression.* compares with
+def settle(options: RunOptions, sel: Selection) -> RunOptions:
+    """``options`` with what they leave to the project decided: the seed, fail-on and
+    jobs of ``[tool.torchvet]``, else 0, ``failure`` and the cores; never more jobs than
+    units."""
+    config = sel.config
+    jobs = options.jobs or config.jobs or cpu_count()
+    return replace(
+        options,
+        seed=options.seed if options.seed is not None else (config.seed or 0),
+        fail_on=options.fail_on or FailOn(config.fail_on or FailOn.FAILURE),
+        jobs=min(jobs, max(1, len(sel.factories))),
+    )
 
 
 def project_dirs(sel: Selection) -> tuple[str, ...]:
@@ -204,13 +223,13 @@ def project_dirs(sel: Selection) -> tuple[str, ...]:
 def build_jobs(sel: Selection, options: RunOptions) -> list[Job]:
     report_root = str(find_report_root(sel.project.root))
     dirs = project_dirs(sel)
-    threads = max(1, cpu_count() // options.jobs)
+    threads = max(1, cpu_count() // max(1, options.jobs))
     return [
         Job(
             factory=factory,
             config=sel.config.for_unit(factory.kind, factory.name, {"timeout": options.timeout}),
-            seed=options.seed,
-            device=options.device,
+            seed=options.run_seed,
+            device=str(options.device),
             checks=options.checks,
             threads=threads,
             project_dirs=dirs,
@@ -236,14 +255,6 @@ def shield_environment() -> dict[str, str]:
             prctl.set_dumpable(False)
         _withheld["saved"] = saved
     return _withheld["saved"]
-
-
-def in_actions_log() -> bool:
-    """Whether our output goes straight into a GitHub Actions step log (which obeys
-    workflow commands); not when the action relays it inside its own stop-commands
-    block."""
-    return (os.environ.get("GITHUB_ACTIONS") == "true"
-            and os.environ.get(workflow.RELAYED_ENV) != "1")
 
 
 @contextlib.contextmanager
@@ -290,7 +301,7 @@ def execute(sel: Selection, options: RunOptions, stream: TextIO | None = None, *
                 out.write(resume)
                 out.flush()
     if options.github:
-        github.publish(run, fail_on=options.fail_on, junit_path=options.junit, stream=out,
+        github.publish(run, fail_on=options.run_fail_on, junit_path=options.junit, stream=out,
                        env=github_env)
     return run
 
@@ -303,7 +314,8 @@ def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO,
     n_models = sum(1 for f in sel.factories if f.kind == "model")
     terminal.header(
         f"torchvet {__version__} · torch {torch_version()} · {n_models} model(s), "
-        f"{len(sel.factories) - n_models} dataset(s) · -j {options.jobs} · seed {options.seed}"
+        f"{len(sel.factories) - n_models} dataset(s) · -j {options.jobs} · "
+        f"seed {options.run_seed}"
         f"{memory_summary(memory)}"
     )
     for note in sel.notes:
@@ -325,16 +337,16 @@ def run_units(sel: Selection, options: RunOptions, jobs: list[Job], out: TextIO,
     record_changes(reports, jobs, executor.snapshots)
     run = clean_run(RunReport(
         reports=reports,
-        seed=options.seed,
+        seed=options.run_seed,
         torch_version=torch_version(),
         torchvet_version=__version__,
         duration=time.monotonic() - started,
         interrupted=executor.interrupted or judge.honoured is not None,
     ))
-    terminal.finish(run, options.fail_on)
+    terminal.finish(run, options.run_fail_on)
     for line in model_changes.text_lines(run.reports):
         terminal.write(line)
-    write_reports(run, terminal, options.fail_on, junit_path=options.junit,
+    write_reports(run, terminal, options.run_fail_on, junit_path=options.junit,
                   json_path=options.json_path)
     return run
 

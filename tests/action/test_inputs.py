@@ -17,7 +17,9 @@ from torchvet.action.inputs import (
     defaults,
     get_input,
     parse_inputs,
+    run_inputs,
 )
+from torchvet.options import Device, FailOn, RunOptions
 
 
 def action_yml() -> dict[str, Any]:
@@ -88,15 +90,26 @@ def test_all_inputs_parse() -> None:
     assert inputs == Inputs(
         path="sub/project", install=["-e", ".[test]", "--no-deps"], install_command="",
         torch_version="2.4", torch_index_url="https://example.org/whl",
-        models="resnet*,vit_*", exclude="big,huge", checks="forward,training,-data.workers",
-        device="auto", fail_on="warning", junit_file="reports/j.xml",
-        json_file="reports/r.json", jobs=4, timeout=90.5, seed=7, shard="2/3",
-        changed_since="origin/main", annotations=False, summary=True)
+        annotations=False, summary=True, run=RunOptions(
+            models=("resnet*", "vit_*"), exclude=("big", "huge"),
+            checks=("forward", "training", "-data.workers"), device=Device.AUTO,
+            fail_on=FailOn.WARNING, junit="reports/j.xml", json_path="reports/r.json",
+            jobs=4, timeout=90.5, seed=7, shard="2/3", changed_since="origin/main"))
+
+
+def test_the_run_inputs_of_options_parse_back_to_them() -> None:
+    asked = RunOptions(models=("a*",), checks=("forward", "-forward.finite"),
+                       device=Device.CUDA, fail_on=FailOn.NEVER, jobs=3, timeout=2.5,
+                       seed=0, shard="1/2", changed_since="main", json_path="r.json")
+    env = {f"INPUT_{name.upper()}": value for name, value in run_inputs(asked).items()}
+    assert parse_inputs(env) == (Inputs(run=asked), [])
+    assert parse_inputs({f"INPUT_{name.upper()}": value for name, value
+                         in run_inputs(Inputs().run).items()}) == (Inputs(), [])
 
 
 def test_none_disables_install_and_reports() -> None:
     inputs, errors = parse_inputs({"INPUT_INSTALL": "none", "INPUT_JUNIT-FILE": "none"})
-    assert errors == [] and inputs.install is None and inputs.junit_file is None
+    assert errors == [] and inputs.install is None and inputs.run.junit is None
 
 
 @pytest.mark.parametrize(("name", "value", "fragment"), [

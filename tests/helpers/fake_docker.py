@@ -15,9 +15,9 @@ from typing import Any
 import docker
 
 from torchvet import __version__
-from torchvet.action import workflow
 from torchvet.action.docker.plan import FILE_COMMANDS_MOUNT, REPORT_FILE, WORKSPACE
-from torchvet.reporters import github as gh
+from torchvet.github import reporter as gh
+from torchvet.github import workflow
 from torchvet.reporters import json_report
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
 

@@ -1,4 +1,5 @@
-"""--shard i/n balanced by recorded durations (torchvet.project.sharding) and its CLI wiring."""
+"""--shard i/n balanced by recorded durations (torchvet.project.sharding), the reports they
+are read from (session.recorded_units) and its CLI wiring."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import pytest
 from tests.helpers import run_cli
 from torchvet.project.discovery import Factory, shard
 from torchvet.project.sharding import (
-    DurationsError,
     balanced_shards,
     estimates,
-    load_durations,
-    load_peaks,
+    recorded_durations,
+    recorded_peaks,
     select_shard,
 )
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
-from torchvet.session import select_units
+from torchvet.session import DurationsError, recorded_units, select_units
 
 
 def units(n: int, datasets: int = 0) -> list[Factory]:
@@ -107,18 +107,18 @@ def write_report(path: Path, seconds: dict[str, float], kind: str = "model",
     return path
 
 
-def test_load_durations_reads_json_reports(tmp_path: Path) -> None:
+def test_recorded_durations_come_from_json_reports(tmp_path: Path) -> None:
     first = write_report(tmp_path / "a.json", {"m00": 5.0, "m01": 2.0})
     second = write_report(tmp_path / "b.json", {"m01": 4.0, "d0": 7.0}, kind="dataset")
-    assert load_durations([first, second]) == {
+    assert recorded_durations(recorded_units([first, second])) == {
         ("model", "m00"): 5.0, ("model", "m01"): 2.0, ("dataset", "m01"): 4.0,
         ("dataset", "d0"): 7.0}
     bad = tmp_path / "bad.json"
     bad.write_text('{"nope": 1}')
-    with pytest.raises(DurationsError, match="not a torchvet JSON report"):
-        load_durations([bad])
+    with pytest.raises(DurationsError, match=r"--durations .*not a torchvet JSON report"):
+        recorded_units([bad])
     with pytest.raises(DurationsError, match="cannot read"):
-        load_durations([tmp_path / "missing.json"])
+        recorded_units([tmp_path / "missing.json"])
 
 
 def test_load_peaks_reads_the_recorded_peak_memory_of_each_unit(tmp_path: Path) -> None:
@@ -127,12 +127,8 @@ def test_load_peaks_reads_the_recorded_peak_memory_of_each_unit(tmp_path: Path) 
     second = write_report(tmp_path / "b.json", {"m01": 4.0, "m02": 1.0},
                           peaks={"m01": 2 << 30})
     # later files win; a unit without a measured peak (an older report) is left out
-    assert load_peaks([first, second]) == {("model", "m00"): 3 << 30,
-                                           ("model", "m01"): 2 << 30}
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"nope": 1}')
-    with pytest.raises(DurationsError, match="not a torchvet JSON report"):
-        load_peaks([bad])
+    assert recorded_peaks(recorded_units([first, second])) == {("model", "m00"): 3 << 30,
+                                                               ("model", "m01"): 2 << 30}
 
 
 def test_a_unit_that_skipped_for_memory_records_no_peak(tmp_path: Path) -> None:
@@ -143,8 +139,9 @@ def test_a_unit_that_skipped_for_memory_records_no_peak(tmp_path: Path) -> None:
     earlier = write_report(tmp_path / "a.json", {"big": 1.0}, peaks={"big": 12 << 30})
     later = tmp_path / "b.json"
     later.write_text(json.dumps(run.to_dict()))
-    assert load_peaks([earlier]) == {("model", "big"): 12 << 30}
-    assert load_peaks([earlier, later]) == {}, "5 GB is not what all its checks need"
+    assert recorded_peaks(recorded_units([earlier])) == {("model", "big"): 12 << 30}
+    assert recorded_peaks(recorded_units([earlier, later])) == {}, (
+        "5 GB is not what all its checks need")
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -4,8 +4,8 @@ rows survive the JSON report the action publishes from."""
 
 from __future__ import annotations
 
+from torchvet.github import reporter as github
 from torchvet.regression import changes
-from torchvet.reporters import github
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 CHANGED = {"params": [420, 628], "flops": [1536, 2304], "activation_bytes": [320, 320],

@@ -39,11 +39,13 @@ from typing import TextIO
 
 from ..engine.signals import CANCEL_FROM_ENV
 from ..errors import ExitCode
+from ..github import reporter as gh
+from ..github import workflow
+from ..options import FailOn
 from ..project.config import declared_fail_on
 from ..reporters import files, json_report, junit
-from ..reporters import github as gh
 from ..results import RunReport, Status, exit_code_for
-from . import baseline, failures, sandbox, workflow
+from . import baseline, failures, sandbox
 from .inputs import Inputs, parse_inputs
 from .install import (
     PROJECT_FILES,
@@ -153,19 +155,21 @@ def discount_forged_cancellation(run: RunReport) -> RunReport:
 def cli_command(python: str, inputs: Inputs, project: Path, json_path: Path) -> list[str]:
     """The ``torchvet run`` command line the inputs ask for (its only report: the JSON
     this process reads back and writes the requested reports from)."""
+    run = inputs.run
     argv = [python, "-m", "torchvet", "run", str(project), "--no-github",
-            "--json", str(json_path), "--device", inputs.device]
-    for flag, value in (("--checks", inputs.checks), ("--models", inputs.models),
-                        ("--exclude", inputs.exclude), ("--fail-on", inputs.fail_on),
-                        ("--shard", inputs.shard), ("--changed-since", inputs.changed_since)):
+            "--json", str(json_path), "--device", str(run.device)]
+    for flag, value in (("--checks", ",".join(run.checks)), ("--models", ",".join(run.models)),
+                        ("--exclude", ",".join(run.exclude)),
+                        ("--fail-on", str(run.fail_on or "")), ("--shard", run.shard),
+                        ("--changed-since", run.changed_since)):
         if value:
             argv += [flag, value]
-    if inputs.jobs is not None:
-        argv += ["--jobs", str(inputs.jobs)]
-    if inputs.timeout is not None:
-        argv += ["--timeout", f"{inputs.timeout:g}"]
-    if inputs.seed is not None:
-        argv += ["--seed", str(inputs.seed)]
+    if run.jobs:
+        argv += ["--jobs", str(run.jobs)]
+    if run.timeout is not None:
+        argv += ["--timeout", f"{run.timeout:g}"]
+    if run.seed is not None:
+        argv += ["--seed", str(run.seed)]
     return argv + baseline.run_arguments(inputs)
 
 
@@ -387,16 +391,16 @@ class Action:
         run = self.read_report(outcome.returncode, json_path)
         if run is None:
             return self.no_report(outcome.returncode, outcome)
-        fail_on = inputs.fail_on or declared_fail_on(self.project) or "failure"
+        fail_on = inputs.run.fail_on or FailOn(declared_fail_on(self.project) or FailOn.FAILURE)
         code = (ExitCode.INTERRUPTED if run.interrupted or CANCELLATION.requested
                 else exit_code_for(run, fail_on))
         junit_path = None
         try:
-            if inputs.junit_file:
-                junit_path = write_report(self.workspace, inputs.junit_file,
+            if inputs.run.junit:
+                junit_path = write_report(self.workspace, inputs.run.junit,
                                           junit.render(run, fail_on))
-            if inputs.json_file:
-                write_report(self.workspace, inputs.json_file, json_report.render(run))
+            if inputs.run.json_path:
+                write_report(self.workspace, inputs.run.json_path, json_report.render(run))
         except OSError as exc:
             self.console.error(failures.REPORT_FILE, f"{exc}")
             code = max(code, ExitCode.USAGE) if code != ExitCode.INTERRUPTED else code

@@ -3,7 +3,10 @@ validators.
 
 The runner passes every input declared in ``action.yml``, defaults included, as
 ``INPUT_<NAME>`` (hyphens kept); the entrypoint reads them back with :func:`parse_inputs`
-and ``torchvet docker`` builds each container's inputs from :func:`defaults`.
+and ``torchvet docker`` builds each container's inputs from :func:`defaults` and
+:func:`run_inputs`. The run's own inputs fill the shared
+:class:`~torchvet.options.RunOptions` (each row names its field); the rest are the
+action's (install, torch, reports on the job page).
 
 ``action.yml`` is hand-written and *tested against* this table
 (``tests/action/test_inputs.py`` fails naming each input whose name, default or
@@ -28,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
+from ..options import Device, FailOn, RunOptions
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 IMAGE_TORCH_INDEX = "TORCHVET_TORCH_INDEX_URL"  # set by the Dockerfile
-DEVICES = ("cpu", "cuda", "auto")
-FAIL_ON = ("failure", "warning", "never")
+JUNIT_DEFAULT = "torchvet-junit.xml"
 # core.getBooleanInput's YAML 1.2 core schema spellings
 TRUE = ("true", "True", "TRUE")
 FALSE = ("false", "False", "FALSE")
@@ -66,9 +69,9 @@ def split(value: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\n]", value) if part.strip()]
 
 
-def listing(value: str) -> str:
-    """A multi-line or comma-separated list as the CLI's comma-separated form."""
-    return ",".join(split(value))
+def patterns(value: str) -> tuple[str, ...]:
+    """A multi-line or comma-separated list of patterns."""
+    return tuple(split(value))
 
 
 def pip_arguments(value: str) -> list[str] | None:
@@ -95,21 +98,25 @@ def index_url(value: str) -> str:
     return value
 
 
-def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value and value not in choices:
-            raise ValueError(f"'{value}' is not one of {', '.join(choices)}")
-        return value
-    return parse
+def device(value: str) -> Device:
+    if value not in Device.values():
+        raise ValueError(f"'{value}' is not one of {', '.join(Device.values())}")
+    return Device(value)
+
+
+def fail_on(value: str) -> FailOn | None:
+    if value and value not in FailOn.values():
+        raise ValueError(f"'{value}' is not one of {', '.join(FailOn.values())}")
+    return FailOn(value) if value else None
 
 
 def report_file(value: str) -> str | None:
     return None if not value or value in NONE else value
 
 
-def positive_int(value: str) -> int | None:
+def positive_int(value: str) -> int:
     if not value:
-        return None
+        return 0
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"'{value}' is not a positive integer (units at once)")
     return int(value)
@@ -178,11 +185,13 @@ class Input:
     default: str
     description: str
     parse: Callable[[str], Any]
+    run: str = ""  # the RunOptions field it fills; empty: an input of the action's own
 
     @property
     def field(self) -> str:
-        """The attribute of :class:`Inputs` that holds the parsed value."""
-        return self.name.replace("-", "_")
+        """The attribute that holds the parsed value: of :class:`Inputs`, or of its
+        :class:`~torchvet.options.RunOptions` for a run input."""
+        return self.run or self.name.replace("-", "_")
 
 
 INPUTS: tuple[Input, ...] = (
@@ -202,30 +211,35 @@ INPUTS: tuple[Input, ...] = (
           "Also an extra index for the project's install, so torchvision & co. match.",
           index_url),
     Input("models", "", "Only the factories whose name matches these globs (comma- or "
-          "newline-separated).", listing),
-    Input("exclude", "", "Leave out the factories whose name matches these globs.", listing),
+          "newline-separated).", patterns, run="models"),
+    Input("exclude", "", "Leave out the factories whose name matches these globs.", patterns,
+          run="exclude"),
     Input("checks", "", "Checks to run: areas (`forward`), ids (`training.update`) or globs "
-          "(`export.*`); prefix with `-` to exclude. Empty: every default check.", listing),
+          "(`export.*`); prefix with `-` to exclude. Empty: every default check.", patterns,
+          run="checks"),
     Input("device", "cpu", "`cpu`, `cuda` or `auto`. A container action has no GPU: see the "
-          "docs for GPU jobs.", one_of(DEVICES)),
+          "docs for GPU jobs.", device, run="device"),
     Input("fail-on", "", "What fails the step: `failure` (a check failed or errored), "
           "`warning` (also warnings) or `never`. Empty: the project's [tool.torchvet] "
-          "fail_on, else `failure`.", one_of(FAIL_ON)),
-    Input("junit-file", "torchvet-junit.xml", "JUnit XML report written in the workspace "
-          "(for test-report actions). `none` writes none.", report_file),
+          "fail_on, else `failure`.", fail_on, run="fail_on"),
+    Input("junit-file", JUNIT_DEFAULT, "JUnit XML report written in the workspace "
+          "(for test-report actions). `none` writes none.", report_file, run="junit"),
     Input("json-file", "", "Full JSON report written in the workspace (input of `torchvet "
-          "merge`). Empty writes none.", report_file),
-    Input("jobs", "", "Units checked at once. Empty: the runner's cores.", positive_int),
-    Input("timeout", "", "Per-unit time limit in seconds. Empty: 300.", seconds),
+          "merge`). Empty writes none.", report_file, run="json_path"),
+    Input("jobs", "", "Units checked at once. Empty: the runner's cores.", positive_int,
+          run="jobs"),
+    Input("timeout", "", "Per-unit time limit in seconds. Empty: 300.", seconds,
+          run="timeout"),
     Input("seed", "", "Seed of every check; a verdict reproduces with its seed. Empty: the "
-          "project's, else 0.", seed),
+          "project's, else 0.", seed, run="seed"),
     Input("shard", "", "Run only the i-th of n deterministic slices of the units, e.g. `2/4` "
-          "(matrix jobs).", shard),
+          "(matrix jobs).", shard, run="shard"),
     Input("changed-since", "", "Check only the units whose factory module, or a project "
           "module it imports, changed since this git ref, e.g. `${{ "
           "github.event.pull_request.base.sha }}`; a change to pyproject.toml or an import "
           "torchvet cannot follow selects everything. Needs the ref in the checkout "
-          "(actions/checkout with `fetch-depth: 0`). Empty: every unit.", git_ref),
+          "(actions/checkout with `fetch-depth: 0`). Empty: every unit.", git_ref,
+          run="changed_since"),
     Input("baseline", "snapshot", "What the regression checks compare with: `snapshot` (the "
           "files committed under .torchvet/snapshots) or a git ref whose snapshots are taken "
           "in the container, e.g. `${{ github.event.pull_request.base.sha }}` (needs "
@@ -241,30 +255,39 @@ def defaults() -> dict[str, str]:
     return {spec.name: spec.default for spec in INPUTS}
 
 
+def run_inputs(options: RunOptions) -> dict[str, str]:
+    """The run inputs that ask for ``options``, as the runner would pass them: what
+    :func:`parse_inputs` reads back into the same record."""
+    return {
+        "models": ",".join(options.models),
+        "exclude": ",".join(options.exclude),
+        "checks": ",".join(options.checks),
+        "device": str(options.device),
+        "fail-on": str(options.fail_on or ""),
+        "junit-file": options.junit or NONE[0],
+        "json-file": options.json_path or "",
+        "jobs": str(options.jobs) if options.jobs else "",
+        "timeout": f"{options.timeout:g}" if options.timeout is not None else "",
+        "seed": str(options.seed) if options.seed is not None else "",
+        "shard": options.shard or "",
+        "changed-since": options.changed_since or "",
+    }
+
+
 @dataclass
 class Inputs:
-    """The parsed inputs (what :func:`parse_inputs` makes of :data:`INPUTS`' defaults)."""
+    """The parsed inputs (what :func:`parse_inputs` makes of :data:`INPUTS`' defaults):
+    the action's own, and the run's as its :class:`~torchvet.options.RunOptions`."""
 
     path: str = "."
     install: list[str] | None = field(default_factory=lambda: ["."])  # None: skip
     install_command: str = ""
     torch_version: str = ""
     torch_index_url: str = DEFAULT_TORCH_INDEX
-    models: str = ""
-    exclude: str = ""
-    checks: str = ""
-    device: str = "cpu"
-    fail_on: str = ""
-    junit_file: str | None = "torchvet-junit.xml"
-    json_file: str | None = None
-    jobs: int | None = None
-    timeout: float | None = None
-    seed: int | None = None
-    shard: str | None = None
-    changed_since: str | None = None
     baseline: str = "snapshot"
     annotations: bool = True
     summary: bool = True
+    run: RunOptions = field(default_factory=lambda: RunOptions(junit=JUNIT_DEFAULT))
 
 
 # --------------------------------------------------------------------------- reading
@@ -285,16 +308,17 @@ def get_input(env: Mapping[str, str], name: str) -> str:
 def parse_inputs(env: Mapping[str, str]) -> tuple[Inputs, list[InputError]]:
     """All inputs, and every bad value found (not only the first)."""
     values: dict[str, Any] = {}
+    run: dict[str, Any] = {}
     errors: list[InputError] = []
     for spec in INPUTS:
         value = get_input(env, spec.name)
         if spec.name == "torch-index-url" and not value:
             value = env.get(IMAGE_TORCH_INDEX, "") or DEFAULT_TORCH_INDEX
         try:
-            values[spec.field] = spec.parse(value)
+            (run if spec.run else values)[spec.field] = spec.parse(value)
         except ValueError as exc:
             errors.append(InputError(spec.name, str(exc)))
-    inputs = Inputs(**values)
+    inputs = Inputs(**values, run=RunOptions(**run))
     if inputs.install_command and "install" in values and inputs.install not in (None, ["."]):
         errors.append(InputError("install-command", "set either 'install' (pip arguments) "
                                                     "or 'install-command', not both"))

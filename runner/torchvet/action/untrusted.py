@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import workflow
+from ..github import workflow
 from .sandbox import Account, kill_all
 
 RELAY_LIMIT = 8 * 1024 * 1024  # bytes of a step's output shown in the log

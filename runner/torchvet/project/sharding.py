@@ -1,15 +1,16 @@
 """``--shard i/n``: split the units over CI jobs, balanced by how long they took last time.
 
-With recorded durations (``--durations report.json``, the ``duration`` of each unit in a
-``torchvet run --json`` report, several reports merged) the units are placed greedily,
-longest first, each onto the shard with the least total so far (ties: fewer units, then
-the lower shard number); a unit the reports do not know counts as the median of those
-they do. Without durations the units are dealt round-robin in name order
-(:func:`torchvet.project.discovery.shard`). Both are deterministic: every job of a matrix computes
-the same split, and every unit lands in exactly one shard.
+With recorded durations (the ``duration`` of each unit in ``torchvet run --json``
+reports, several merged; the session reads the files and passes the units in) the units
+are placed greedily, longest first, each onto the shard with the least total so far
+(ties: fewer units, then the lower shard number); a unit the reports do not know counts
+as the median of those they do. Without durations the units are dealt round-robin in
+name order (:func:`torchvet.project.discovery.shard`). Both are deterministic: every job
+of a matrix computes the same split, and every unit lands in exactly one shard.
 
-The same reports record each unit's peak memory (``peak_memory``): :func:`load_peaks`
-reads them for the scheduler, which then knows a unit's size before its worker starts.
+The same reports record each unit's peak memory (``peak_memory``): :func:`recorded_peaks`
+picks them out for the scheduler, which then knows a unit's size before its worker
+starts.
 
 This module never imports torch.
 """
@@ -17,43 +18,25 @@ This module never imports torch.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 
-from ..errors import UsageError
-from ..reporters import json_report
 from ..results import UnitReport
 from .discovery import Factory, shard
 
 Key = tuple[str, str]  # (kind, name)
 
 
-class DurationsError(UsageError):
-    """A --durations file that is not a torchvet JSON report."""
+def recorded_durations(recorded: Iterable[UnitReport]) -> dict[Key, float]:
+    """Seconds per (kind, name) of recorded units, in report order (later ones win)."""
+    return {(u.kind, u.name): u.duration for u in recorded if u.duration >= 0}
 
 
-def _recorded_units(paths: Sequence[str | Path]) -> list[UnitReport]:
-    units: list[UnitReport] = []
-    for path in paths:
-        try:
-            run = json_report.read(path)
-        except json_report.ReportError as exc:
-            raise DurationsError(f"--durations {exc}") from None
-        units.extend(run.reports)
-    return units
-
-
-def load_durations(paths: Sequence[str | Path]) -> dict[Key, float]:
-    """Seconds per (kind, name) from ``torchvet run --json`` reports (later files win)."""
-    return {(u.kind, u.name): u.duration for u in _recorded_units(paths) if u.duration >= 0}
-
-
-def load_peaks(paths: Sequence[str | Path]) -> dict[Key, int]:
-    """Own peak resident bytes per (kind, name) from the same reports (later files win).
+def recorded_peaks(recorded: Iterable[UnitReport]) -> dict[Key, int]:
+    """Own peak resident bytes per (kind, name) of recorded units (later ones win).
     Left out: units without a measured peak, and units that skipped a check for memory
     (their peak is not what all their checks need)."""
     found: dict[Key, int] = {}
-    for unit in _recorded_units(paths):
+    for unit in recorded:
         complete = not any(r.message.startswith("skipped for memory") for r in unit.results)
         if unit.peak_memory > 0 and complete:
             found[(unit.kind, unit.name)] = unit.peak_memory

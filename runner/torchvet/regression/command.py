@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import __version__
+from ..options import RunOptions
 from ..project.config import load_config
 from ..project.discovery import discover
 from ..project.paths import find_report_root
 from ..reporters.terminal import printable
-from ..session import RunOptions, Selection, build_jobs, torch_version
+from ..session import Selection, build_jobs, torch_version
 from .base_ref import BaseCheckout, export
 from .jobs import Key, SnapshotRun, take_snapshots
 from .store import (

@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from torchvet.action import failures, workflow
+from torchvet.action import failures
 from torchvet.action.docker.logs import (
     LineBuffer,
     LogRenderer,
@@ -15,7 +15,8 @@ from torchvet.action.docker.logs import (
     read_outputs,
     setup_report,
 )
-from torchvet.reporters import github as gh
+from torchvet.github import reporter as gh
+from torchvet.github import workflow
 from torchvet.reporters import json_report
 from torchvet.results import Status
 

@@ -18,7 +18,6 @@ from tests.helpers.action import HEALTHY
 from tests.helpers.fake_docker import FakeDaemon, cell_behaviour
 from torchvet.action.docker import matrix
 from torchvet.action.docker.client import DockerError
-from torchvet.action.docker.command import run
 from torchvet.action.docker.plan import (
     FILE_COMMANDS_MOUNT,
     HOME,
@@ -27,6 +26,8 @@ from torchvet.action.docker.plan import (
     DockerOptions,
 )
 from torchvet.action.inputs import defaults
+from torchvet.commands.docker import docker
+from torchvet.options import Device, RunOptions
 from torchvet.reporters import json_report
 from torchvet.results import RunReport, Status, UnitReport
 
@@ -48,10 +49,11 @@ def test_a_cell_runs_like_the_runner_and_its_files_are_read_back(project: Path,
     daemon = FakeDaemon(cell_behaviour(seen), {"img:1"})
     before = tree(project)
     out = io.StringIO()
-    options = DockerOptions(path=str(project), image="img:1", checks=("forward",),
-                            json_path=str(tmp_path / "m.json"),
-                            junit=str(tmp_path / "m.xml"), summary=str(tmp_path / "s.md"))
-    code = run(options, stream=out, connect_docker=daemon.connect)
+    options = DockerOptions(path=str(project), image="img:1", summary=str(tmp_path / "s.md"),
+                            run=RunOptions(checks=("forward",),
+                                           json_path=str(tmp_path / "m.json"),
+                                           junit=str(tmp_path / "m.xml")))
+    code = docker(options, stream=out, connect_docker=daemon.connect)
     text = out.getvalue()
     assert code == 0, text
     [container] = daemon.created
@@ -82,10 +84,10 @@ def test_a_matrix_labels_every_unit_and_a_failed_torch_install_is_that_cells_err
     daemon = FakeDaemon(cell_behaviour({}), {"img:1"})
     out = io.StringIO()
     options = DockerOptions(path=str(project), image="img:1", torch=["2.13.0", "2.3.1"],
-                            jobs=2, junit=str(tmp_path / "m.xml"),
-                            json_path=str(tmp_path / "m.json"),
+                            run=RunOptions(jobs=2, junit=str(tmp_path / "m.xml"),
+                                           json_path=str(tmp_path / "m.json")),
                             summary=str(tmp_path / "s.md"))
-    code = run(options, stream=out, connect_docker=daemon.connect)
+    code = docker(options, stream=out, connect_docker=daemon.connect)
     text = out.getvalue()
     assert code == 1, text
     envs = sorted((c.env["INPUT_TORCH-VERSION"], c.env["INPUT_JOBS"]) for c in daemon.created)
@@ -114,8 +116,8 @@ def test_in_place_mounts_the_project_itself_one_cell_at_a_time(project: Path) ->
     seen: dict[str, Any] = {}
     daemon = FakeDaemon(cell_behaviour(seen), {"img:1"})
     options = DockerOptions(path=str(project), image="img:1", torch=["2.13.0", "2.4"],
-                            jobs=4, in_place=True)
-    assert run(options, stream=io.StringIO(), connect_docker=daemon.connect) == 0
+                            run=RunOptions(jobs=4), in_place=True)
+    assert docker(options, stream=io.StringIO(), connect_docker=daemon.connect) == 0
     assert seen["workspaces"] == [project, project] and seen["most"] == 1
     assert [c.env["INPUT_JOBS"] for c in daemon.created] == ["4", "4"]
     assert (project / "build").is_dir()  # what --in-place documents
@@ -127,9 +129,9 @@ def test_gpus_reach_the_container_and_a_daemon_without_them_is_a_clear_error(
                         start_error='could not select device driver "" with capabilities: '
                                     '[[gpu]]')
     options = DockerOptions(path=str(project), image="img:1", gpus="device=0,1",
-                            device="cuda")
+                            run=RunOptions(device=Device.CUDA))
     with pytest.raises(DockerError, match="install the NVIDIA Container Toolkit"):
-        run(options, stream=io.StringIO(), connect_docker=daemon.connect)
+        docker(options, stream=io.StringIO(), connect_docker=daemon.connect)
     [container] = daemon.created
     assert [dict(r) for r in container.kwargs["device_requests"]] == [
         {"Driver": "", "Count": 0, "DeviceIDs": ["0", "1"], "Capabilities": [["gpu"]],
@@ -142,7 +144,7 @@ def test_a_daemon_lost_mid_run_is_a_clear_error(project: Path) -> None:
     daemon.log_error = ConnectionError("Connection aborted.")
     with pytest.raises(DockerError, match=r"^lost the Docker daemon while the container "
                                           r"ran \(Connection aborted\.\): check"):
-        run(DockerOptions(path=str(project), image="img:1"), stream=io.StringIO(),
+        docker(DockerOptions(path=str(project), image="img:1"), stream=io.StringIO(),
             connect_docker=daemon.connect)
     assert [c.removed for c in daemon.created] == [True]
 
@@ -158,7 +160,7 @@ def test_files_a_container_left_as_root_are_removed_by_a_throwaway_container(
 
     monkeypatch.setattr(matrix, "remove_tree", remove_tree)
     daemon = FakeDaemon(cell_behaviour({}), {"img:1"})
-    assert run(DockerOptions(path=str(project), image="img:1"), stream=io.StringIO(),
+    assert docker(DockerOptions(path=str(project), image="img:1"), stream=io.StringIO(),
                connect_docker=daemon.connect) == 0
     [helper] = daemon.ran
     scratch = calls[0]
@@ -190,8 +192,8 @@ def test_only_regular_files_are_read_back_from_a_cell(project: Path, tmp_path: P
     daemon = FakeDaemon(behave, {"img:1"})
     out = io.StringIO()
     options = DockerOptions(path=str(project), image="img:1", summary=str(tmp_path / "s.md"),
-                            json_path=str(tmp_path / "m.json"))
-    run(options, stream=out, connect_docker=daemon.connect)  # returns: the FIFO never blocks
+                            run=RunOptions(json_path=str(tmp_path / "m.json")))
+    docker(options, stream=out, connect_docker=daemon.connect)  # returns: the FIFO never blocks
     assert "SECRET" not in (tmp_path / "s.md").read_text() + out.getvalue()
     merged = json_report.read(tmp_path / "m.json")
     assert "planted" not in {u.name for u in merged.reports}

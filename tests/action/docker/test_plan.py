@@ -13,7 +13,6 @@ import pytest
 
 from tests.helpers import ROOT
 from torchvet import __version__
-from torchvet.action import workflow
 from torchvet.action.docker.plan import (
     FILE_COMMAND_FILES,
     FILE_COMMANDS_MOUNT,
@@ -33,6 +32,8 @@ from torchvet.action.docker.plan import (
     parse_torch_versions,
 )
 from torchvet.action.inputs import DEFAULT_TORCH_INDEX, IMAGE_TORCH_INDEX, defaults, parse_inputs
+from torchvet.github import workflow
+from torchvet.options import Device, FailOn, RunOptions
 
 
 def test_without_options_every_input_is_passed_and_reports_go_to_the_file_commands_mount(
@@ -47,9 +48,10 @@ def test_without_options_every_input_is_passed_and_reports_go_to_the_file_comman
 
 def test_run_options_become_the_matching_inputs() -> None:
     options = DockerOptions(
-        checks=("forward", "training.update,-data.workers"), models=("res*", "vit"),
-        exclude=("big",), fail_on="warning", seed=0, timeout=2.5, shard="2/3",
-        device="cuda", install=".[test]", install_command="make deps", subpath="pkg",
+        run=RunOptions(checks=("forward", "training.update", "-data.workers"),
+                       models=("res*", "vit"), exclude=("big",), fail_on=FailOn.WARNING,
+                       seed=0, timeout=2.5, shard="2/3", device=Device.CUDA),
+        install=".[test]", install_command="make deps", subpath="pkg",
         torch_index_url="https://download.pytorch.org/whl/cu121")
     inputs = cell_inputs(options, "2.4.1", 3)
     assert inputs["checks"] == "forward,training.update,-data.workers"
@@ -60,13 +62,14 @@ def test_run_options_become_the_matching_inputs() -> None:
     assert inputs["install"] == ".[test]" and inputs["install-command"] == "make deps"
     assert inputs["path"] == "pkg" and inputs["torch-version"] == "2.4.1"
     assert inputs["torch-index-url"] == "https://download.pytorch.org/whl/cu121"
-    assert cell_inputs(DockerOptions(timeout=300.0), "", None)["timeout"] == "300"
+    assert cell_inputs(DockerOptions(run=RunOptions(timeout=300.0)), "", None)["timeout"] == "300"
 
 
 def test_the_entrypoint_reads_the_environment_back_as_given() -> None:
     """The container's environment goes through the action's own parser unchanged."""
-    options = DockerOptions(checks=("forward,-forward.finite",), models=("mlp",),
-                            fail_on="never", seed=7, timeout=30, jobs=2, shard="1/2",
+    options = DockerOptions(run=RunOptions(checks=("forward", "-forward.finite"),
+                                           models=("mlp",), fail_on=FailOn.NEVER, seed=7,
+                                           timeout=30, jobs=2, shard="1/2"),
                             torch_index_url="https://pypi.org/simple")
     step = uuid.uuid4().hex
     env = container_environment(cell_inputs(options, "2.4", 2), step)
@@ -79,10 +82,11 @@ def test_the_entrypoint_reads_the_environment_back_as_given() -> None:
     assert not [k for k in env if workflow.is_token(k)]
     parsed, errors = parse_inputs(env)
     assert errors == []
-    assert (parsed.torch_version, parsed.checks, parsed.models, parsed.fail_on) == (
-        "2.4", "forward,-forward.finite", "mlp", "never")
-    assert (parsed.seed, parsed.timeout, parsed.jobs, parsed.shard) == (7, 30.0, 2, "1/2")
-    assert parsed.json_file == f"{FILE_COMMANDS_MOUNT}/{REPORT_FILE}"
+    run = parsed.run
+    assert (parsed.torch_version, run.checks, run.models, run.fail_on) == (
+        "2.4", ("forward", "-forward.finite"), ("mlp",), "never")
+    assert (run.seed, run.timeout, run.jobs, run.shard) == (7, 30.0, 2, "1/2")
+    assert run.json_path == f"{FILE_COMMANDS_MOUNT}/{REPORT_FILE}"
     assert parsed.torch_index_url == "https://pypi.org/simple"
     # no --torch-index-url: the image's own (TORCHVET_TORCH_INDEX_URL, baked in)
     plain = container_environment(cell_inputs(DockerOptions(), "", None), step)

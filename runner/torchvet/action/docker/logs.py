@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from ...github.workflow import parse_command
 from ...reporters.terminal import printable
 from ...results import CheckResult, RunReport, Status, UnitReport
 from ..failures import UNKNOWN_CHECK, setup_check
-from ..workflow import parse_command
 
 ANNOTATION_LINES = 15  # message lines shown per annotation (the report has them all)
 

@@ -75,7 +75,7 @@ class Cell:
 def plan_cells(options: DockerOptions, cpus: int) -> tuple[list[Cell], int]:
     """The cells (one per ``--torch`` version, else one) and how many run at once."""
     versions = options.torch or [""]
-    at_once, jobs = parallel_cells(len(versions), options.jobs, cpus, options.in_place)
+    at_once, jobs = parallel_cells(len(versions), options.run.jobs, cpus, options.in_place)
     cells = []
     for version in versions:
         label = cell_label(version)

@@ -1,8 +1,9 @@
 """What ``torchvet docker`` hands each container, decided without a daemon: the action's
 inputs (every one of :mod:`torchvet.action.inputs`, defaults included, as
-``INPUT_<NAME>`` with the hyphens kept, as the Actions runner passes them), the
-``GITHUB_*`` environment, the GPU request, how many matrix cells run at once; and the
-options checked before any container starts.
+``INPUT_<NAME>`` with the hyphens kept, as the Actions runner passes them; the run's
+from the command's :class:`~torchvet.options.RunOptions`), the ``GITHUB_*`` environment,
+the GPU request, how many matrix cells run at once; and the options checked before any
+container starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from ... import __version__
 from ...errors import UsageError
-from ..inputs import INDEX_URL, NONE, TORCH_VERSION, defaults, split
+from ...options import RunOptions
+from ..inputs import INDEX_URL, NONE, TORCH_VERSION, defaults, run_inputs, split
 from ..install import PROJECT_FILES
 
 # where the runner mounts things in a container action
@@ -49,9 +51,11 @@ class PlanError(UsageError):
 
 @dataclass
 class DockerOptions:
-    """``torchvet docker``'s options (the run options mirror ``torchvet run``)."""
+    """``torchvet docker``'s options: the run's (``run``: every container's run inputs;
+    its ``junit`` and ``json_path`` are the merged reports), and the image's."""
 
     path: str = "."
+    run: RunOptions = field(default_factory=RunOptions)
     subpath: str = "."  # input `path`: the project inside the workspace (monorepos)
     image: str | None = None
     build: bool = False
@@ -62,21 +66,9 @@ class DockerOptions:
     torch_index_url: str | None = None  # input torch-index-url and build arg TORCH_INDEX_URL
     install: str | None = None
     install_command: str | None = None
-    checks: Sequence[str] = ()
-    models: Sequence[str] = ()
-    exclude: Sequence[str] = ()
-    fail_on: str | None = None
-    seed: int | None = None
-    timeout: float | None = None
-    jobs: int | None = None
-    shard: str | None = None
-    changed_since: str | None = None
-    device: str = "cpu"
     gpus: str | None = None
     network: str = "host"
     in_place: bool = False
-    junit: str | None = None
-    json_path: str | None = None
     summary: str | None = None
     raw_log: bool = False
 
@@ -117,7 +109,7 @@ def parallel_cells(cells: int, jobs: int | None, cpus: int, in_place: bool = Fal
     """
     budget = jobs or cpus
     at_once = 1 if in_place else max(1, min(cells, budget))
-    if jobs is None and at_once == 1:
+    if not jobs and at_once == 1:
         return at_once, None
     return at_once, max(1, budget // at_once)
 
@@ -127,24 +119,16 @@ def cell_inputs(options: DockerOptions, torch_version: str, jobs: int | None
     """Every input of action.yml for one cell, as the runner passes them (defaults
     included). The reports go to the file_commands mount, never into the project."""
     values = defaults()
+    values.update(run_inputs(options.run))
     values.update({
         "path": options.subpath or ".",
         "install": options.install if options.install is not None else values["install"],
         "install-command": options.install_command or "",
         "torch-version": torch_version,
         "torch-index-url": options.torch_index_url or values["torch-index-url"],
-        "models": ",".join(split_list(options.models)),
-        "exclude": ",".join(split_list(options.exclude)),
-        "checks": ",".join(split_list(options.checks)),
-        "device": options.device,
-        "fail-on": options.fail_on or "",
         "junit-file": f"{FILE_COMMANDS_MOUNT}/{JUNIT_FILE}",
         "json-file": f"{FILE_COMMANDS_MOUNT}/{REPORT_FILE}",
         "jobs": str(jobs) if jobs is not None else "",
-        "timeout": f"{options.timeout:g}" if options.timeout is not None else "",
-        "seed": str(options.seed) if options.seed is not None else "",
-        "shard": options.shard or "",
-        "changed-since": options.changed_since or "",
     })
     return values
 

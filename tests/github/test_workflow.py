@@ -9,7 +9,7 @@ import io
 import pytest
 
 from tests.helpers.workflow import replay_log
-from torchvet.action import workflow
+from torchvet.github import workflow
 
 NASTY = [
     "plain",

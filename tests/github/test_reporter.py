@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import run_cli
 from tests.helpers.action import copy_fixture, culprit_line
 from tests.helpers.workflow import read_outputs, replay_log
-from torchvet.reporters import github as gh
+from torchvet.github import reporter as gh
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 # --------------------------------------------------------------------------- helpers

@@ -4,7 +4,7 @@ An observer: it only reads a finished :class:`RunReport`. Everything derived fro
 results (and so, possibly, from user code) is made safe for where it goes:
 
 - annotations are workflow commands on stdout, written and escaped by
-  :mod:`torchvet.action.workflow`, so a message can never end a command early or start
+  :mod:`torchvet.github.workflow`, so a message can never end a command early or start
   a second one;
 - the Markdown job summary (``$GITHUB_STEP_SUMMARY``) escapes HTML and Markdown, puts
   raw text in ``<pre>`` blocks, and stays under GitHub's 1 MiB cap;
@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
 
-from ..action.workflow import command
 from ..errors import ExitCode
 from ..regression import changes as model_changes
+from ..reporters.evidence import mermaid_charts
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
-from .evidence import mermaid_charts
+from .workflow import command
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
 SUMMARY_LIMIT = 1024 * 1024  # bytes per step summary (GitHub's limit)

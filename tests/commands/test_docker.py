@@ -18,10 +18,11 @@ from tests.helpers import run_cli
 from tests.helpers.action import HEALTHY
 from tests.helpers.fake_docker import FakeContainer, FakeDaemon, cell_behaviour
 from tests.helpers.signals import default_int_handler
-from torchvet.action.docker.command import docker_command, run
 from torchvet.action.docker.plan import DockerOptions
-from torchvet.cli import cli
+from torchvet.cli import cli, docker_command
+from torchvet.commands.docker import docker
 from torchvet.errors import ExitCode
+from torchvet.options import RunOptions
 from torchvet.reporters import json_report
 from torchvet.results import Status
 
@@ -104,9 +105,9 @@ def test_ctrl_c_keeps_what_finished_and_marks_the_cells_not_run_cancelled(
     daemon = FakeDaemon(interrupted, {"img:1"})
     out = io.StringIO()
     options = DockerOptions(path=str(project), image="img:1", torch=["2.13.0", "2.4"],
-                            jobs=1, json_path=str(tmp_path / "m.json"))
+                            run=RunOptions(jobs=1, json_path=str(tmp_path / "m.json")))
     with default_int_handler():
-        code = run(options, stream=out, connect_docker=daemon.connect)
+        code = docker(options, stream=out, connect_docker=daemon.connect)
     assert code == ExitCode.INTERRUPTED, out.getvalue()
     assert "interrupted: stopping the containers" in out.getvalue()
     assert len(daemon.created) == 1 and daemon.created[0].removed
@@ -122,9 +123,9 @@ def test_ctrl_c_before_any_container_started_is_exit_130(project: Path,
     daemon.on_image_lookup = lambda: os.kill(os.getpid(), signal.SIGINT)
     out = io.StringIO()
     with default_int_handler():
-        code = run(DockerOptions(path=str(project), image="img:1",
-                                 json_path=str(tmp_path / "m.json")),
-                   stream=out, connect_docker=daemon.connect)
+        code = docker(DockerOptions(path=str(project), image="img:1",
+                                    run=RunOptions(json_path=str(tmp_path / "m.json"))),
+                      stream=out, connect_docker=daemon.connect)
     assert code == ExitCode.INTERRUPTED
     assert "interrupted before any container started" in out.getvalue()
     assert daemon.created == [] and not (tmp_path / "m.json").exists()
