@@ -27,6 +27,7 @@ from .checks.catalogue import CATALOGUE
 from .errors import ExitCode, UsageError
 from .project.discovery import split_patterns
 from .project.stanza import plan as init_plan
+from .project.stanza import report as init_report
 from .reporters import json_report
 from .reporters.terminal import TerminalReporter
 from .results import exit_code_for, merge_runs
@@ -325,31 +326,24 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
 @click.option("--write", is_flag=True,
               help="Apply the proposal: append the stanza to pyproject.toml (only when the "
                    "result re-parses to the old data plus the new entries) and write the "
-                   "factories skeleton, if any.")
-def init_command(path: str, write: bool) -> None:
+                   "factories skeleton, if any. Runs --check first unless --no-check.")
+@click.option("--check/--no-check", default=None,
+              help="Build each proposed entry and run its first forward in an isolated "
+                   "worker (short timeout); those that raise move to the skeleton's TODOs "
+                   "with the error. Default: on with --write, off without.")
+def init_command(path: str, write: bool, check: bool | None) -> None:
     """Find the models and datasets of the project at PATH (default: .) by reading its
     sources (nothing is imported) and propose the entry-point stanza; shows the diff,
-    writes it only with --write."""
-    proposal = init_plan(path)
-    if not proposal.candidates:
-        click.echo(proposal.note)
-        return
-    if proposal.refusal:
-        click.echo(f"torchvet init cannot edit pyproject.toml: {proposal.refusal}.\n"
-                   f"Add this to pyproject.toml by hand:\n\n{proposal.stanza()}")
-        if write:
-            raise SystemExit(ExitCode.USAGE)
-        return
-    click.echo(proposal.diff(), nl=False)
-    todo = [c.name for c in proposal.candidates if c.todo]
-    if not write:
-        click.echo("\nNothing written: `torchvet init --write` applies this.")
-        return
-    for written in proposal.write():
-        click.echo(f"wrote {written}")
-    if todo:
-        click.echo(f"fill in the TODO factories ({', '.join(todo)}) and uncomment their entries")
-    click.echo("next: torchvet run")
+    writes it only with --write.
+
+    A class is proposed when it is a model the project uses: exported, trained or built
+    in a script, tested, shown in the README, or a torch nn.Transformer/nn.LSTM; a class
+    built only inside other models is a part and left out. Each entry says why in a
+    comment. Names are snake case with acronyms kept (ViT -> vit, T2TViT -> t2t_vit),
+    qualified by module on a clash. Classes that need constructor arguments get a
+    factory in torchvet_factories.py: built as the project's README, tests or scripts
+    build them from literals, else a TODO."""
+    init_report(init_plan(path, check=write if check is None else check), write)
 
 
 cli.add_command(docker_command)  # torchvet docker (action/docker; imports docker lazily)

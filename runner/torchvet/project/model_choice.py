@@ -309,15 +309,15 @@ def _scopes(source: Source) -> Iterator[list[ast.stmt]]:
     test's top level and functions, a package module's ``__main__`` demo."""
     tree = source.tree
     if source.role == "module":
-        for node in tree.body:
-            if _is_main_guard(node):
-                yield node.body  # type: ignore[attr-defined]
+        for stmt in tree.body:
+            if isinstance(stmt, ast.If) and _is_main_guard(stmt):
+                yield stmt.body
         return
     top = [n for n in tree.body if not isinstance(n, (ast.ClassDef, ast.FunctionDef,
                                                       ast.AsyncFunctionDef))]
     yield top
     # a script's functions (main, train); a test's, methods of test classes included
-    nodes = ast.walk(tree) if source.role != "script" else iter(tree.body)
+    nodes: Iterable[ast.AST] = ast.walk(tree) if source.role != "script" else tree.body
     for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             yield node.body

@@ -27,7 +27,7 @@ from .model_choice import (
     readme_sources,
     test_sources,
 )
-from .naming import class_entry_name, function_entry_name, pascal, unique_names
+from .naming import class_entry_name, function_entry_name, unique_names
 
 MODULE_BASES = {"Module", "LightningModule", "PreTrainedModel", *TORCH_MODELS}
 DATASET_BASES = {"Dataset", "IterableDataset", "TensorDataset"}
@@ -74,6 +74,7 @@ class Findings:
     skeleton: dict[str, list[ClassInfo]] = field(default_factory=dict)  # package -> classes
     scanned: int = 0
     left_out: list[ClassInfo] = field(default_factory=list)  # layers, each with its reason
+    classes: dict[str, ClassInfo] = field(default_factory=dict)  # entry value -> its class
 
 
 def source_roots(root: Path) -> list[Path]:
@@ -198,6 +199,7 @@ def analyse(root: Path, declared: Collection[str] = ()) -> Findings:
         needs = _needs_args(cls, by_name)
         cls.entry = class_entry_name(cls.name)
         if not needs:
+            findings.classes[f"{cls.module}:{cls.name}"] = cls
             findings.candidates.append(Candidate(
                 cls.entry, cls.kind, f"{cls.module}:{cls.name}",
                 f"{cls.file.name}:{cls.line}", reason=choice.reason))
@@ -230,11 +232,10 @@ def _name_uniquely(findings: Findings) -> None:
         classes = [c for c in skeleton if c.kind == kind]
         names = unique_names([(c.name, c.value.partition(":")[0]) for c in entries]
                              + [(c.entry, c.module) for c in classes])
-        for item, name in zip([*entries, *classes], names, strict=True):
-            if isinstance(item, Candidate):
-                item.name = name
-            else:
-                item.entry = name
+        for entry, name in zip(entries, names[:len(entries)], strict=True):
+            entry.name = name
+        for cls, name in zip(classes, names[len(entries):], strict=True):
+            cls.entry = name
 
 
 def _classify(classes: list[ClassInfo]) -> None:
@@ -313,49 +314,37 @@ def _value_kind(value: ast.expr, classes: dict[str, ClassInfo],
     return ""
 
 
-def _aliases(classes: list[ClassInfo]) -> list[str]:
-    """The name each class goes by in the skeleton: its own, or an alias from its entry
-    name where two classes of the name are imported (each import would hide the last)."""
-    counts: dict[str, int] = {}
-    for c in classes:
-        counts[c.name] = counts.get(c.name, 0) + 1
-    return [c.name if counts[c.name] == 1 else pascal(c.entry) for c in classes]
-
-
 def skeleton_source(classes: list[ClassInfo]) -> str:
     """A factories module for the classes that need arguments: one function each, built
-    as the project's example builds it, else a TODO (with the error the check met)."""
-    aliases = _aliases(classes)
-    imports = sorted({f"from {c.module} import {c.name}" + (f" as {a}" if a != c.name else "")
-                      for c, a in zip(classes, aliases, strict=True)})
+    as the project's example builds it, else a TODO (with the error the check met).
+    Each function imports its own class: two classes of one name never hide each other,
+    and a module needing an optional dependency breaks only its own factory."""
     needs_torch = any(c.example and c.example.inputs and not c.error for c in classes)
     lines = [
         '"""Factories for torchvet (written by `torchvet init`): fill in each TODO, then',
         'uncomment its entry under [project.entry-points."torchvet.models"]."""',
         "",
         "from __future__ import annotations",
-        "",
-        *(["import torch", ""] if needs_torch else []),
-        *imports,
+        *(["", "import torch"] if needs_torch else []),
         "",
     ]
-    for cls, alias in zip(classes, aliases, strict=True):
+    for cls in classes:
         func = f"make_{cls.entry}"
-        lines += ["", f"def {func}():"]
+        lines += ["", f"def {func}():", f"    from {cls.module} import {cls.name}", ""]
         example = cls.example
         if example is not None and not cls.error:
             lines.append(f"    # built as in {example.where}")
             if example.inputs:
-                lines.append(f"    return {{\"model\": {alias}({example.arguments}), "
+                lines.append(f"    return {{\"model\": {cls.name}({example.arguments}), "
                              f"\"inputs\": {example.inputs}}}")
             else:
-                lines.append(f"    return {alias}({example.arguments})")
+                lines.append(f"    return {cls.name}({example.arguments})")
             continue
         if cls.error:
             lines.append(f"    # torchvet init --check: {cls.error}")
         args = ", ".join(cls.needs_args) or "whatever it needs"
         lines += [
-            f"    # TODO: build {alias} with real arguments ({args}); see the README",
+            f"    # TODO: build {cls.name} with real arguments ({args}); see the README",
             "    # for declaring its inputs, loss or dataset in a dict spec",
             f'    raise NotImplementedError("fill in {func} in {SKELETON_MODULE}.py")',
         ]
@@ -374,5 +363,5 @@ def skeleton_candidates(package: str, classes: list[ClassInfo]) -> list[Candidat
                       f"{c.file.name}:{c.line}",
                       todo="" if c.example is not None and not c.error else
                       (", ".join(c.needs_args) or "arguments"),
-                      reason=c.reason)
+                      reason=c.reason, error=c.error)
             for c in classes]
