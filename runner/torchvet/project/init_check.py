@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.executor import Executor, warm_up
@@ -63,9 +64,19 @@ def problem(report: UnitReport) -> str:
     return ""
 
 
+@dataclass
+class CheckOutcome:
+    """What ``--check`` found: ``problems`` ``{(kind, name): error}`` (a missing
+    dependency's error starts with :data:`MISSING`), and the entries that built but
+    whose inputs could not be guessed (kept: ``torchvet run`` says what to declare)."""
+
+    problems: dict[tuple[str, str], str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
 def check_candidates(project: Project, candidates: Sequence[Candidate],
                      skeletons: Mapping[str, str], timeout: float = CHECK_TIMEOUT,
-                     jobs: int | None = None) -> dict[tuple[str, str], str]:
+                     jobs: int | None = None) -> CheckOutcome:
     """``{(kind, name): error}`` for the entries of ``candidates`` that fail to build or
     to run their first forward. ``skeletons`` maps a package to the text of its skeleton
     module when it is not written yet (``init`` without ``--write``, or before writing).
@@ -73,7 +84,7 @@ def check_candidates(project: Project, candidates: Sequence[Candidate],
     entry's fault: its error starts with ``MISSING`` and names the module."""
     todo = [c for c in candidates if not c.todo and not c.error]
     if not todo:
-        return {}
+        return CheckOutcome()
     config = load_config(project.pyproject, project.data)
     with tempfile.TemporaryDirectory(prefix="torchvet-init-") as scratch:
         probes: dict[str, str] = {}  # skeleton module -> probe module
@@ -98,12 +109,14 @@ def check_candidates(project: Project, candidates: Sequence[Candidate],
         parallel = jobs or max(1, min(len(job_list), _cores()))
         warm_up(job_list)
         reports = Executor(job_list, parallel=parallel).run()
-    out = {}
+    out = CheckOutcome()
     for c, report in zip(todo, reports, strict=True):
         reason = problem(report)
         missing = missing_dependency(reason, project)
         if missing:
-            out[(c.kind, c.name)] = f"{MISSING}{missing}"
+            out.problems[(c.kind, c.name)] = f"{MISSING}{missing}"
         elif reason:
-            out[(c.kind, c.name)] = reason
+            out.problems[(c.kind, c.name)] = reason
+        elif any(r.status is Status.SKIPPED for r in report.results):
+            out.skipped.append(c.name)
     return out

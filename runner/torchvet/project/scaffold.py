@@ -48,6 +48,7 @@ class ClassInfo:
     has_init: bool
     kind: str = ""  # "model" | "dataset" once known
     forwards: list[str] = field(default_factory=list)  # "*args" / "**kwargs" it passes on
+    to_super: bool = True  # ... to its base class's __init__ only
     node: ast.ClassDef | None = field(default=None, repr=False)
     entry: str = ""  # its entry name, unique in the proposal
     reason: str = ""  # why it is proposed (or left out): "exported", "part of ViT"
@@ -145,8 +146,12 @@ class _Module:
         init = next((n for n in node.body
                      if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
         forwards = []
+        to_super = False
         if init is not None:
             passed = [n for n in ast.walk(init) if isinstance(n, ast.Call)]
+            to_super = all(_last_name(c.func) == "__init__" for c in passed
+                           if any(isinstance(a, ast.Starred) for a in c.args)
+                           or any(k.arg is None for k in c.keywords))
             if init.args.vararg and any(isinstance(a, ast.Starred) for c in passed
                                         for a in c.args):
                 forwards.append(f"*{init.args.vararg.arg}")
@@ -156,7 +161,7 @@ class _Module:
             name=node.name, module=self.dotted, file=self.file, line=node.lineno,
             bases=[_last_name(b) for b in node.bases],
             needs_args=_required(init.args, skip_self=True) if init else [],
-            has_init=init is not None, forwards=forwards, node=node,
+            has_init=init is not None, forwards=forwards, node=node, to_super=to_super,
         )
 
 
@@ -267,7 +272,9 @@ def _needs_args(cls: ClassInfo, by_name: dict[str, ClassInfo]) -> list[str]:
             needs += cls.needs_args
             if not cls.forwards:
                 return needs
-            if parent is None:  # *args, **kwargs passed on to a class we cannot read
+            if not cls.to_super:  # passed on to a part: what it needs, we cannot tell
+                return needs + cls.forwards
+            if parent is None:  # passed on to a base class we cannot read
                 known = all(b in MODULE_BASES | DATASET_BASES for b in cls.bases)
                 return needs if known else needs + cls.forwards
         if parent is None:
@@ -326,11 +333,10 @@ def skeleton_source(classes: list[ClassInfo]) -> str:
         "",
         "from __future__ import annotations",
         *(["", "import torch"] if needs_torch else []),
-        "",
     ]
     for cls in classes:
         func = f"make_{cls.entry}"
-        lines += ["", f"def {func}():", f"    from {cls.module} import {cls.name}", ""]
+        lines += ["", "", f"def {func}():", f"    from {cls.module} import {cls.name}", ""]
         example = cls.example
         if example is not None and not cls.error:
             lines.append(f"    # built as in {example.where}")

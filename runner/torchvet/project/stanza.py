@@ -71,7 +71,7 @@ def render(candidates: Sequence[Candidate]) -> str:
                 continue
             if title and len(lines) > 1:
                 lines.append("")
-            if title and len(sections[0][1]) + len(members) != len(entries):
+            if title:
                 lines.append(f"# {title}")
             lines += [_line(c, width) for c in members]
         blocks.append("\n".join(lines))
@@ -120,6 +120,7 @@ class Plan:
     checked: int = 0  # entries built by --check
     missing: list[str] = field(default_factory=list)  # dependencies --check could not import
     unchecked: int = 0  # entries --check could not import for those
+    skipped: list[str] = field(default_factory=list)  # built; inputs to declare
 
     def errors(self) -> list[Candidate]:
         """Entries ``--check`` could not build: commented out with the error."""
@@ -162,10 +163,12 @@ def plan(path: str | Path, check: bool = False, timeout: float = CHECK_TIMEOUT) 
     candidates = _candidates(findings, skeleton)
     checked = unchecked = 0
     missing: list[str] = []
+    skipped: list[str] = []
     if check:
-        problems = check_candidates(project, candidates, {
+        outcome = check_candidates(project, candidates, {
             package: skeleton_source(classes) for package, classes in skeleton.items()},
             timeout=timeout)
+        problems, skipped = outcome.problems, outcome.skipped
         missing = sorted({e.removeprefix(MISSING) for e in problems.values()
                           if e.startswith(MISSING)})
         unchecked = sum(1 for e in problems.values() if e.startswith(MISSING))
@@ -185,7 +188,7 @@ def plan(path: str | Path, check: bool = False, timeout: float = CHECK_TIMEOUT) 
             f"found no nn.Module subclass, Dataset or factory function to declare in "
             f"{project.root} ({findings.scanned} module(s) read, none imported)")
     result = Plan(project.root, candidates, left_out=findings.left_out, checked=checked,
-                  missing=missing, unchecked=unchecked)
+                  missing=missing, unchecked=unchecked, skipped=skipped)
     if project.pyproject is None:
         result.refusal = f"no pyproject.toml in {project.root}"
         return result
@@ -244,9 +247,12 @@ def _summary(proposal: Plan) -> list[str]:
     lines = []
     if proposal.checked:
         failed = proposal.errors()
-        ran = proposal.checked - len(failed) - proposal.unchecked
+        skipped = proposal.skipped
+        ran = proposal.checked - len(failed) - proposal.unchecked - len(skipped)
         lines.append(f"checked {proposal.checked} entr{'y' if proposal.checked == 1 else 'ies'}"
                      f" (built, first forward run, each in its own worker): {ran} ran"
+                     + (f", {len(skipped)} built but need their inputs declared "
+                        f"({', '.join(skipped)}: torchvet run shows how)" if skipped else "")
                      + (f", {len(failed)} moved to TODO:" if failed else ""))
         lines += [f"  {c.name}: {c.error}" for c in failed]
     if proposal.missing:
