@@ -52,6 +52,7 @@ from .project.discovery import (
 from .project.paths import find_report_root
 from .project.sharding import load_durations, load_peaks, select_shard
 from .project.snapshots import Baseline
+from .project.torch_pin import check_torch
 from .reporters import github, json_report, junit, model_changes
 from .reporters.terminal import TerminalReporter
 from .results import RunReport, UnitReport, clean_run, clean_unit
@@ -123,7 +124,7 @@ def select_units(
         index, total = parse_shard(shard_spec)
         selected = (select_shard(selected, index, total, load_durations(durations))
                     if durations else shard(selected, index, total))
-    notes = [
+    notes = [*check_torch(project.data)] + [
         f"{config.source}: [tool.torchvet.{name}] matches no discovered factory"
         for name in config.unknown_units(
             {f.name for f in found if f.kind == "model"},
