@@ -1,13 +1,16 @@
 """``torchvet init --check``: zero-argument for real. Each proposed entry is built, and
 its first forward run, in an isolated worker of the engine (the check ``forward.runs``
 for a model, ``data.length`` for a dataset) under a short timeout; an entry whose
-factory raises, whose forward raises or returns no tensor, or that outlives the timeout
-is reported with the one-line error, so ``init`` can move it to the TODO skeleton.
+factory raises, or whose forward raises or returns no tensor, is reported with the
+one-line error, so ``init`` can move it to the TODO skeleton. One that outlives the
+short timeout is kept and named unchecked: slow is not broken.
 
 Entries that live in a skeleton not written yet are checked from a copy of it in a
 scratch directory, imported as a module of its own. Inputs the model's checks would
 skip for (none could be inferred) are not an error: ``torchvet run`` says how to
-declare them. This module never imports torch; the workers do.
+declare them. An import error naming a module that is not the project's is a missing
+dependency, named once, not blamed on the entries. This module never imports torch;
+the workers do.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class CheckOutcome:
 
     problems: dict[tuple[str, str], str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    slow: list[str] = field(default_factory=list)  # out of time: kept, not judged
 
 
 def check_candidates(project: Project, candidates: Sequence[Candidate],
@@ -115,6 +119,8 @@ def check_candidates(project: Project, candidates: Sequence[Candidate],
         missing = missing_dependency(reason, project)
         if missing:
             out.problems[(c.kind, c.name)] = f"{MISSING}{missing}"
+        elif reason.startswith("timed out"):
+            out.slow.append(c.name)  # slow is not broken: `torchvet run` has more time
         elif reason:
             out.problems[(c.kind, c.name)] = reason
         elif any(r.status is Status.SKIPPED for r in report.results):

@@ -121,6 +121,7 @@ class Plan:
     missing: list[str] = field(default_factory=list)  # dependencies --check could not import
     unchecked: int = 0  # entries --check could not import for those
     skipped: list[str] = field(default_factory=list)  # built; inputs to declare
+    slow: list[str] = field(default_factory=list)  # out of --check's time: kept unchecked
 
     def errors(self) -> list[Candidate]:
         """Entries ``--check`` could not build: commented out with the error."""
@@ -164,11 +165,12 @@ def plan(path: str | Path, check: bool = False, timeout: float = CHECK_TIMEOUT) 
     checked = unchecked = 0
     missing: list[str] = []
     skipped: list[str] = []
+    slow: list[str] = []
     if check:
         outcome = check_candidates(project, candidates, {
             package: skeleton_source(classes) for package, classes in skeleton.items()},
             timeout=timeout)
-        problems, skipped = outcome.problems, outcome.skipped
+        problems, skipped, slow = outcome.problems, outcome.skipped, outcome.slow
         missing = sorted({e.removeprefix(MISSING) for e in problems.values()
                           if e.startswith(MISSING)})
         unchecked = sum(1 for e in problems.values() if e.startswith(MISSING))
@@ -188,7 +190,7 @@ def plan(path: str | Path, check: bool = False, timeout: float = CHECK_TIMEOUT) 
             f"found no nn.Module subclass, Dataset or factory function to declare in "
             f"{project.root} ({findings.scanned} module(s) read, none imported)")
     result = Plan(project.root, candidates, left_out=findings.left_out, checked=checked,
-                  missing=missing, unchecked=unchecked, skipped=skipped)
+                  missing=missing, unchecked=unchecked, skipped=skipped, slow=slow)
     if project.pyproject is None:
         result.refusal = f"no pyproject.toml in {project.root}"
         return result
@@ -248,11 +250,15 @@ def _summary(proposal: Plan) -> list[str]:
     if proposal.checked:
         failed = proposal.errors()
         skipped = proposal.skipped
-        ran = proposal.checked - len(failed) - proposal.unchecked - len(skipped)
+        ran = (proposal.checked - len(failed) - proposal.unchecked - len(skipped)
+               - len(proposal.slow))
         lines.append(f"checked {proposal.checked} entr{'y' if proposal.checked == 1 else 'ies'}"
                      f" (built, first forward run, each in its own worker): {ran} ran"
                      + (f", {len(skipped)} built but need their inputs declared "
                         f"({', '.join(skipped)}: torchvet run shows how)" if skipped else "")
+                     + (f", {len(proposal.slow)} kept unchecked, slower than the check's "
+                        f"{CHECK_TIMEOUT:.0f} s ({', '.join(proposal.slow)})"
+                        if proposal.slow else "")
                      + (f", {len(failed)} moved to TODO:" if failed else ""))
         lines += [f"  {c.name}: {c.error}" for c in failed]
     if proposal.missing:
