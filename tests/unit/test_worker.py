@@ -229,7 +229,8 @@ def test_inferred_inputs_that_do_not_fit_skip_with_instructions() -> None:
 
     results = vet(NeedsImages, ["forward.runs", "training.loss"])
     for result in results.values():
-        assert_status(result, Status.SKIPPED, "cannot infer inputs", "input_shape")
+        assert_status(result, Status.SKIPPED, "cannot infer inputs",
+                      "[tool.torchvet.models.", "input_shape")
 
 
 def test_unknown_spec_keys_warn_by_name() -> None:
