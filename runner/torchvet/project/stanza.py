@@ -39,7 +39,8 @@ def _line(c: Candidate, width: int) -> str:
     if c.error:
         return f"# {line}  # TODO: {c.error}"
     if c.todo:
-        return f"# {line}  # TODO: fill in {c.value.partition(':')[2]} first"
+        why = f" ({c.reason})" if c.reason else ""
+        return f"# {line}  # TODO: fill in {c.value.partition(':')[2]} first{why}"
     return f"{line}  # {c.reason}" if c.reason else line
 
 
