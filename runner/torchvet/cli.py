@@ -244,12 +244,24 @@ def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | 
 @click.option("--write", is_flag=True,
               help="Apply the proposal: append the stanza to pyproject.toml (only when the "
                    "result re-parses to the old data plus the new entries) and write the "
-                   "factories skeleton, if any.")
-def init_command(path: str, write: bool) -> None:
+                   "factories skeleton, if any. Runs --check first unless --no-check.")
+@click.option("--check/--no-check", default=None,
+              help="Build each proposed entry and run its first forward in an isolated "
+                   "worker (short timeout); those that raise move to the skeleton's TODOs "
+                   "with the error. Default: on with --write, off without.")
+def init_command(path: str, write: bool, check: bool | None) -> None:
     """Find the models and datasets of the project at PATH (default: .) by reading its
     sources (nothing is imported) and propose the entry-point stanza; shows the diff,
-    writes it only with --write."""
-    raise SystemExit(init(path, write=write))
+    writes it only with --write.
+
+    A class is proposed when it is a model the project uses: exported, trained or built
+    in a script, tested, shown in the README, or a torch nn.Transformer/nn.LSTM; a class
+    built only inside other models is a part and left out. Each entry says why in a
+    comment. Names are snake case with acronyms kept (ViT -> vit, T2TViT -> t2t_vit),
+    qualified by module on a clash. Classes that need constructor arguments get a
+    factory in torchvet_factories.py: built as the project's README, tests or scripts
+    build them from literals, else a TODO."""
+    raise SystemExit(init(path, write=write, check=check))
 
 
 @cli.command("docker", context_settings={"max_content_width": 100})

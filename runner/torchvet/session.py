@@ -53,6 +53,7 @@ from .project.discovery import (
 )
 from .project.paths import find_report_root
 from .project.sharding import recorded_durations, recorded_peaks, select_shard
+from .project.torch_pin import check_torch
 from .regression import changes as model_changes
 from .regression.jobs import Key, record_changes, with_baselines
 from .regression.store import Baseline
@@ -128,7 +129,7 @@ def select_units(
         index, total = parse_shard(shard_spec)
         selected = (select_shard(selected, index, total, recorded_durations(recorded))
                     if durations else shard(selected, index, total))
-    notes = [
+    notes = [*check_torch(project.data)] + [
         f"{config.source}: [tool.torchvet.{name}] matches no discovered factory"
         for name in config.unknown_units(
             {f.name for f in found if f.kind == "model"},

@@ -74,3 +74,28 @@ def test_init_imports_neither_torch_nor_the_project(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("fixture", ["vitlib", "wlm"])
+def test_init_write_then_run_builds_every_entry_it_declared(fixture: str,
+                                                            tmp_path: Path) -> None:
+    """Shaped like vit-pytorch and pytorch/examples: after `init --write` (which checks
+    first) every declared entry builds, the stanza's keys are unique, the skeleton
+    imports, and the layers stay out."""
+    root = tmp_path / fixture
+    shutil.copytree(EXAMPLES.parent / "tests" / "fixtures" / "init_projects" / fixture, root)
+    written = run_cli("init", str(root), "--write")
+    assert written.returncode == 0, written.stderr
+    assert "checked" in written.stdout and "next: torchvet run" in written.stdout
+    models = entry_points(root)["torchvet.models"]
+    assert "positional_encoding" not in models and "attention" not in models
+    assert {"vit", "cait"} <= set(models) if fixture == "vitlib" else (
+        {"transformer", "mnist_net", "mnist_rnn_net"} <= set(models))
+    report = tmp_path / "run.json"
+    ran = run_cli("run", str(root), "--checks", "forward,state", "--json", str(report))
+    assert ran.returncode in (0, 1), ran.stderr
+    units = json.loads(report.read_text())["reports"]
+    assert {u["name"] for u in units} == set(models)
+    errors = [(u["name"], r["message"]) for u in units for r in u["results"]
+              if r["status"] == "error"]
+    assert not errors

@@ -58,11 +58,12 @@ def test_input_resolution_order() -> None:
     assert declared.inputs.description == "the spec's inputs"
 
 
-def test_no_inference_gives_instructions_naming_the_model() -> None:
+def test_no_inference_names_the_model_and_the_layers_it_reads() -> None:
+    # the instructions (with a shape tried on the model) are the worker's: test_worker
     spec = normalize(nn.Sequential(nn.LayerNorm(4)))
     assert spec.inputs is None
-    assert "[tool.torchvet.models.net]" in spec.inputs_problem
-    assert "input_shape" in spec.inputs_problem
+    assert spec.inputs_problem.startswith("cannot infer inputs for Sequential")
+    assert "Linear, Conv1d/2d/3d, Embedding" in spec.inputs_problem
 
 
 def test_config_merges_under_the_spec() -> None:

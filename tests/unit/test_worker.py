@@ -229,7 +229,8 @@ def test_inferred_inputs_that_do_not_fit_skip_with_instructions() -> None:
 
     results = vet(NeedsImages, ["forward.runs", "training.loss"])
     for result in results.values():
-        assert_status(result, Status.SKIPPED, "cannot infer inputs", "input_shape")
+        assert_status(result, Status.SKIPPED, "cannot infer inputs",
+                      "[tool.torchvet.models.", "input_shape")
 
 
 def test_unknown_spec_keys_warn_by_name() -> None:
@@ -268,3 +269,34 @@ def test_the_worker_reports_its_footprint_and_waits_for_the_grant_before_any_che
     results = [m.result for m in sent if isinstance(m, protocol.Finished)]
     assert {r.status for r in results} == {Status.PASSED}
     assert done.peak_memory >= max(r.peak_memory for r in results)
+
+
+def test_inputs_that_do_not_fit_skip_proposing_a_shape_that_was_tried_and_ran() -> None:
+    class PatchModel(nn.Module):  # a ViT: positions fixed by image_size, not by the conv
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_size, self.patch_size = 64, 16
+            self.to_patches = nn.Conv2d(3, 8, 16, stride=16)
+            self.pos = nn.Parameter(torch.zeros(1, 8, 4, 4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (self.to_patches(x) + self.pos).flatten(1)
+
+    results = vet(PatchModel, ["forward.runs"])
+    assert_status(results["forward.runs"], Status.SKIPPED, "did not fit",
+                  "a float input of shape [3, 64, 64] (tried on the model) runs",
+                  "input_shape = [3, 64, 64]")
+
+
+def test_when_no_tried_shape_runs_the_skip_says_so_and_what_to_declare() -> None:
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x[:, :, :5, :5].reshape(-1, 3, 7, 7))
+
+    results = vet(Odd, ["forward.runs"])
+    assert_status(results["forward.runs"], Status.SKIPPED, "none of the shapes tried ran",
+                  "[3, 32, 32]", "input_shape")

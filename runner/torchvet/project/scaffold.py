@@ -3,9 +3,11 @@ found by static analysis (``ast``), never by importing anything.
 
 Candidates are zero-argument functions that return a model (a call of a module class,
 a ``{"model": ...}`` dict, a ``Spec``, or an annotated ``nn.Module``) or a dataset, and
-``nn.Module`` / ``Dataset`` subclasses that no such function builds and no other module
-class uses as a part (a ``Block`` inside a ``Net`` is a layer, not a model). A class
-that needs constructor arguments gets a factory skeleton to fill in instead.
+``nn.Module`` / ``Dataset`` subclasses that no such function builds and that are models
+rather than layers (:mod:`.model_choice` decides, with a one-word reason). A model class
+that needs constructor arguments gets a factory in the skeleton module instead: built
+as the project's own README, test or script builds it from literals, else a TODO.
+Entry names come from :mod:`.naming`: snake case with acronyms kept, unique.
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODULE_BASES = {"Module", "LightningModule", "PreTrainedModel"}
+from .model_choice import (
+    TORCH_MODELS,
+    Choice,
+    Example,
+    Source,
+    choose,
+    readme_sources,
+    test_sources,
+)
+from .naming import class_entry_name, function_entry_name, unique_names
+
+MODULE_BASES = {"Module", "LightningModule", "PreTrainedModel", *TORCH_MODELS}
 DATASET_BASES = {"Dataset", "IterableDataset", "TensorDataset"}
 MODEL_BUILDERS = {"create_model", "from_config"}  # timm.create_model, AutoModel.from_config
 SKIP_DIRS = {"tests", "test", "docs", "build", "dist", "site-packages", "node_modules",
              "venv", "__pycache__"}
-FACTORY_PREFIXES = ("make_", "build_", "create_", "get_", "new_")
 SKELETON_MODULE = "torchvet_factories"
 
 
@@ -35,6 +47,13 @@ class ClassInfo:
     needs_args: list[str]  # constructor parameters without a default
     has_init: bool
     kind: str = ""  # "model" | "dataset" once known
+    forwards: list[str] = field(default_factory=list)  # "*args" / "**kwargs" it passes on
+    to_super: bool = True  # ... to its base class's __init__ only
+    node: ast.ClassDef | None = field(default=None, repr=False)
+    entry: str = ""  # its entry name, unique in the proposal
+    reason: str = ""  # why it is proposed (or left out): "exported", "part of ViT"
+    example: Example | None = None  # how the project builds it, for its factory
+    error: str = ""  # what `init --check` met building it (it goes to the skeleton)
 
 
 @dataclass
@@ -46,6 +65,8 @@ class Candidate:
     value: str
     why: str
     todo: str = ""  # set for skeleton factories: what the user must fill in
+    reason: str = ""  # the one word shown beside the entry: "exported", "trained in main.py"
+    error: str = ""  # what `init --check` met: the entry is commented out with it
 
 
 @dataclass
@@ -53,6 +74,8 @@ class Findings:
     candidates: list[Candidate] = field(default_factory=list)
     skeleton: dict[str, list[ClassInfo]] = field(default_factory=dict)  # package -> classes
     scanned: int = 0
+    left_out: list[ClassInfo] = field(default_factory=list)  # layers, each with its reason
+    classes: dict[str, ClassInfo] = field(default_factory=dict)  # entry value -> its class
 
 
 def source_roots(root: Path) -> list[Path]:
@@ -114,6 +137,7 @@ class _Module:
 
     def __init__(self, dotted: str, file: Path, tree: ast.Module) -> None:
         self.dotted, self.file, self.tree = dotted, file, tree
+        self.is_package = file.name == "__init__.py"
         self.classes = [self._class(node) for node in tree.body
                         if isinstance(node, ast.ClassDef)]
         self.functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
@@ -121,11 +145,23 @@ class _Module:
     def _class(self, node: ast.ClassDef) -> ClassInfo:
         init = next((n for n in node.body
                      if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        forwards = []
+        to_super = False
+        if init is not None:
+            passed = [n for n in ast.walk(init) if isinstance(n, ast.Call)]
+            to_super = all(_last_name(c.func) == "__init__" for c in passed
+                           if any(isinstance(a, ast.Starred) for a in c.args)
+                           or any(k.arg is None for k in c.keywords))
+            if init.args.vararg and any(isinstance(a, ast.Starred) for c in passed
+                                        for a in c.args):
+                forwards.append(f"*{init.args.vararg.arg}")
+            if init.args.kwarg and any(k.arg is None for c in passed for k in c.keywords):
+                forwards.append(f"**{init.args.kwarg.arg}")
         return ClassInfo(
             name=node.name, module=self.dotted, file=self.file, line=node.lineno,
             bases=[_last_name(b) for b in node.bases],
             needs_args=_required(init.args, skip_self=True) if init else [],
-            has_init=init is not None,
+            has_init=init is not None, forwards=forwards, node=node, to_super=to_super,
         )
 
 
@@ -152,23 +188,59 @@ def analyse(root: Path, declared: Collection[str] = ()) -> Findings:
             if kind and func.name[0] != "_" and not _required(func.args, skip_self=False):
                 value = f"{module.dotted}:{func.name}"
                 findings.candidates.append(Candidate(
-                    _entry_name(func.name), kind, value, f"{module.file.name}:{func.lineno}"))
-    parts = _parts(modules, by_name)
+                    function_entry_name(func.name), kind, value,
+                    f"{module.file.name}:{func.lineno}", reason="factory"))
+    choices = _choices(root, modules, classes)
     for cls in classes:
-        if not cls.kind or cls.name in built or cls.name in parts or cls.name[0] == "_":
+        if not cls.kind or cls.name in built or cls.name[0] == "_":
             continue
         if re.match(r"(Base|Abstract)[A-Z]", cls.name):
             continue
+        choice = choices.get((cls.module, cls.name), Choice(True, "standalone"))
+        cls.reason, cls.example = choice.reason, choice.example
+        if not choice.proposed:
+            findings.left_out.append(cls)
+            continue
         needs = _needs_args(cls, by_name)
+        cls.entry = class_entry_name(cls.name)
         if not needs:
+            findings.classes[f"{cls.module}:{cls.name}"] = cls
             findings.candidates.append(Candidate(
-                _snake(cls.name), cls.kind, f"{cls.module}:{cls.name}",
-                f"{cls.file.name}:{cls.line}"))
+                cls.entry, cls.kind, f"{cls.module}:{cls.name}",
+                f"{cls.file.name}:{cls.line}", reason=choice.reason))
         elif cls.kind == "model":
+            cls.needs_args = needs
             package = cls.module.split(".")[0] if "." in cls.module else ""
             findings.skeleton.setdefault(package, []).append(cls)
-    findings.candidates = _unique([c for c in findings.candidates if c.value not in declared])
+    findings.candidates = [c for c in findings.candidates if c.value not in declared]
+    _name_uniquely(findings)
     return findings
+
+
+def _choices(root: Path, modules: list[_Module], classes: list[ClassInfo]
+             ) -> dict[tuple[str, str], Choice]:
+    """:func:`.model_choice.choose` over the modules, the tests and the README."""
+    sources = [Source(m.dotted, m.file, m.tree, m.is_package,
+                      "module" if "." in m.dotted or m.is_package else "script")
+               for m in modules]
+    sources += [*test_sources(root), *readme_sources(root)]
+    models = {(c.module, c.name): c.node for c in classes
+              if c.kind == "model" and c.node is not None}
+    return choose(sources, models, root)
+
+
+def _name_uniquely(findings: Findings) -> None:
+    """Unique entry names per kind across the entries and the skeleton's factories."""
+    skeleton = [c for group in findings.skeleton.values() for c in group]
+    for kind in ("model", "dataset"):
+        entries = [c for c in findings.candidates if c.kind == kind]
+        classes = [c for c in skeleton if c.kind == kind]
+        names = unique_names([(c.name, c.value.partition(":")[0]) for c in entries]
+                             + [(c.entry, c.module) for c in classes])
+        for entry, name in zip(entries, names[:len(entries)], strict=True):
+            entry.name = name
+        for cls, name in zip(classes, names[len(entries):], strict=True):
+            cls.entry = name
 
 
 def _classify(classes: list[ClassInfo]) -> None:
@@ -192,13 +264,23 @@ def _needs_args(cls: ClassInfo, by_name: dict[str, ClassInfo]) -> list[str]:
     """Constructor arguments without defaults, inherited from a project base class when
     the class defines no ``__init__`` of its own."""
     seen = set()
-    while not cls.has_init and cls.name not in seen:
+    needs: list[str] = []
+    while cls.name not in seen:
         seen.add(cls.name)
         parent = next((by_name[b] for b in cls.bases if b in by_name), None)
+        if cls.has_init:
+            needs += cls.needs_args
+            if not cls.forwards:
+                return needs
+            if not cls.to_super:  # passed on to a part: what it needs, we cannot tell
+                return needs + cls.forwards
+            if parent is None:  # passed on to a base class we cannot read
+                known = all(b in MODULE_BASES | DATASET_BASES for b in cls.bases)
+                return needs if known else needs + cls.forwards
         if parent is None:
-            return []
+            return needs
         cls = parent
-    return cls.needs_args
+    return needs
 
 
 def _factory_kind(func: ast.FunctionDef, classes: dict[str, ClassInfo]
@@ -239,72 +321,53 @@ def _value_kind(value: ast.expr, classes: dict[str, ClassInfo],
     return ""
 
 
-def _parts(modules: list[_Module], classes: dict[str, ClassInfo]) -> set[str]:
-    """Module classes instantiated inside another module class: layers, not models."""
-    parts = set()
-    for module in modules:
-        for node in module.tree.body:
-            if isinstance(node, ast.ClassDef) and node.name in classes:
-                for call in ast.walk(node):
-                    if isinstance(call, ast.Call):
-                        name = _last_name(call.func)
-                        if name in classes and name != node.name:
-                            parts.add(name)
-    return parts
-
-
-def _entry_name(function: str) -> str:
-    for prefix in FACTORY_PREFIXES:
-        if function.startswith(prefix) and len(function) > len(prefix):
-            return function[len(prefix):]
-    return function
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
-def _unique(candidates: list[Candidate]) -> list[Candidate]:
-    """Entry names are unique per kind: a clash is qualified by the module's last part."""
-    seen: dict[tuple[str, str], int] = {}
-    for c in candidates:
-        seen[(c.kind, c.name)] = seen.get((c.kind, c.name), 0) + 1
-    out = []
-    for c in candidates:
-        if seen[(c.kind, c.name)] > 1:
-            c.name = f"{c.value.partition(':')[0].rpartition('.')[2]}_{c.name}"
-        out.append(c)
-    return out
-
-
 def skeleton_source(classes: list[ClassInfo]) -> str:
-    """A factories module for the classes that need arguments: one TODO each."""
-    imports = sorted({f"from {c.module} import {c.name}" for c in classes})
+    """A factories module for the classes that need arguments: one function each, built
+    as the project's example builds it, else a TODO (with the error the check met).
+    Each function imports its own class: two classes of one name never hide each other,
+    and a module needing an optional dependency breaks only its own factory."""
+    needs_torch = any(c.example and c.example.inputs and not c.error for c in classes)
     lines = [
         '"""Factories for torchvet (written by `torchvet init`): fill in each TODO, then',
         'uncomment its entry under [project.entry-points."torchvet.models"]."""',
         "",
         "from __future__ import annotations",
-        "",
-        *imports,
-        "",
+        *(["", "import torch"] if needs_torch else []),
     ]
     for cls in classes:
-        args = ", ".join(cls.needs_args)
+        func = f"make_{cls.entry}"
+        lines += ["", "", f"def {func}():", f"    from {cls.module} import {cls.name}", ""]
+        example = cls.example
+        if example is not None and not cls.error:
+            lines.append(f"    # built as in {example.where}")
+            if example.inputs:
+                lines.append(f"    return {{\"model\": {cls.name}({example.arguments}), "
+                             f"\"inputs\": {example.inputs}}}")
+            else:
+                lines.append(f"    return {cls.name}({example.arguments})")
+            continue
+        if cls.error:
+            lines.append(f"    # torchvet init --check: {cls.error}")
+        args = ", ".join(cls.needs_args) or "whatever it needs"
         lines += [
-            "",
-            f"def make_{_snake(cls.name)}() -> {cls.name}:",
             f"    # TODO: build {cls.name} with real arguments ({args}); see the README",
             "    # for declaring its inputs, loss or dataset in a dict spec",
-            f'    raise NotImplementedError("fill in make_{_snake(cls.name)} in '
-            f'{SKELETON_MODULE}.py")',
-            "",
+            f'    raise NotImplementedError("fill in {func} in {SKELETON_MODULE}.py")',
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def skeleton_module(package: str) -> str:
+    return f"{package}.{SKELETON_MODULE}" if package else SKELETON_MODULE
+
+
 def skeleton_candidates(package: str, classes: list[ClassInfo]) -> list[Candidate]:
-    module = f"{package}.{SKELETON_MODULE}" if package else SKELETON_MODULE
-    return [Candidate(_snake(c.name), "model", f"{module}:make_{_snake(c.name)}",
-                      f"{c.file.name}:{c.line}", todo=", ".join(c.needs_args))
+    """The stanza's entries for the skeleton's factories: a TODO (commented out) unless
+    the factory is built from the project's example."""
+    module = skeleton_module(package)
+    return [Candidate(c.entry, "model", f"{module}:make_{c.entry}",
+                      f"{c.file.name}:{c.line}",
+                      todo="" if c.example is not None and not c.error else
+                      (", ".join(c.needs_args) or "arguments"),
+                      reason=c.reason, error=c.error)
             for c in classes]

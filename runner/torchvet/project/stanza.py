@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ExitCode, UsageError
 from .discovery import DATASET_GROUP, MODEL_GROUP, load_project, project_entry_points
-from .scaffold import SKELETON_MODULE, Candidate, analyse, skeleton_candidates, skeleton_source
+from .init_check import CHECK_TIMEOUT, MISSING, check_candidates
+from .scaffold import (
+    SKELETON_MODULE,
+    Candidate,
+    ClassInfo,
+    Findings,
+    analyse,
+    skeleton_candidates,
+    skeleton_source,
+)
 from .tomlcompat import parse_toml
 
 GROUPS = {"model": MODEL_GROUP, "dataset": DATASET_GROUP}
@@ -25,8 +34,21 @@ class InitError(UsageError):
     """``torchvet init`` found nothing, or cannot edit the pyproject safely."""
 
 
+def _line(c: Candidate, width: int) -> str:
+    line = f'{c.name:<{width}} = "{c.value}"'
+    if c.error:
+        return f"# {line}  # TODO: {c.error}"
+    if c.todo:
+        why = f" ({c.reason})" if c.reason else ""
+        return f"# {line}  # TODO: fill in {c.value.partition(':')[2]} first{why}"
+    return f"{line}  # {c.reason}" if c.reason else line
+
+
 def render(candidates: Sequence[Candidate]) -> str:
-    """The TOML tables for ``candidates``; skeleton factories commented out (TODO)."""
+    """The TOML tables for ``candidates``, grouped: the entries that build as they are,
+    those built by the skeleton from the project's examples, then the TODOs (commented
+    out: the skeleton's factories to fill in, and what ``--check`` could not build), each
+    entry with its reason or its error."""
     blocks = []
     for kind, group in GROUPS.items():
         entries = [c for c in candidates if c.kind == kind]
@@ -34,10 +56,25 @@ def render(candidates: Sequence[Candidate]) -> str:
             continue
         width = max(len(c.name) for c in entries)
         lines = [f'[project.entry-points."{group}"]']
-        for c in entries:
-            line = f'{c.name:<{width}} = "{c.value}"'
-            lines.append(f"# {line}  # TODO: fill in {c.value.partition(':')[2]} first"
-                         if c.todo else line)
+        ready = [c for c in entries if not c.todo and not c.error]
+        direct = [c for c in ready if SKELETON_MODULE not in c.value]
+        built = [c for c in ready if SKELETON_MODULE in c.value]
+        sections = [
+            ("", direct),
+            (f"built in {SKELETON_MODULE}.py as the project's own code builds them", built),
+            (f"TODO: fill in these factories in {SKELETON_MODULE}.py, then uncomment",
+             [c for c in entries if c.todo and not c.error]),
+            ("TODO: torchvet init --check could not build these (the error beside each)",
+             [c for c in entries if c.error]),
+        ]
+        for title, members in sections:
+            if not members:
+                continue
+            if title and len(lines) > 1:
+                lines.append("")
+            if title:
+                lines.append(f"# {title}")
+            lines += [_line(c, width) for c in members]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -57,7 +94,7 @@ def append_stanza(old_text: str, old_data: dict[str, Any], candidates: Sequence[
     groups = expected.setdefault("project", {}).setdefault("entry-points", {})
     for c in candidates:
         entries = groups.setdefault(GROUPS[c.kind], {})
-        if not c.todo:
+        if not c.todo and not c.error:
             entries[c.name] = c.value
     try:
         parsed = parse_toml(new_text)
@@ -80,6 +117,16 @@ class Plan:
     originals: dict[Path, str] = field(default_factory=dict)
     refusal: str = ""
     note: str = ""
+    left_out: list[ClassInfo] = field(default_factory=list)  # layers, with their reason
+    checked: int = 0  # entries built by --check
+    missing: list[str] = field(default_factory=list)  # dependencies --check could not import
+    unchecked: int = 0  # entries --check could not import for those
+    skipped: list[str] = field(default_factory=list)  # built; inputs to declare
+    slow: list[str] = field(default_factory=list)  # out of --check's time: kept unchecked
+
+    def errors(self) -> list[Candidate]:
+        """Entries ``--check`` could not build: commented out with the error."""
+        return [c for c in self.candidates if c.error]
 
     def diff(self) -> str:
         out: list[str] = []
@@ -103,19 +150,39 @@ class Plan:
         return list(self.writes)
 
 
-def plan(path: str | Path) -> Plan:
-    """What ``torchvet init`` would do for the project at ``path``."""
+def plan(path: str | Path, check: bool = False, timeout: float = CHECK_TIMEOUT) -> Plan:
+    """What ``torchvet init`` would do for the project at ``path``; with ``check``, each
+    entry is first built (and its first forward run) in an isolated worker, and those
+    that fail move to the skeleton's TODOs with their error."""
     project = load_project(path)
     declared = {value for _, _, value in project_entry_points(project)}
     findings = analyse(project.root, declared)
-    candidates = list(findings.candidates)
+    base = project.sys_path[0]
+    targets = {package: Path(base, package.replace(".", "/"), f"{SKELETON_MODULE}.py")
+               for package in findings.skeleton}
+    skeleton = {package: classes for package, classes in findings.skeleton.items()
+                if not targets[package].exists()}
+    candidates = _candidates(findings, skeleton)
+    checked = unchecked = 0
+    missing: list[str] = []
+    skipped: list[str] = []
+    slow: list[str] = []
+    if check:
+        outcome = check_candidates(project, candidates, {
+            package: skeleton_source(classes) for package, classes in skeleton.items()},
+            timeout=timeout)
+        problems, skipped, slow = outcome.problems, outcome.skipped, outcome.slow
+        missing = sorted({e.removeprefix(MISSING) for e in problems.values()
+                          if e.startswith(MISSING)})
+        unchecked = sum(1 for e in problems.values() if e.startswith(MISSING))
+        problems = {k: e for k, e in problems.items() if not e.startswith(MISSING)}
+        checked = len([c for c in candidates if not c.todo])
+        _move_failures(findings, skeleton, candidates, problems, base)
+        candidates = _candidates(findings, skeleton)
     writes: dict[Path, str] = {}
-    for package, classes in findings.skeleton.items():
-        base = project.sys_path[0]
+    for package, classes in skeleton.items():
         target = Path(base, package.replace(".", "/"), f"{SKELETON_MODULE}.py")
-        if not target.exists():
-            writes[target] = skeleton_source(classes)
-            candidates += skeleton_candidates(package, classes)
+        writes[target] = skeleton_source(classes)
     if not candidates and declared:
         return Plan(project.root, [], note=f"nothing to add: pyproject.toml declares "
                     f"{len(declared)} factories and found no other candidate")
@@ -123,7 +190,8 @@ def plan(path: str | Path) -> Plan:
         raise InitError(
             f"found no nn.Module subclass, Dataset or factory function to declare in "
             f"{project.root} ({findings.scanned} module(s) read, none imported)")
-    result = Plan(project.root, candidates)
+    result = Plan(project.root, candidates, left_out=findings.left_out, checked=checked,
+                  missing=missing, unchecked=unchecked, skipped=skipped, slow=slow)
     if project.pyproject is None:
         result.refusal = f"no pyproject.toml in {project.root}"
         return result
@@ -136,3 +204,107 @@ def plan(path: str | Path) -> Plan:
     result.originals[project.pyproject] = old_text
     result.writes = {project.pyproject: new_text, **writes}
     return result
+
+
+def _candidates(findings: Findings, skeleton: dict[str, list[ClassInfo]]) -> list[Candidate]:
+    """The direct entries (less the classes moved to the skeleton), then the skeleton's."""
+    moved = {f"{c.module}:{c.name}" for classes in skeleton.values() for c in classes}
+    out = [c for c in findings.candidates if c.value not in moved]
+    for package, classes in skeleton.items():
+        out += skeleton_candidates(package, classes)
+    return out
+
+
+def _move_failures(findings: Findings, skeleton: dict[str, list[ClassInfo]],
+                   candidates: list[Candidate], problems: dict[tuple[str, str], str],
+                   base: str) -> None:
+    """Entries that failed ``--check``: a class goes to its package's skeleton as a TODO
+    carrying the error; a factory function's entry is commented out with it."""
+    for c in candidates:
+        error = problems.get((c.kind, c.name))
+        if not error:
+            continue
+        module, _, attr = c.value.partition(":")
+        cls = findings.classes.get(c.value)
+        if cls is None and module.endswith(SKELETON_MODULE):
+            package = module.rpartition(".")[0] if "." in module else ""
+            cls = next((k for k in skeleton.get(package, []) if f"make_{k.entry}" == attr),
+                       None)
+            if cls is not None:
+                cls.error = error
+                continue
+        package = cls.module.split(".")[0] if cls is not None and "." in cls.module else ""
+        target = Path(base, package.replace(".", "/"), f"{SKELETON_MODULE}.py")
+        if cls is not None and cls.kind == "model" and (package in skeleton
+                                                        or not target.exists()):
+            cls.error, cls.entry = error, c.name
+            skeleton.setdefault(package, []).append(cls)
+        else:
+            original = next(x for x in findings.candidates if x.value == c.value)
+            original.error = error
+
+
+def _summary(proposal: Plan) -> list[str]:
+    """What ``--check`` moved, what it could not import, and which classes were left out
+    as layers (grouped by name), briefly."""
+    lines = []
+    if proposal.checked:
+        failed = proposal.errors()
+        skipped = proposal.skipped
+        ran = (proposal.checked - len(failed) - proposal.unchecked - len(skipped)
+               - len(proposal.slow))
+        lines.append(f"checked {proposal.checked} entr{'y' if proposal.checked == 1 else 'ies'}"
+                     f" (built, first forward run, each in its own worker): {ran} ran"
+                     + (f", {len(skipped)} built but need their inputs declared "
+                        f"({', '.join(skipped)}: torchvet run shows how)" if skipped else "")
+                     + (f", {len(proposal.slow)} kept unchecked, slower than the check's "
+                        f"{CHECK_TIMEOUT:.0f} s ({', '.join(proposal.slow)})"
+                        if proposal.slow else "")
+                     + (f", {len(failed)} moved to TODO:" if failed else ""))
+        lines += [f"  {c.name}: {c.error}" for c in failed]
+    if proposal.missing:
+        names = " ".join(proposal.missing)
+        lines.append(f"could not check the entries that import {', '.join(proposal.missing)}"
+                     f": not installed here (kept unchecked); install the project's "
+                     f"dependencies (pip install -e . or pip install {names}) and rerun")
+    if proposal.left_out:
+        counts: dict[str, int] = {}
+        for cls in proposal.left_out:
+            counts[cls.name] = counts.get(cls.name, 0) + 1
+        first = {cls.name: cls.reason for cls in reversed(proposal.left_out)}
+        ranked = sorted(counts, key=lambda n: -counts[n])
+        shown = [f"{n} ×{counts[n]}" if counts[n] > 1 else f"{n} ({first[n]})"
+                 for n in ranked[:LEFT_OUT_SHOWN]]
+        more = len(ranked) - len(shown)
+        lines.append(f"left out {len(proposal.left_out)} class(es) built only inside other "
+                     f"models: {', '.join(shown)}" + (f" and {more} more" if more > 0 else ""))
+    return lines
+
+
+LEFT_OUT_SHOWN = 8
+
+
+def report(proposal: Plan, write: bool, echo: Callable[[str], None] = print) -> int:
+    """Show ``torchvet init``'s proposal (and with ``write``, apply it); the exit code."""
+    if not proposal.candidates:
+        echo(proposal.note)
+        return ExitCode.OK
+    if proposal.refusal:
+        echo(f"torchvet init cannot edit pyproject.toml: {proposal.refusal}.\n"
+             f"Add this to pyproject.toml by hand:\n\n{proposal.stanza()}")
+        for line in _summary(proposal):
+            echo(line)
+        return ExitCode.USAGE if write else ExitCode.OK
+    echo(proposal.diff().rstrip("\n"))
+    for line in _summary(proposal):
+        echo(line)
+    todo = [c.name for c in proposal.candidates if c.todo or c.error]
+    if not write:
+        echo("\nNothing written: `torchvet init --write` applies this.")
+        return ExitCode.OK
+    for written in proposal.write():
+        echo(f"wrote {written}")
+    if todo:
+        echo(f"fill in the TODO factories ({', '.join(todo)}) and uncomment their entries")
+    echo("next: torchvet run")
+    return ExitCode.OK

@@ -10,7 +10,7 @@ source too: :class:`torchvet.unit.data_batches.DatasetSource`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,14 +225,96 @@ def infer_descriptors(model: nn.Module) -> tuple[dict[str, Any], str] | None:
     return None
 
 
-def declare_inputs_hint(name: str) -> str:
+def declare_inputs_hint(name: str, shape: Sequence[int] | None = None) -> str:
+    """How to declare inputs; ``shape`` is one that was tried on the model and ran."""
+    example = list(shape) if shape else [3, 32, 32]
+    batch = ", ".join(str(d) for d in [2, *example])
     return (
-        "declare inputs: return {\"model\": model, \"inputs\": torch.randn(2, 3, 32, 32)} "
+        f"declare inputs: return {{\"model\": model, \"inputs\": torch.randn({batch})}} "
         "from the factory (a tuple for several arguments, a dict for keywords, or "
         "callable(batch_size)), set example_inputs on the module, or add to pyproject.toml:\n"
         f"    [tool.torchvet.models.{name}]\n"
-        "    input_shape = [3, 32, 32]   # without the batch dimension"
+        f"    input_shape = {example}   # without the batch dimension"
     )
+
+
+# --------------------------------------------------------------------------- fitting shapes
+
+IMAGE_SIDES = (32, 64, 224, 256, 28, 128, 384)
+SIZE_ATTRS = ("image_size", "img_size", "input_size", "resolution")
+LENGTH_ATTRS = ("max_seq_len", "seq_len", "max_len", "block_size", "context_length")
+MAX_TRIES = 12
+
+
+def _ints(value: Any) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return [value]
+    if isinstance(value, (tuple, list)) and value and all(
+            isinstance(v, int) and v > 0 for v in value):
+        return [int(v) for v in value]
+    return []
+
+
+def candidate_shapes(model: nn.Module) -> list[tuple[int, ...]]:
+    """Shapes (without the batch dim) worth trying on ``model`` when the first-layer
+    guess failed: images of the model's declared size (``image_size``, ``img_size``)
+    and at multiples of its patch size, in its first conv's channels (else 3, 1), then
+    the common sides; sequences of its ``max_seq_len`` when it has a first Linear."""
+    attrs: dict[str, list[int]] = {}
+    for module in model.modules():
+        for attr in (*SIZE_ATTRS, *LENGTH_ATTRS, "patch_size", "in_channels", "channels"):
+            if attr not in attrs and _ints(getattr(module, attr, None)):
+                attrs[attr] = _ints(getattr(module, attr))
+    conv = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv1d,
+                                                               nn.Conv3d))), None)
+    linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+    channels = [conv.in_channels] if conv is not None else []
+    channels += [c for c in (*attrs.get("channels", [])[:1], 3, 1) if c not in channels]
+    patch = max(attrs.get("patch_size", [1]))
+    sides: list[tuple[int, ...]] = []
+    size = next((attrs[a] for a in SIZE_ATTRS if a in attrs), [])
+    if size:
+        sides.append((size[0], size[-1]))
+    for side in IMAGE_SIDES:
+        rounded = max(patch, side // patch * patch)
+        if (rounded, rounded) not in sides:
+            sides.append((rounded, rounded))
+    shapes: list[tuple[int, ...]] = []
+    if conv is None or isinstance(conv, nn.Conv2d):
+        shapes += [(c, *hw) for c in channels[:2] for hw in sides]
+    elif isinstance(conv, nn.Conv1d):
+        shapes += [(conv.in_channels, side) for side in IMAGE_SIDES]
+    length = next((attrs[a][0] for a in LENGTH_ATTRS if a in attrs), None)
+    if length and linear is not None:
+        shapes.insert(0, (length, linear.in_features))
+    return list(dict.fromkeys(shapes))[:MAX_TRIES]
+
+
+def first_fitting(model: nn.Module, shapes: Sequence[tuple[int, ...]],
+                  run: Callable[[torch.Tensor], Any]) -> tuple[int, ...] | None:
+    """The first of ``shapes`` whose random float batch of 2 ``run`` (a no-grad eval
+    forward) completes on; None when none does."""
+    for shape in shapes:
+        gen = torch.Generator().manual_seed(0)
+        try:
+            run(torch.randn((2, *shape), generator=gen))
+        except Exception:  # a shape that does not fit: try the next
+            continue
+        return shape
+    return None
+
+
+def fitting_hint(name: str, model: nn.Module, run: Callable[[torch.Tensor], Any]) -> str:
+    """The skip message's advice once inferred inputs failed: a shape that was tried on
+    the model and ran, or the shapes tried when none did."""
+    shapes = candidate_shapes(model)
+    found = first_fitting(model, shapes, run)
+    if found is not None:
+        return (f"a float input of shape {list(found)} (tried on the model) runs; "
+                f"{declare_inputs_hint(name, found)}")
+    tried = ", ".join(str(list(s)) for s in shapes[:6])
+    return (f"none of the shapes tried ran ({tried}{', ...' if len(shapes) > 6 else ''}): "
+            f"the model needs inputs of its own kind; {declare_inputs_hint(name)}")
 
 
 # --------------------------------------------------------------------------- targets

@@ -29,7 +29,6 @@ from .inputs import (
     GeneratedSource,
     InputSource,
     TargetSource,
-    declare_inputs_hint,
     infer_descriptors,
 )
 
@@ -260,7 +259,7 @@ def _resolve_inputs(
     if inferred is None:
         spec.inputs_problem = (
             f"cannot infer inputs for {type(model).__name__}: its first layer is not a "
-            f"Linear, Conv1d/2d/3d, Embedding or batch-first RNN; {declare_inputs_hint(name)}"
+            "Linear, Conv1d/2d/3d, Embedding or batch-first RNN"
         )
         return
     descriptors, where = inferred

@@ -36,7 +36,7 @@ from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .context import CheckContext
 from .data_batches import DataSpec
 from .footprint import SLACK, held_growth, probe
-from .inputs import declare_inputs_hint
+from .inputs import Inputs, fitting_hint
 from .locate import Locator
 from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
@@ -278,8 +278,12 @@ class UnitRun:
         spec = ctx.spec
         if spec is None:
             return ""
+        def run(x: torch.Tensor) -> Any:
+            with torch.no_grad():
+                return ctx.call(spec.model.eval(), Inputs((x.to(ctx.device),), {}))
+
         if spec.inputs is None:
-            return spec.inputs_problem
+            return f"{spec.inputs_problem}; {fitting_hint(self.factory.name, spec.model, run)}"
         if not spec.inferred_inputs:
             return ""
         try:
@@ -289,7 +293,7 @@ class UnitRun:
             ctx.forget()
             return (
                 f"inputs {spec.inputs.description} did not fit: {one_line(exc)}; "
-                f"{declare_inputs_hint(self.factory.name)}"
+                f"{fitting_hint(self.factory.name, spec.model, run)}"
             )
         return ""
 
