@@ -19,22 +19,16 @@ from tests.fixtures.models_blocking import (
     block_until_the_alarm,
 )
 from tests.helpers import ROOT, assert_status, line_in, verdict, vet
-from torchvet.checks.base import (
-    IMPLEMENTATIONS,
-    CheckFunction,
-    DependencyFailed,
-    Outcome,
-    Skip,
-    failed,
-    passed,
-)
+from torchvet.checks.registry import IMPLEMENTATIONS
 from torchvet.engine import protocol
 from torchvet.engine.jobs import Job
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
 from torchvet.results import Status
 from torchvet.unit.context import CheckContext
+from torchvet.unit.suite import CheckFunction
 from torchvet.unit.worker import UnitRun, run_check
+from torchvet.verdict import DependencyFailed, Outcome, Skip, failed, passed
 
 HERE = Path(__file__)
 CHECK = "forward.shape"  # a real catalogue id the tests lend to their own functions

@@ -21,8 +21,8 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Location
-from .text import shape_str
+from ..unit.text import shape_str
+from ..verdict import Location
 
 MIN_BATCH = 3  # a first, a middle and a last sample
 

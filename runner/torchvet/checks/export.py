@@ -27,7 +27,8 @@ from torch import nn
 from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves
-from .base import Location, Outcome, check, failed, passed, warned
+from ..verdict import Location, Outcome, failed, passed, warned
+from .registry import check
 from .state import first_difference, seeded_eval
 
 COMPILE_BACKEND = "aot_eager"

@@ -12,9 +12,10 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
+from ..unit.text import dtype_name, index_str, one_line, shape_str
+from ..verdict import DependencyFailed, Outcome, Skip, failed, passed, warned
 from . import batch_mixing, forward_errors, side_effects
-from .base import DependencyFailed, Outcome, Skip, check, failed, passed, warned
-from .text import dtype_name, index_str, one_line, shape_str
+from .registry import check
 
 BATCH_SIZES = (1, 2, 3)
 

@@ -23,8 +23,8 @@ from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Location
-from .text import dtype_name, shape_str
+from ..unit.text import dtype_name, shape_str
+from ..verdict import Location
 
 CONV: dict[type[nn.Module], int] = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 DTYPE_WORDS = ("dtype", "Double", "Float", "Half", "BFloat16", "scalar type")

@@ -19,8 +19,8 @@ import torch
 from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.pytree import leaves
+from ..verdict import Location
 from . import side_effects
-from .base import Location
 
 _BACKWARD = re.compile(r"Function '(\w+?)Backward\d*' returned (nan|inf)", re.IGNORECASE)
 MASKING_OPS = {"where", "masked_fill", "masked_scatter", "nan_to_num"}

@@ -30,9 +30,9 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs, auto_target
 from ..unit.pytree import floating_leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
-from .base import DependencyFailed, Skip
+from ..unit.text import shape_str
+from ..verdict import DependencyFailed, Skip
 from .forward_errors import CaughtWarning, capture_warnings
-from .text import shape_str
 
 ELEMENTWISE = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
                "binary_cross_entropy_with_logits", "soft_margin_loss", "kl_div",

@@ -30,9 +30,9 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Location, Outcome, Skip, failed
+from ..unit.text import dtype_name, one_line, shape_str
+from ..verdict import Location, Outcome, Skip, failed
 from .state import find_unregistered
-from .text import dtype_name, one_line, shape_str
 
 META = torch.device("meta")
 

@@ -25,7 +25,8 @@ from ..project.snapshot_diff import (
 from ..project.snapshots import CREATE_HINT, UPDATE_HINT
 from ..unit.context import CheckContext
 from ..unit.snapshot import model_cost, model_params, signature_of, values_key, values_of
-from .base import Location, Outcome, Skip, check, failed, passed, warned
+from ..verdict import Location, Outcome, Skip, failed, passed, warned
+from .registry import check
 
 CHECKPOINTS = ("checkpoints saved before this change will not load (load_state_dict with "
                "strict=True)")

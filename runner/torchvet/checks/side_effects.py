@@ -25,7 +25,7 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Location
+from ..verdict import Location
 
 # the attributes every nn.Module has; the rest is the model's own state
 MODULE_INTERNALS = frozenset(vars(nn.Module()))

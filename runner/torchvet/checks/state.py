@@ -30,8 +30,9 @@ from ..unit.copies import released_as_loaded, settle_path
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves, structure
 from ..unit.seeding import derived_seed, seed_everything
-from .base import Location, Outcome, Skip, check, failed, passed
-from .text import dtype_name, one_line, shape_str
+from ..unit.text import dtype_name, one_line, shape_str
+from ..verdict import Location, Outcome, Skip, failed, passed
+from .registry import check
 
 # Attributes every nn.Module has; everything else in a module's __dict__ is user state.
 MODULE_INTERNALS = frozenset(vars(nn.Module()))

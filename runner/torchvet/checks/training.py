@@ -11,16 +11,17 @@ import torch
 
 from ..unit.context import CheckContext
 from ..unit.pytree import floating_leaves
+from ..unit.text import one_line
 from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
+from ..verdict import DependencyFailed, Location, Outcome, Skip, failed, passed, warned
 from . import gradient_causes
 from . import loss as loss_causes
-from .base import DependencyFailed, Location, Outcome, Skip, check, failed, passed, warned
 from .forward import forward_warnings
 from .learning.findings import cause_phrase, curve, likely_causes
 from .learning.learning_rate import adversarial
 from .learning.probe import InitProbe, init_probe
 from .learning.runs import batch_run
-from .text import one_line
+from .registry import check
 
 
 def matching(names: Sequence[str], patterns: Sequence[str]) -> list[str]:

@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..checks.catalogue import CATALOGUE, first_match
+from ..checks.catalogue import CATALOGUE
+from ..verdict import first_match
 
 
 class BudgetExceeded(BaseException):

@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..checks.base import DependencyFailed, Location, Skip
-from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
 from ..project.snapshots import Baseline
+from ..verdict import DependencyFailed, Location, Skip
 from .budget import BudgetExceeded, budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
@@ -31,6 +30,7 @@ from .memory_plan import MemoryPlan
 from .pytree import floating_leaves, primary_leaf
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec
+from .text import first_line, one_line
 from .training_run import run_training
 from .training_types import STAGE_OWNERS, TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..checks.text import one_line
 from .copies import named_state, nbytes
 from .rss import Meter
 from .seeding import derived_seed, seed_everything
+from .text import one_line
 
 if TYPE_CHECKING:  # the context owns the plan that reads these; the type is all we need
     from .context import CheckContext

@@ -30,15 +30,15 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checks.base import Skip
-from ..checks.text import dtype_name, one_line
 from ..engine import protocol
 from ..project.snapshot_diff import sample_indices
 from ..project.snapshots import FORMAT
+from ..verdict import Skip
 from .context import CheckContext
 from .data_batches import batch_at, dataset_length
 from .pytree import leaves
 from .seeding import derived_seed, seed_everything
+from .text import dtype_name, one_line
 
 OWN = "(own)"  # parameters registered on the model itself, in "by_module"
 _LITERALS = (type(None), bool, int, float, str)

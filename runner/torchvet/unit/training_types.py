@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..checks.base import Location
+from ..verdict import Location
 
 TRAIN_STEPS = 3
 # An optimizer that moved nothing in TRAIN_STEPS steps may accumulate gradients over

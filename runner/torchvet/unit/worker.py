@@ -23,13 +23,12 @@ from typing import Any
 import torch
 
 from ..checks import register_all
-from ..checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
-from ..checks.catalogue import first_match
-from ..checks.text import one_line
+from ..checks.registry import IMPLEMENTATIONS
 from ..engine import protocol
 from ..engine.jobs import Job
 from ..engine.memory import read_memory, usable
 from ..results import CheckResult, Status
+from ..verdict import DependencyFailed, Outcome, Skip, first_match
 from . import fresh_process, rss
 from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .context import CheckContext
@@ -41,6 +40,7 @@ from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
 from .snapshot import snapshot_message
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
+from .text import one_line
 from .tracebacks import hide_torchvet_frames
 
 register_all()

@@ -14,9 +14,10 @@ from ...unit.data_batches import DatasetSource, label_path, split_sample
 from ...unit.inputs import Inputs
 from ...unit.pytree import floating_leaves
 from ...unit.seeding import derived_seed, seed_everything
+from ...unit.text import dtype_name, one_line, shape_str
+from ...verdict import Outcome, Skip, failed, passed
 from .. import forward_errors
-from ..base import Outcome, Skip, check, failed, passed
-from ..text import dtype_name, one_line, shape_str
+from ..registry import check
 from .labels import CLASS_LOSSES
 from .scan import get_scan, loaded_samples, require_data
 

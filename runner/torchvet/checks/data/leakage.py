@@ -21,7 +21,8 @@ import torch
 from ...unit.context import CheckContext
 from ...unit.data_batches import DataSpec, dataset_length, is_iterable, label_key, split_sample
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import Outcome, Skip, check, failed, passed
+from ...verdict import Outcome, Skip, failed, passed
+from ..registry import check
 from .layout import layout, to_tensor
 from .scan import SCAN_SECONDS, require_data
 

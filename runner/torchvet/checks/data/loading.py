@@ -26,8 +26,9 @@ from ...unit.data_batches import collate as collate_samples
 from ...unit.pytree import leaves
 from ...unit.seeding import derived_seed, seed_everything
 from ...unit.spec import normalize_dataset
-from ..base import DependencyFailed, Location, Outcome, Skip, check, failed, passed
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import DependencyFailed, Location, Outcome, Skip, failed, passed
+from ..registry import check
 from .layout import (
     brief,
     difference_fix,

@@ -18,8 +18,8 @@ from typing import Any
 from ...unit.context import CheckContext
 from ...unit.data_batches import DataSpec, dataset_length, is_iterable
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import DependencyFailed, Location, Skip
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import DependencyFailed, Location, Skip
 
 SCAN_SECONDS = 20.0  # wall-clock budget of the sample scan (the rest is spread evenly)
 

@@ -15,7 +15,8 @@ import itertools
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
+from ...verdict import Outcome
+from ..registry import check
 from .findings import Finding, finder, report, where_module
 from .probe import InitProbe, init_probe
 

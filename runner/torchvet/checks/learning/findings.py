@@ -16,7 +16,7 @@ from typing import Any
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Location, Outcome, Skip, passed
+from ...verdict import Location, Outcome, Skip, passed
 from .probe import InitProbe
 
 FIND_ORDER = ("learning.output_vs_loss", "learning.dead_units", "learning.saturation",

@@ -13,7 +13,8 @@ from typing import Any
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
+from ...verdict import Outcome
+from ..registry import check
 from .findings import Finding, finder, layer_table, report, table_text, where_module
 from .probe import InitProbe, LayerCall, init_probe
 

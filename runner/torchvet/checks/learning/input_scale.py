@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
+from ...verdict import Outcome
+from ..registry import check
 from .findings import Finding, finder, report, where_module
 from .probe import NORM_KINDS, LayerCall, init_probe
 

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, Skip, check, passed
+from ...verdict import Outcome, Skip, passed
+from ..registry import check
 from .findings import FINDERS, Finding, curve, finder
 from .probe import InitProbe, init_probe
 from .runs import RateRun, rate_run

@@ -17,8 +17,9 @@ import torch
 
 from ...results import Status
 from ...unit.context import CheckContext
+from ...verdict import Outcome, Skip
 from .. import loss as loss_causes
-from ..base import Outcome, Skip, check
+from ..registry import check
 from .findings import Finding, finder, report, where_module
 from .probe import ActivationCall, LossCall, init_probe
 

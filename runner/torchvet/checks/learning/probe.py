@@ -31,8 +31,8 @@ from ...unit.inputs import FixedSource
 from ...unit.optrace import op_name
 from ...unit.pytree import leaves
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import DependencyFailed, Location, Skip
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import DependencyFailed, Location, Skip
 
 PROBE_BATCH = 64  # samples a statistic is judged on, where the inputs can supply them
 PROBE_MAX_PARAMS = 2_000_000  # above this, the probe uses the training batch size

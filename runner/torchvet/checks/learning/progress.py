@@ -15,7 +15,8 @@ import math
 
 from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource
-from ..base import Outcome, Skip, check, passed, warned
+from ...verdict import Outcome, Skip, passed, warned
+from ..registry import check
 from .findings import cause_phrase, curve, likely_causes
 from .learning_rate import adversarial
 from .probe import init_probe

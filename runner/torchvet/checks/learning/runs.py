@@ -29,9 +29,9 @@ from ...unit.inputs import Inputs
 from ...unit.optim import Adam
 from ...unit.pytree import leaves, primary_leaf
 from ...unit.seeding import derived_seed, seed_everything
+from ...unit.text import one_line
 from ...unit.training_run import LossProblem, validate_loss
-from ..base import DependencyFailed, Skip
-from ..text import one_line
+from ...verdict import DependencyFailed, Skip
 from .probe import PROBE_MAX_PARAMS, WEIGHT_LAYERS, init_probe
 
 RATE_STEPS = 20

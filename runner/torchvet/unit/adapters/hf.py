@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...checks.text import one_line
 from ..inputs import FixedSource, GeneratedSource, InputSource
 from ..seeding import derived_seed
+from ..text import one_line
 from .base import Adaptation, derives_from
 
 LIBRARY = "Hugging Face"

@@ -1,5 +1,5 @@
-"""checks.text: one phrasing for exceptions, dtypes, shapes and indices in every verdict,
-importable on both sides without torch."""
+"""unit.text: one phrasing for exceptions, dtypes, shapes and indices in every verdict,
+importable without torch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from torchvet.checks.text import dtype_name, first_line, index_str, one_line, shape_str
+from torchvet.unit.text import dtype_name, first_line, index_str, one_line, shape_str
 
 
 def test_one_line_is_the_type_and_the_first_line_of_the_message() -> None:
@@ -28,5 +28,5 @@ def test_dtypes_shapes_and_indices_read_as_users_write_them() -> None:
 
 
 def test_importing_it_does_not_import_torch() -> None:
-    code = "import sys, torchvet.checks.text; assert 'torch' not in sys.modules"
+    code = "import sys, torchvet.unit.text; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,8 +1,8 @@
 """How verdicts write exceptions, dtypes, shapes and indices.
 
-One home for the phrasing every message shares, so that two checks never describe the
-same thing two ways. Plain string work: it imports nothing (not even torch), so the
-worker side (``torchvet.unit``) uses it too without an import cycle.
+One home for the phrasing every message shares, so that two checks (or a check and the
+runtime that reports its exception) never describe the same thing two ways. Plain string
+work: it imports nothing (not even torch).
 """
 
 from __future__ import annotations
