@@ -14,7 +14,7 @@ from torch import nn
 from tests.helpers.unit import make_context
 from torchvet.unit.budget import BudgetExceeded
 from torchvet.unit.context import CheckContext
-from torchvet.unit.training_types import LossProblem
+from torchvet.unit.losses import LossProblem
 from torchvet.verdict import DependencyFailed, Skip
 
 

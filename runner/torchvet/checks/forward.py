@@ -10,6 +10,7 @@ import torch
 from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
+from ..unit.memory_plan import OUTPUTS_BY_SIZE
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import dtype_name, index_str, one_line, shape_str
@@ -159,7 +160,7 @@ def _outputs_by_size(ctx: CheckContext) -> dict[int, Any]:
                 results[size] = exc
         return results
 
-    return ctx.memo("outputs-by-size", compute)
+    return ctx.memo(OUTPUTS_BY_SIZE, compute)
 
 
 def per_sample_list(outputs: dict[int, Any]) -> bool:

@@ -33,6 +33,7 @@ from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import shape_str
 from ..verdict import DependencyFailed, Skip
 from .forward_errors import CaughtWarning, capture_warnings
+from .shared.training_run import training_trace
 
 ELEMENTWISE = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
                "binary_cross_entropy_with_logits", "soft_margin_loss", "kl_div",
@@ -96,7 +97,7 @@ def probe(ctx: CheckContext) -> LossProbe:
         spec = ctx.spec
         if spec is None or not spec.has_real_loss:
             raise Skip("no loss or step declared: the surrogate loss is torchvet's own")
-        trace = ctx.training_trace()
+        trace = training_trace(ctx)
         if trace.failure is not None and trace.failure.stage == "loss" and not trace.losses:
             raise DependencyFailed("not run: the loss cannot be computed (see training.loss)")
         seed_everything(derived_seed(ctx.seed, "train"))

@@ -24,10 +24,10 @@ from ..unit.context import CheckContext
 from ..unit.copies import meta_copy
 from ..unit.inputs import Inputs
 from ..unit.isolation import holds_fake_quant
+from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves, leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import dtype_name, index_str, one_line
-from ..unit.training_types import LossProblem
 from ..verdict import Outcome, Skip, failed, passed
 from .meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
 from .registry import check

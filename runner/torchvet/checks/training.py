@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from ..unit.context import CheckContext
+from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves
 from ..unit.text import one_line
-from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
 from ..verdict import DependencyFailed, Location, Outcome, Skip, failed, passed, warned
 from . import gradient_causes
 from . import loss as loss_causes
@@ -22,6 +22,13 @@ from .learning.learning_rate import adversarial
 from .learning.probe import InitProbe, init_probe
 from .learning.runs import batch_run
 from .registry import check
+from .shared.training_run import (
+    TRAIN_STEPS,
+    TrainingFailure,
+    TrainingTrace,
+    trace_failure,
+    training_trace,
+)
 
 
 def matching(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -56,8 +63,8 @@ def _failure(failure: TrainingFailure, what: str) -> Outcome:
 
 @check("training.loss")
 def loss(ctx: CheckContext) -> Outcome:
-    failure = ctx.trace_failure("loss")
-    trace = ctx.training_trace()
+    failure = trace_failure(ctx, "loss")
+    trace = training_trace(ctx)
     if failure is not None and trace.losses:
         return _later_loss(ctx, failure, trace.losses, trace.grad_states)
     if failure is not None:
@@ -155,12 +162,12 @@ def _where_loss(ctx: CheckContext) -> Location:
 
 @check("training.gradients")
 def gradients(ctx: CheckContext) -> Outcome:
-    trace = ctx.training_trace()
+    trace = training_trace(ctx)
     failure = trace.failure
     if failure is not None and failure.stage == "loss" and trace.losses:
         failure = None  # a later step's loss broke; the gradients seen before it stand
     else:
-        failure = ctx.trace_failure("backward")
+        failure = trace_failure(ctx, "backward")
     if failure is not None:
         if "inplace operation" in str(failure.error):
             culprit = failure.culprit or "an in-place op (x += ..., relu_(), x[...] = ...)"
@@ -280,11 +287,11 @@ def _all_zero(ctx: CheckContext, zero: list[str], states: dict[str, list[str]],
 
 @check("training.update")
 def update(ctx: CheckContext) -> Outcome:
-    ctx.trace_failure("backward")
-    failure = ctx.trace_failure("optimizer")
+    trace_failure(ctx, "backward")
+    failure = trace_failure(ctx, "optimizer")
     if failure is not None:
         return _failure(failure, "the optimizer raised")
-    trace = ctx.training_trace()
+    trace = training_trace(ctx)
     spec = ctx.spec
     assert spec is not None
     exempt = set(matching(trace.trainable, spec.unused + spec.frozen + spec.ema))
@@ -317,8 +324,8 @@ def update(ctx: CheckContext) -> Outcome:
 
 @check("training.frozen")
 def frozen(ctx: CheckContext) -> Outcome:
-    ctx.trace_failure("optimizer")
-    trace = ctx.training_trace()
+    trace_failure(ctx, "optimizer")
+    trace = training_trace(ctx)
     spec = ctx.spec
     assert spec is not None
     everything = [*trace.frozen, *trace.trainable]
@@ -385,7 +392,7 @@ def overfit(ctx: CheckContext) -> Outcome:
             f"{n_params:,} trainable parameters exceed the overfit budget of "
             f"{spec.overfit_max_params:,}; raise overfit_max_params in [tool.torchvet] to run it"
         )
-    ctx.trace_failure("optimizer")
+    trace_failure(ctx, "optimizer")
     probe = init_probe(ctx)
     if adversarial(ctx, probe):
         raise Skip(

@@ -21,7 +21,7 @@ def test_plain_modules_get_no_adapter() -> None:
 def test_the_registry_asks_lightning_first_and_keys_each_adapter_by_its_library() -> None:
     assert list(ADAPTERS) == ["Lightning", "Hugging Face", "timm"]
     for name, adapter in ADAPTERS.items():
-        assert adapter.LIBRARY == name
+        assert name == adapter.LIBRARY
         assert callable(adapter.detect) and callable(adapter.adapt)
 
 

@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource
 from ...unit.inputs import FixedSource
+from ...unit.memory_plan import LEARNING_PROBE
 from ...unit.optrace import op_name
 from ...unit.pytree import leaves
 from ...unit.seeding import derived_seed, seed_everything
@@ -168,7 +169,7 @@ def _length(source: DatasetSource) -> int:
 def init_probe(ctx: CheckContext) -> InitProbe:
     """The instrumented first step (memoised); a step that cannot run makes every
     diagnostic skip, naming training.loss."""
-    return ctx.memo("learning-probe", lambda: _run_probe(ctx))
+    return ctx.memo(LEARNING_PROBE, lambda: _run_probe(ctx))
 
 
 def _run_probe(ctx: CheckContext) -> InitProbe:

@@ -26,11 +26,12 @@ from torch import nn
 from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource, collate, is_iterable, split_sample, stream_samples
 from ...unit.inputs import Inputs
+from ...unit.losses import LossProblem, validate_loss
+from ...unit.memory_plan import ONE_BATCH_RUN
 from ...unit.optim import Adam
 from ...unit.pytree import leaves, primary_leaf
 from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
-from ...unit.training_run import LossProblem, validate_loss
 from ...verdict import DependencyFailed, Skip
 from .probe import PROBE_MAX_PARAMS, WEIGHT_LAYERS, init_probe
 
@@ -209,7 +210,7 @@ def batch_run(ctx: CheckContext, key: str, scale: float = 1.0) -> BatchRun:
     """Memoised per unit: the one-batch run of optimizer ``key`` ("declared", or one of
     OPTIMIZERS) at ``scale`` times its rate."""
     init_probe(ctx)  # a step that cannot run is the probe's skip
-    return ctx.memo(("one-batch-run", key, scale), lambda: BatchRun(ctx, key, scale))
+    return ctx.memo((ONE_BATCH_RUN, key, scale), lambda: BatchRun(ctx, key, scale))
 
 
 def rate_steps(ctx: CheckContext) -> int:

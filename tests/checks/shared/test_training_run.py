@@ -13,11 +13,16 @@ from torch import nn
 
 from tests.fixtures.corpus.healthy_patterns_models import AccumulatingOptimizer
 from tests.helpers.unit import make_context
-from torchvet.unit.training_types import ACCUMULATION_STEPS, TRAIN_STEPS, TrainingTrace
+from torchvet.checks.shared.training_run import (
+    ACCUMULATION_STEPS,
+    TRAIN_STEPS,
+    TrainingTrace,
+    training_trace,
+)
 
 
 def trace_of(factory: Any) -> TrainingTrace:
-    return make_context(factory).training_trace()
+    return training_trace(make_context(factory))
 
 
 class OnlineTarget(nn.Module):
@@ -139,7 +144,7 @@ def test_an_ema_model_keeps_stepping_until_every_frozen_parameter_had_its_chance
 def test_the_run_trains_a_copy_and_leaves_the_pristine_model_alone() -> None:
     ctx = make_context(lambda: ema_model(same_init=False))
     before = {n: p.detach().clone() for n, p in ctx.model.named_parameters()}
-    ctx.training_trace()
+    training_trace(ctx)
     for name, param in ctx.model.named_parameters():
         assert torch.equal(param, before[name]), name
         assert param.grad is None, name

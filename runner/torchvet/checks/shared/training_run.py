@@ -1,11 +1,14 @@
 """The short training run that training.loss / gradients / update / frozen all read.
 
-Up to three optimizer steps on one fixed batch, in train mode, on a copy of the model.
-It stops early once every trainable parameter has had a usable gradient and moved,
-so a healthy model usually costs one step; zero-initialised layers get the steps they
-legitimately need, and an optimizer that accumulates gradients over several calls gets
-the calls it needs. Each parameter change is attributed to the optimizer or to the
-model's own code, so an EMA target is not mistaken for a training bug.
+Up to three optimizer steps on one fixed batch, in train mode, on a copy of the model
+(or the model itself, lent and restored: the memory plan decides). It stops early once
+every trainable parameter has had a usable gradient and moved, so a healthy model
+usually costs one step; zero-initialised layers get the steps they legitimately need,
+and an optimizer that accumulates gradients over several calls gets the calls it needs.
+Each parameter change is attributed to the optimizer or to the model's own code, so an
+EMA target is not mistaken for a training bug. The run is memoised once per unit
+(:func:`training_trace`); a failure belongs to the check of the stage it happened at
+(:func:`trace_failure`).
 """
 
 from __future__ import annotations
@@ -13,17 +16,68 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from . import optrace
-from .seeding import derived_seed, seed_everything
-from .training_types import ACCUMULATION_STEPS, LossProblem, TrainingFailure, TrainingTrace
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.copies import SavedValues
+from ...unit.losses import validate_loss
+from ...unit.memory_plan import TRAINING_RUN
+from ...unit.seeding import derived_seed, seed_everything
+from ...verdict import DependencyFailed, Location
 
-if TYPE_CHECKING:  # the context calls run_training; the types are all this module needs
-    from .context import CheckContext
-    from .copies import Snapshot
+TRAIN_STEPS = 3
+# An optimizer that moved nothing in TRAIN_STEPS steps may accumulate gradients over
+# several calls (Lightning's accumulate_grad_batches, DeepSpeed): it gets up to this many.
+ACCUMULATION_STEPS = 8
+# the stages of one step in order, and the check that reports a failure at each
+STAGE_OWNERS = {"loss": "training.loss", "backward": "training.gradients",
+                "optimizer": "training.update"}
+
+
+@dataclass
+class TrainingFailure:
+    stage: str  # "loss" | "backward" | "optimizer"
+    error: BaseException
+    where: Location = None
+    details: str = ""
+    culprit: str = ""  # e.g. "add_() modifies the output of sigmoid() in place"
+
+
+@dataclass
+class TrainingTrace:
+    """What a few optimizer steps on one fixed batch did to every parameter, and who
+    did it: ``optimizer_moved`` changed inside ``optimizer.step()``, ``self_moved``
+    inside the loss/step and its backward (the model's own non-gradient updates: EMA
+    targets, ``AveragedModel.update_parameters``, data-dependent init)."""
+
+    trainable: list[str] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)
+    grad_states: dict[str, list[str]] = field(default_factory=dict)
+    optimizer_moved: set[str] = field(default_factory=set)
+    self_moved: set[str] = field(default_factory=set)
+    in_optimizer: set[str] = field(default_factory=set)
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    failure: TrainingFailure | None = None
+
+    @property
+    def changed(self) -> dict[str, bool]:
+        """Whether each parameter changed at all during the run."""
+        moved = self.optimizer_moved | self.self_moved
+        return {n: n in moved for n in [*self.trainable, *self.frozen]}
+
+    def usable_gradient(self, name: str) -> bool:
+        return "ok" in self.grad_states.get(name, [])
+
+    def moved_by_model_only(self, name: str) -> bool:
+        """Changed by the model's own code, never by the optimizer, with no usable
+        gradient: an EMA / averaged copy, not a parameter that trains."""
+        return (name in self.self_moved and name not in self.optimizer_moved
+                and not self.usable_gradient(name))
 
 
 def grad_state(grad: torch.Tensor | None) -> str:
@@ -38,35 +92,6 @@ def grad_state(grad: torch.Tensor | None) -> str:
     return "ok"
 
 
-def validate_loss(loss: Any, surrogate: bool) -> None:
-    """Raise :class:`LossProblem` unless ``loss`` is a finite 0-d tensor needing grad."""
-    source = "the surrogate loss" if surrogate else "the loss"
-    if not isinstance(loss, torch.Tensor):
-        raise LossProblem(
-            f"{source} is a {type(loss).__name__}, not a tensor: return the loss tensor "
-            "itself (not loss.item())"
-        )
-    if loss.dim() != 0:
-        raise LossProblem(
-            f"{source} has shape {tuple(loss.shape)}, not a scalar: reduce it "
-            "(reduction='mean' or .mean()) before returning it"
-        )
-    if not loss.requires_grad:
-        cause = (
-            "the model's outputs do not require grad" if surrogate else "it does not require grad"
-        )
-        raise LossProblem(
-            f"{source} cannot be backpropagated: {cause}; the forward runs under "
-            "torch.no_grad(), detaches its result (.detach(), .item(), .numpy()), or no "
-            "parameter requires grad"
-        )
-    if not bool(torch.isfinite(loss)):
-        raise LossProblem(
-            f"{source} is {float(loss.detach())} at init: look for log/sqrt/division of values "
-            "that can be 0 or negative, or an overflow"
-        )
-
-
 def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     """Train a fresh copy for up to ``steps`` optimizer steps (more while an
     accumulating optimizer has moved nothing yet), attributing every parameter change
@@ -79,7 +104,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     named = list(model.named_parameters())
     trace.trainable = [n for n, p in named if p.requires_grad]
     trace.frozen = [n for n, p in named if not p.requires_grad]
-    last = ctx.memory.snapshot(ctx, model)  # memory hook: in memory or on disk
+    last = ctx.memory.save_values(ctx, model)  # memory hook: in memory or on disk
     trace.grad_states = {n: [] for n in trace.trainable}
     inputs = ctx.inputs(ctx.train_batch_size)
     target = ctx.target(ctx.train_batch_size)
@@ -131,7 +156,32 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     return trace
 
 
-def _moved(params: Mapping[str, torch.Tensor], last: Snapshot) -> set[str]:
+def training_trace(ctx: CheckContext) -> TrainingTrace:
+    """The unit's training run (memoised: run once, read by every training check)."""
+    return ctx.memo(TRAINING_RUN, lambda: run_training(ctx, TRAIN_STEPS))
+
+
+def trace_failure(ctx: CheckContext, stage: str) -> TrainingFailure | None:
+    """The training run's failure if it is ``stage``'s to report.
+
+    A failure at an earlier stage makes this check a skip naming the owner; one at a
+    later stage leaves this stage's evidence valid (None).
+    """
+    failure = training_trace(ctx).failure
+    if failure is None:
+        return None
+    if failure.stage == stage:
+        return failure
+    stages = list(STAGE_OWNERS)
+    if stages.index(failure.stage) < stages.index(stage):
+        raise DependencyFailed(
+            f"not run: the training step fails at its {failure.stage} "
+            f"(see {STAGE_OWNERS[failure.stage]})"
+        )
+    return None
+
+
+def _moved(params: Mapping[str, torch.Tensor], last: SavedValues) -> set[str]:
     """Parameters that differ (bitwise; NaN equals NaN) from ``last``, which is updated
     (read and written one tensor at a time: it may live on disk)."""
     moved = set()

@@ -1,8 +1,8 @@
 """Run checks in the current process on a factory you hold: for your own pytest suite
 and for torchvet's tests. The CLI uses isolated workers instead; the verdicts are the
-same because both go through :class:`torchvet.unit.worker.UnitRun`.
+same because both go through :class:`torchvet.unit.worker.UnitRun` with the same suite.
 
->>> from torchvet.unit.inline import check_inline
+>>> from torchvet import check_inline
 >>> results = check_inline(lambda: {"model": MyNet(), "inputs": torch.randn(2, 8)})
 >>> assert results["training.gradients"].status.value == "passed"
 """
@@ -19,7 +19,8 @@ from ..engine.jobs import Job
 from ..project.config import UnitConfig
 from ..project.discovery import Factory
 from ..results import CheckResult
-from .worker import UnitRun
+from ..unit.worker import UnitRun
+from .suite import SUITE
 
 
 def check_inline(
@@ -64,7 +65,7 @@ def check_inline(
         if isinstance(message, protocol.Finished):
             results[message.result.id] = message.result
 
-    UnitRun(job, collect, factory_fn=factory).run()
+    UnitRun(job, collect, SUITE, factory_fn=factory).run()
     return results
 
 
