@@ -29,7 +29,7 @@ from ..unit.inputs import Inputs
 from ..unit.pytree import leaves
 from ..verdict import Location, Outcome, failed, passed, warned
 from .registry import check
-from .state import first_difference, seeded_eval
+from .shared.comparison import first_difference, seeded_eval
 
 COMPILE_BACKEND = "aot_eager"
 

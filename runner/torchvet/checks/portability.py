@@ -29,9 +29,9 @@ from ..unit.pytree import floating_leaves, leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import dtype_name, index_str, one_line
 from ..verdict import Outcome, Skip, failed, passed
-from .meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
+from .causes.meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
 from .registry import check
-from .state import Difference, first_difference, seeded_eval
+from .shared.comparison import Difference, first_difference, seeded_eval
 
 # --------------------------------------------------------------------------- CUDA
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -14,14 +13,13 @@ from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves
 from ..unit.text import one_line
 from ..verdict import DependencyFailed, Location, Outcome, Skip, failed, passed, warned
-from . import gradient_causes
-from . import loss as loss_causes
-from .forward import forward_warnings
-from .learning.findings import cause_phrase, curve, likely_causes
-from .learning.learning_rate import adversarial
-from .learning.probe import InitProbe, init_probe
-from .learning.runs import batch_run
+from .causes import gradient_causes
+from .causes.findings import cause_phrase, curve, likely_causes
 from .registry import check
+from .shared import loss_capture as loss_causes
+from .shared.forward_warnings import forward_warnings
+from .shared.one_batch_fit import Fit, attempts, fit_one_batch
+from .shared.probe import InitProbe, adversarial, init_probe
 from .shared.training_run import (
     TRAIN_STEPS,
     TrainingFailure,
@@ -402,81 +400,13 @@ def overfit(ctx: CheckContext) -> Outcome:
             "batch, so overfitting it proves nothing"
         )
     fits = []
-    for label, key in _attempts(ctx):
+    for label, key in attempts(ctx):
         fit = fit_one_batch(ctx, label, key)
         fits.append(fit)
         if fit.state in ("reached", "falling", "near"):
             return passed(fit.summary(), data={"curves": {f.label: curve(f.losses)
                                                           for f in fits}})
     return _plateau(ctx, probe, fits)
-
-
-OVERFIT_MAX_STEPS = 400
-PLATEAU_WINDOW = 50
-PLATEAU_GAIN = 0.01  # of the way to the goal, per window, that counts as still falling
-NEAR_GOAL = 0.25  # a plateau within this share of the way from the goal is near it
-
-
-@dataclass
-class Fit:
-    """One attempt at memorising one fixed batch."""
-
-    label: str
-    losses: list[float]
-    goal: float
-    state: str  # reached | falling | near | plateau | diverged
-
-    def summary(self) -> str:
-        first, best = self.losses[0], min(self.losses)
-        steps = len(self.losses) - 1
-        if self.state == "reached":
-            return f"loss {first:.4g} -> {best:.4g} in {steps} step(s) with {self.label}"
-        if self.state == "near":
-            return (f"loss {first:.4g} -> {best:.4g} with {self.label}: it levels off near "
-                    f"half its start ({self.goal:.4g})")
-        return (f"loss {first:.4g} -> {best:.4g} in {steps} steps with {self.label} and "
-                f"still falling (goal {self.goal:.4g}): a slow learner, not a stuck one")
-
-
-def _attempts(ctx: CheckContext) -> list[tuple[str, str]]:
-    """(label, one-batch run key): a bold Adam first (one batch should be memorised fast),
-    the declared optimizer (the run learning.learning_rate reads), then a careful Adam."""
-    found = [("Adam lr 0.01", "adam-0.01")]
-    spec = ctx.spec
-    if spec is not None and spec.optimizer is not None:
-        found.append(("your optimizer", "declared"))
-    found.append(("Adam lr 0.001", "adam-0.001"))
-    return found
-
-
-def fit_one_batch(ctx: CheckContext, label: str, key: str) -> Fit:
-    """Up to OVERFIT_MAX_STEPS steps of the shared one-batch run: stops at the goal (half
-    the first loss), at a non-finite loss, or on a plateau; a step count decides, never the
-    clock."""
-    run = batch_run(ctx, key)
-    first = run.until(ctx, 0)
-    if run.problem is not None:
-        raise run.problem
-    goal = first[0] - 0.5 * abs(first[0])
-    losses = run.until(ctx, OVERFIT_MAX_STEPS,
-                       lambda head: bool(_fit_state(head, goal, len(head) - 1)))
-    return Fit(label, losses, goal, _fit_state(losses, goal, len(losses) - 1) or "falling")
-
-
-def _fit_state(losses: list[float], goal: float, step: int) -> str:
-    latest = losses[-1]
-    if not math.isfinite(latest):
-        return "diverged"
-    if latest <= goal:
-        return "reached"
-    if step < 2 * PLATEAU_WINDOW or (step % 10 and step < OVERFIT_MAX_STEPS):
-        return ""
-    gap = abs(losses[0] - goal)
-    best_now = min(losses)
-    best_before = min(losses[:-PLATEAU_WINDOW])
-    if best_before - best_now >= PLATEAU_GAIN * gap:
-        return "falling" if step >= OVERFIT_MAX_STEPS else ""
-    return "near" if best_now <= goal + NEAR_GOAL * gap else "plateau"
 
 
 def _plateau(ctx: CheckContext, probe: InitProbe, fits: list[Fit]) -> Outcome:

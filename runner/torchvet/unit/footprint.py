@@ -33,7 +33,7 @@ SLACK = 32 * MiB  # Python objects, comparisons, small temporaries of any check
 # probe saw.
 TRAIN_MODE_FACTOR = 1.25
 LOSS_AT_INIT_BATCH = 16  # the batch an eval reading of training.loss_at_init takes
-PROBE_BATCH = 64  # checks/learning/probe.py: the batch the learning probe reads
+PROBE_BATCH = 64  # the batch the learning probe reads (checks/shared/probe.py)
 PROBE_MAX_PARAMS = 2_000_000  # above it the probe and the one-batch runs stay small
 # Above this many trainable parameters the short training run uses the stateless step
 # (Adam's first step at every step) instead of Adam, whose state would double the

@@ -1,7 +1,7 @@
-"""unit.training_run: the short run every training.* check reads — who changed each
-parameter (the optimizer, or the model's own code in the step), how many steps it takes
-(one for a healthy model, more for zero-init layers, EMA targets and optimizers that
-accumulate gradients), and that it trains a copy, never the pristine model."""
+"""checks.shared.training_run: the short run every training.* check reads — who changed
+each parameter (the optimizer, or the model's own code in the step), how many steps it
+takes (one for a healthy model, more for zero-init layers, EMA targets and optimizers
+that accumulate gradients), and that it trains a copy, never the pristine model."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from ...unit.pytree import primary_leaf
 from ...unit.text import dtype_name, shape_str
 from ...verdict import Location, Outcome, Skip, failed, passed, warned
 from ..registry import check
+from ..shared.data_scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 from .layout import layout, to_tensor
-from .scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 
 CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 

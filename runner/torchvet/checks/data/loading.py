@@ -29,6 +29,15 @@ from ...unit.spec import normalize_dataset
 from ...unit.text import one_line
 from ...verdict import DependencyFailed, Location, Outcome, Skip, failed, passed
 from ..registry import check
+from ..shared.data_scan import (
+    LoadError,
+    Scan,
+    collate_plan,
+    get_scan,
+    loaded_samples,
+    require_data,
+    where_dataset,
+)
 from .layout import (
     brief,
     difference_fix,
@@ -38,15 +47,6 @@ from .layout import (
     layout,
     uncollatable,
     uncollatable_fix,
-)
-from .scan import (
-    LoadError,
-    Scan,
-    collate_plan,
-    get_scan,
-    loaded_samples,
-    require_data,
-    where_dataset,
 )
 
 np: Any

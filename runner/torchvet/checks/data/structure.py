@@ -14,6 +14,15 @@ from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
 from ...verdict import DependencyFailed, Location, Outcome, Skip, failed, passed, warned
 from ..registry import check
+from ..shared.data_scan import (
+    LoadError,
+    Scan,
+    get_scan,
+    loaded_samples,
+    require_data,
+    where_dataset,
+    where_load,
+)
 from .distinct import sameness
 from .layout import (
     Difference,
@@ -24,15 +33,6 @@ from .layout import (
     to_tensor,
     uncollatable,
     uncollatable_fix,
-)
-from .scan import (
-    LoadError,
-    Scan,
-    get_scan,
-    loaded_samples,
-    require_data,
-    where_dataset,
-    where_load,
 )
 
 # --------------------------------------------------------------------------- data.length

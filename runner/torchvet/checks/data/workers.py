@@ -28,9 +28,9 @@ from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
 from ...verdict import Location, Outcome, Skip, passed, warned
 from ..registry import check
+from ..shared.data_scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 from .layout import brief, differences, differing_row, layout, leaf_value, same_values
 from .pickling import PickleProblem, describe_culprit, pickle_problem
-from .scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 
 WORKERS = 1  # one interpreter importing torch is the cost; a second adds CPU, not coverage
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from ...results import Status
 from ...unit.context import CheckContext
 from ...verdict import Outcome
+from ..causes.findings import Finding, finder, report, where_module
 from ..registry import check
-from .findings import Finding, finder, report, where_module
-from .probe import NORM_KINDS, LayerCall, init_probe
+from ..shared.probe import NORM_KINDS, LayerCall, init_probe
 
 FAR_FROM_UNIT = 20.0  # a feature's root mean square (mean and spread together)
 

@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource
+from ...unit.footprint import PROBE_BATCH, PROBE_MAX_PARAMS
 from ...unit.inputs import FixedSource
 from ...unit.memory_plan import LEARNING_PROBE
 from ...unit.optrace import op_name
@@ -35,9 +36,10 @@ from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
 from ...verdict import DependencyFailed, Location, Skip
 
-PROBE_BATCH = 64  # samples a statistic is judged on, where the inputs can supply them
-PROBE_MAX_PARAMS = 2_000_000  # above this, the probe uses the training batch size
-OWN_STATE_LIMIT = 10_000_000  # elements of buffers and frozen parameters worth a snapshot
+# PROBE_BATCH: samples a statistic is judged on, where the inputs can supply them;
+# PROBE_MAX_PARAMS: above it the probe uses the training batch size (the memory estimate
+# sizes the probe by the same two numbers)
+OWN_STATE_LIMIT = 10_000_000  # elements of buffers and frozen parameters worth a copy
 
 RELU_FAMILY = {"relu", "relu_", "relu6"}
 SQUASHING = {"sigmoid": 4.5, "sigmoid_": 4.5, "tanh": 2.25, "tanh_": 2.25}
@@ -141,6 +143,13 @@ class InitProbe:
     toggled: list[str] = field(default_factory=list)  # modules whose requires_grad flips
     self_updated: list[str] = field(default_factory=list)  # state the step moved itself
     distinct_samples: int = 0
+
+
+def adversarial(ctx: CheckContext, probe: InitProbe) -> bool:
+    """The step sums opposing objectives: it toggles requires_grad inside (a GAN), or
+    training="adversarial" is declared; its summed loss need not fall."""
+    spec = ctx.spec
+    return bool(probe.toggled) or getattr(spec, "training", None) == "adversarial"
 
 
 def probe_batch(ctx: CheckContext) -> int:

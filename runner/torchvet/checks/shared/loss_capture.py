@@ -25,15 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..unit import optrace
-from ..unit.context import CheckContext
-from ..unit.inputs import Inputs, auto_target
-from ..unit.pytree import floating_leaves, map_tensors
-from ..unit.seeding import derived_seed, seed_everything
-from ..unit.text import shape_str
-from ..verdict import DependencyFailed, Skip
-from .forward_errors import CaughtWarning, capture_warnings
-from .shared.training_run import training_trace
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.inputs import Inputs, auto_target
+from ...unit.pytree import floating_leaves, map_tensors
+from ...unit.seeding import derived_seed, seed_everything
+from ...unit.text import shape_str
+from ...verdict import DependencyFailed, Skip
+from .forward_warnings import CaughtWarning, capture_warnings
+from .training_run import training_trace
 
 ELEMENTWISE = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
                "binary_cross_entropy_with_logits", "soft_margin_loss", "kl_div",

@@ -1,6 +1,6 @@
-"""checks.meta_device: on the meta device, a tensor left on the CPU is caught where it meets
-the model's tensors and traced to the line that created it; legal mixes are not flagged.
-(The portability.device verdicts built on it are in test_portability.py.)"""
+"""checks.causes.meta_device: on the meta device, a tensor left on the CPU is caught where
+it meets the model's tensors and traced to the line that created it; legal mixes are not
+flagged. (The portability.device verdicts built on it are in test_portability.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.helpers import ROOT, line_in
-from torchvet.checks.meta_device import META, DeviceTracer, describe_tensor
+from torchvet.checks.causes.meta_device import META, DeviceTracer, describe_tensor
 from torchvet.unit.locate import Locator
 
 HERE = Path(__file__)

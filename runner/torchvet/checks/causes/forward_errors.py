@@ -11,7 +11,6 @@ raised on the way (``x.T`` on a 3-D tensor). forward.runs and data.model_fit sha
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..unit import optrace
-from ..unit.context import CheckContext
-from ..unit.inputs import Inputs
-from ..unit.seeding import derived_seed, seed_everything
-from ..unit.text import dtype_name, shape_str
-from ..verdict import Location
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.inputs import Inputs
+from ...unit.seeding import derived_seed, seed_everything
+from ...unit.text import dtype_name, shape_str
+from ...verdict import Location
+from ..shared.forward_warnings import capture_warnings
 
 CONV: dict[type[nn.Module], int] = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 DTYPE_WORDS = ("dtype", "Double", "Float", "Half", "BFloat16", "scalar type")
@@ -38,13 +38,6 @@ class Cause:
 
     def phrase(self) -> str:
         return f"the cause: {self.text}" if self.certain else self.text
-
-
-@dataclass
-class CaughtWarning:
-    category: str
-    message: str
-    where: Location | None
 
 
 def explain(ctx: CheckContext, inputs: Inputs, error: BaseException) -> Cause | None:
@@ -186,31 +179,3 @@ def _tensor_attributes(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
             if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
                 found.append((f"{prefix}.{key}".strip("."), value))
     return found
-
-
-# --------------------------------------------------------------------------- warnings
-
-
-@contextlib.contextmanager
-def capture_warnings(ctx: CheckContext) -> Iterator[list[CaughtWarning]]:
-    """Every warning raised inside, each time (torch's warn-once ones too)."""
-    caught: list[CaughtWarning] = []
-    always = torch.is_warn_always_enabled()
-    torch.set_warn_always(True)
-    try:
-        with warnings.catch_warnings(record=True) as records:
-            warnings.simplefilter("always")
-            yield caught
-    finally:
-        torch.set_warn_always(always)
-    seen = set()
-    for record in records:
-        text = str(record.message).strip().splitlines()[0] if str(record.message) else ""
-        text = text.split(" (Triggered internally at")[0]
-        where = (ctx.locator.relative(record.filename), record.lineno) if (
-            ctx.locator.is_project_file(record.filename)) else None
-        key = (text, where)
-        if key in seen:
-            continue
-        seen.add(key)
-        caught.append(CaughtWarning(record.category.__name__, text, where))

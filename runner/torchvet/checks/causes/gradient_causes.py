@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from ..unit import optrace
-from ..unit.context import CheckContext
-from ..unit.pytree import leaves
-from ..verdict import Location
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.pytree import leaves
+from ...verdict import Location
 from . import side_effects
 
 _BACKWARD = re.compile(r"Function '(\w+?)Backward\d*' returned (nan|inf)", re.IGNORECASE)
@@ -165,10 +165,10 @@ def replaced_in_forward(ctx: CheckContext, names: list[str]) -> tuple[str, Locat
     """A parameter the training forward replaces with a new one (the optimizer keeps the
     old one, which never gets a gradient)."""
     model = ctx.fresh_copy().train()
-    before = side_effects.snapshot(model)
+    before = side_effects.record_state(model)
     inputs, target = _step_args(ctx)
     ctx.training_loss(model, inputs, target)
-    after = side_effects.snapshot(model)
+    after = side_effects.record_state(model)
     replaced = [s for s in side_effects.changed(before, after)
                 if s.kind == "parameter" and f"{s.module}.{s.key}".strip(".") in names
                 and before.values.get(s) is not after.values.get(s)]

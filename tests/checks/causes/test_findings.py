@@ -10,8 +10,8 @@ from torch import nn
 from tests.fixtures.corpus import learning_models as lm
 from tests.fixtures.corpus.learning import titanic_head, titanic_relu_bias
 from tests.helpers.unit import make_context
-from torchvet.checks.learning import findings
-from torchvet.checks.learning.probe import init_probe
+from torchvet.checks.causes import findings
+from torchvet.checks.shared.probe import init_probe
 from torchvet.results import Status
 
 

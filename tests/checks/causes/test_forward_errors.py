@@ -1,5 +1,5 @@
-"""checks.forward_errors: forward.runs (and data.model_fit) name the cause behind torch's
-error — at the culprit's line, not where the bad tensor finally broke — and
+"""checks.causes.forward_errors: forward.runs (and data.model_fit) name the cause behind
+torch's error — at the culprit's line, not where the bad tensor finally broke — and
 forward.warnings reports warnings raised at lines of the project."""
 
 from __future__ import annotations

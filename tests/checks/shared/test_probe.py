@@ -12,7 +12,7 @@ from torch import nn
 from tests.fixtures.corpus import learning_models as lm
 from tests.fixtures.corpus.healthy_patterns import CASES as HEALTHY_PATTERNS
 from tests.helpers.unit import make_context
-from torchvet.checks.learning.probe import init_probe, probe_batch
+from torchvet.checks.shared.probe import init_probe, probe_batch
 
 
 class FunctionalHead(nn.Module):

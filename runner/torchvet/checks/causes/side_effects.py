@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..unit import optrace
-from ..unit.context import CheckContext
-from ..unit.inputs import Inputs
-from ..unit.pytree import floating_leaves, leaves
-from ..unit.seeding import derived_seed, seed_everything
-from ..verdict import Location
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.inputs import Inputs
+from ...unit.pytree import floating_leaves, leaves
+from ...unit.seeding import derived_seed, seed_everything
+from ...verdict import Location
+from .unregistered import MODULE_INTERNALS
 
 # the attributes every nn.Module has; the rest is the model's own state
-MODULE_INTERNALS = frozenset(vars(nn.Module()))
 RESTORE_LIMIT = 1 << 22  # elements: larger tensors are compared but not restored
 
 
@@ -117,18 +117,20 @@ class Slot:
 
 
 @dataclass
-class Snapshot:
+class StateRecord:
+    """Every module's own state at one moment, slot by slot."""
+
     tokens: dict[Slot, Any] = field(default_factory=dict)
     values: dict[Slot, Any] = field(default_factory=dict)  # references, for restoring
     copies: dict[Slot, torch.Tensor] = field(default_factory=dict)  # tensors' contents
     owners: dict[Slot, nn.Module] = field(default_factory=dict)
 
 
-def snapshot(model: nn.Module) -> Snapshot:
+def record_state(model: nn.Module) -> StateRecord:
     """A cheap fingerprint of every module's own state: tensor versions rather than
     copies, and copies of buffers and tensor attributes (not parameters, which an eval
     forward has no business changing) so they can be restored."""
-    shot = Snapshot()
+    record = StateRecord()
     for name, module in model.named_modules():
         slots: list[tuple[str, str, Any]] = [
             (k, "attribute", v) for k, v in vars(module).items()
@@ -138,13 +140,13 @@ def snapshot(model: nn.Module) -> Snapshot:
         slots += [(k, "buffer", v) for k, v in module._buffers.items()]
         for key, kind, value in slots:
             slot = Slot(name, key, kind)
-            shot.tokens[slot] = _token(value)
-            shot.values[slot] = value
-            shot.owners[slot] = module
+            record.tokens[slot] = _token(value)
+            record.values[slot] = value
+            record.owners[slot] = module
             if (isinstance(value, torch.Tensor) and kind != "parameter"
                     and value.numel() <= RESTORE_LIMIT):
-                shot.copies[slot] = value.detach().clone()
-    return shot
+                record.copies[slot] = value.detach().clone()
+    return record
 
 
 def _token(value: Any) -> Any:
@@ -160,12 +162,12 @@ def _token(value: Any) -> Any:
     return ("object", id(value))
 
 
-def changed(before: Snapshot, after: Snapshot) -> list[Slot]:
+def changed(before: StateRecord, after: StateRecord) -> list[Slot]:
     """Slots whose value the forward replaced or changed in place (new ones included)."""
     return [s for s, token in after.tokens.items() if before.tokens.get(s) != token]
 
 
-def describe(slot: Slot, before: Snapshot, after: Snapshot) -> str:
+def describe(slot: Slot, before: StateRecord, after: StateRecord) -> str:
     old, new = before.values.get(slot), after.values.get(slot)
     kind = {"attribute": "a Python attribute", "parameter": "a parameter",
             "buffer": "a buffer"}[slot.kind]
@@ -178,17 +180,17 @@ def describe(slot: Slot, before: Snapshot, after: Snapshot) -> str:
     return f"{slot.label} ({kind})"
 
 
-def restore(shot: Snapshot, slots: list[Slot]) -> None:
-    """Put ``slots`` back to their values in ``shot``."""
+def restore(record: StateRecord, slots: list[Slot]) -> None:
+    """Put ``slots`` back to their values in ``record``."""
     for slot in slots:
-        owner, value = shot.owners.get(slot), shot.values.get(slot)
+        owner, value = record.owners.get(slot), record.values.get(slot)
         if owner is None:
             continue
         if slot.kind == "attribute":
             object.__setattr__(owner, slot.key, value)
         else:
             getattr(owner, f"_{slot.kind}s")[slot.key] = value
-        copy = shot.copies.get(slot)
+        copy = record.copies.get(slot)
         if isinstance(value, torch.Tensor) and copy is not None:
             with torch.no_grad():
                 value.copy_(copy)
@@ -226,8 +228,8 @@ class Repeatability:
 
     first: Any
     difference: tuple[str, float] | None  # (output leaf, largest difference)
-    before: Snapshot
-    after: Snapshot
+    before: StateRecord
+    after: StateRecord
 
 
 def repeatability(ctx: CheckContext) -> Repeatability:
@@ -236,9 +238,9 @@ def repeatability(ctx: CheckContext) -> Repeatability:
     def compute() -> Repeatability:
         ctx.eval_output()
         model = ctx.model.eval()
-        before = snapshot(model)
+        before = record_state(model)
         first = _pass(ctx, model, "determinism-first-pass")
-        after = snapshot(model)
+        after = record_state(model)
         second = _pass(ctx, model, "determinism-second-pass")
         return Repeatability(first, first_difference(ctx, first, second), before, after)
 
@@ -298,7 +300,7 @@ def state_culprits(ctx: CheckContext, rep: Repeatability) -> StateCause | None:
     return StateCause(culprits, text, where)
 
 
-def _where_changed(ctx: CheckContext, model: nn.Module, slot: Slot, before: Snapshot
+def _where_changed(ctx: CheckContext, model: nn.Module, slot: Slot, before: StateRecord
                    ) -> Location:
     """The line that assigns ``slot`` during a forward, or writes into it in place."""
     owner = before.owners[slot]

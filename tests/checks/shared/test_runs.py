@@ -12,7 +12,7 @@ from torch import nn
 from tests.fixtures.corpus import learning_models as lm
 from tests.fixtures.corpus.learning import pima_labels, quadratic_sgd, sine_sgd
 from tests.helpers.unit import make_context
-from torchvet.checks.learning import runs
+from torchvet.checks.shared import runs
 
 
 def test_the_rate_run_takes_at_most_its_steps_and_reproduces() -> None:

@@ -25,14 +25,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..unit import optrace
-from ..unit.context import CheckContext
-from ..unit.inputs import Inputs
-from ..unit.pytree import leaves, map_tensors
-from ..unit.seeding import derived_seed, seed_everything
-from ..unit.text import dtype_name, one_line, shape_str
-from ..verdict import Location, Outcome, Skip, failed
-from .state import find_unregistered
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.inputs import Inputs
+from ...unit.pytree import leaves, map_tensors
+from ...unit.seeding import derived_seed, seed_everything
+from ...unit.text import dtype_name, one_line, shape_str
+from ...verdict import Location, Outcome, Skip, failed
+from .unregistered import find_unregistered
 
 META = torch.device("meta")
 

@@ -1,6 +1,7 @@
-"""checks.loss: training.loss_sanity — a loss fed the wrong shape or kind of output, one
-that cannot reach or stay above its floor, one that ignores outputs the model trains, and
-(warns) one that sums over the batch; healthy losses of the same kinds pass."""
+"""checks.shared.loss_capture: training.loss_sanity — a loss fed the wrong shape or kind of
+output, one that cannot reach or stay above its floor, one that ignores outputs the
+model trains, and (warns) one that sums over the batch; healthy losses of the same kinds
+pass."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""checks.data.scan: the sample scan is bounded, reaches the last sample, and gives each
-load failure one owner."""
+"""checks.shared.data_scan: the sample scan is bounded, reaches the last sample, and gives
+each load failure one owner."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tests.helpers import assert_status, vet
-from torchvet.checks.data.scan import LoadError, Scan, collate_plan, scan_indices
+from torchvet.checks.shared.data_scan import LoadError, Scan, collate_plan, scan_indices
 from torchvet.project.config import UnitConfig
 from torchvet.results import Status
 from torchvet.unit.data_batches import DataSpec

@@ -17,7 +17,7 @@ from typing import Any
 from ...results import Status
 from ...unit.context import CheckContext
 from ...verdict import Location, Outcome, Skip, passed
-from .probe import InitProbe
+from ..shared.probe import InitProbe
 
 FIND_ORDER = ("learning.output_vs_loss", "learning.dead_units", "learning.saturation",
               "learning.gradient_flow", "learning.input_scale", "learning.learning_rate",

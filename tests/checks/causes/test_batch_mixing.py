@@ -1,6 +1,6 @@
-"""checks.batch_mixing: forward.batch_independence looks at the first, a middle and the
-last sample, names the module that reads the batch as time or mixes the heads' masks,
-and does not read NaN gradients as a dependence."""
+"""checks.causes.batch_mixing: forward.batch_independence looks at the first, a middle and
+the last sample, names the module that reads the batch as time or mixes the heads'
+masks, and does not read NaN gradients as a dependence."""
 
 from __future__ import annotations
 

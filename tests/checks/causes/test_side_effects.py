@@ -1,6 +1,6 @@
-"""checks.side_effects: what an eval forward changes besides its output — the caller's
-input (forward.input_mutation), the model's own state (the cause forward.determinism
-names) — and the two-pass comparison the comparison checks defer to."""
+"""checks.causes.side_effects: what an eval forward changes besides its output — the
+caller's input (forward.input_mutation), the model's own state (the cause
+forward.determinism names) — and the two-pass comparison the comparison checks defer to."""
 
 from __future__ import annotations
 

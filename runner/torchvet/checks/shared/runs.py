@@ -25,6 +25,7 @@ from torch import nn
 
 from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource, collate, is_iterable, split_sample, stream_samples
+from ...unit.footprint import PROBE_MAX_PARAMS
 from ...unit.inputs import Inputs
 from ...unit.losses import LossProblem, validate_loss
 from ...unit.memory_plan import ONE_BATCH_RUN
@@ -33,7 +34,7 @@ from ...unit.pytree import leaves, primary_leaf
 from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
 from ...verdict import DependencyFailed, Skip
-from .probe import PROBE_MAX_PARAMS, WEIGHT_LAYERS, init_probe
+from .probe import WEIGHT_LAYERS, init_probe
 
 RATE_STEPS = 20
 LARGE_MODEL_RATE_STEPS = 10  # above PROBE_MAX_PARAMS: a step of a large model is costly

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..unit import optrace
-from ..unit.context import CheckContext
-from ..unit.inputs import Inputs
-from ..unit.pytree import leaves
-from ..unit.seeding import derived_seed, seed_everything
-from ..unit.text import shape_str
-from ..verdict import Location
+from ...unit import optrace
+from ...unit.context import CheckContext
+from ...unit.inputs import Inputs
+from ...unit.pytree import leaves
+from ...unit.seeding import derived_seed, seed_everything
+from ...unit.text import shape_str
+from ...verdict import Location
 
 MIN_BATCH = 3  # a first, a middle and a last sample
 
