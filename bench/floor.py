@@ -281,6 +281,7 @@ def run_unit(factory: Any, fn: Callable[[], Any], config: Any, seed: int
              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The default catalogue on one unit in-process, as a worker runs it: the results by
     check id, and its memory (weights, the pre-check baseline, each check's peak)."""
+    from torchvet.checks.suite import SUITE
     from torchvet.engine import protocol
     from torchvet.engine.jobs import Job
     from torchvet.unit.worker import UnitRun
@@ -296,7 +297,7 @@ def run_unit(factory: Any, fn: Callable[[], Any], config: Any, seed: int
             memory["peaks"][message.result.id] = message.result.peak_memory
 
     job = Job(factory=factory, config=config, seed=seed, project_dirs=(), report_root=".")
-    UnitRun(job, collect, factory_fn=fn).run()
+    UnitRun(job, collect, SUITE, factory_fn=fn).run()
     return results, memory
 
 

@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 __all__ = ["Spec", "__version__", "check_inline"]
 
 if TYPE_CHECKING:
-    from .unit.inline import check_inline
+    from .checks.inline import check_inline
     from .unit.spec import Spec
 
 # Public names imported on first use: both need torch, the package itself must not.
-_LAZY = {"Spec": "torchvet.unit.spec", "check_inline": "torchvet.unit.inline"}
+_LAZY = {"Spec": "torchvet.unit.spec", "check_inline": "torchvet.checks.inline"}
 
 
 def __getattr__(name: str) -> Any:

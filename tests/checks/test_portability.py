@@ -17,8 +17,8 @@ from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
 from tests.helpers import assert_status, line_in, verdict, vet
 from torchvet.checks import portability
+from torchvet.checks.inline import check_inline
 from torchvet.results import Status
-from torchvet.unit.inline import check_inline
 
 FIXTURE_FILE = Path(models.__file__)
 DEVICE = "portability.device"

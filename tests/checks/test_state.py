@@ -13,7 +13,8 @@ from torch import nn
 from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
 from tests.helpers import assert_status, line_in, verdict
-from torchvet.checks.state import Unregistered, find_unregistered, first_difference
+from torchvet.checks.causes.unregistered import Unregistered, find_unregistered
+from torchvet.checks.shared.comparison import first_difference
 from torchvet.results import Status
 
 FIXTURE_FILE = Path(models.__file__)

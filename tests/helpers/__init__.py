@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from torchvet.checks.inline import check_inline
 from torchvet.project.config import UnitConfig
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
-from torchvet.unit.inline import check_inline
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from torchvet.checks.suite import SUITE
 from torchvet.engine import protocol
 from torchvet.engine.jobs import Job
 from torchvet.project.config import UnitConfig
@@ -31,7 +32,7 @@ def _job(factory: Callable[[], Any], name: str, kind: str, seed: int,
 
 def messages(factory: Callable[[], Any], job: Job) -> list[protocol.Message]:
     sent: list[protocol.Message] = []
-    UnitRun(job, sent.append, factory_fn=factory).run()
+    UnitRun(job, sent.append, SUITE, factory_fn=factory).run()
     return sent
 
 

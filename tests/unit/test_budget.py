@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures.models_blocking import block_until_the_alarm
 from torchvet.checks.catalogue import CATALOGUE
+from torchvet.checks.suite import SUITE
 from torchvet.unit import budget
 
 
@@ -74,11 +75,14 @@ def test_no_budget_means_no_alarm() -> None:
         assert signal.getsignal(signal.SIGALRM) is before
 
 
-def test_budget_for_prefers_the_declared_one() -> None:
-    assert budget.budget_for("training.overfit") == CATALOGUE["training.overfit"].budget
-    assert budget.budget_for("training.overfit", {"training": 5}) == 5.0
-    assert budget.budget_for("export.compile", {"export.*": 7, "export.compile": 9}) == 7.0
-    assert budget.budget_for("no.such_check") == 60.0
+def test_budget_for_prefers_the_declared_one_then_the_checks_default() -> None:
+    defaults = SUITE.budgets
+    assert budget.budget_for("training.overfit", {}, defaults) == CATALOGUE[
+        "training.overfit"].budget
+    assert budget.budget_for("training.overfit", {"training": 5}, defaults) == 5.0
+    assert budget.budget_for("export.compile", {"export.*": 7, "export.compile": 9},
+                             defaults) == 7.0
+    assert budget.budget_for("no.such_check", {}, defaults) == budget.DEFAULT_BUDGET == 60.0
 
 
 def test_over_budget_reason_names_both_fixes() -> None:

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from tests.helpers.unit import make_context
-from torchvet.checks.base import DependencyFailed, Skip
 from torchvet.unit.budget import BudgetExceeded
 from torchvet.unit.context import CheckContext
-from torchvet.unit.training_types import LossProblem
+from torchvet.unit.losses import LossProblem
+from torchvet.verdict import DependencyFailed, Skip
 
 
 def context(factory: Any, seed: int = 0) -> CheckContext:

@@ -1,5 +1,5 @@
 """unit.copies: copies of a model that cost less than a copy — a meta-device twin, a
-weight-sharing copy, a snapshot of its values in memory or on disk, and a checkpoint
+weight-sharing copy, a copy of its values (SavedValues) in memory or on disk, and a checkpoint
 streamed into a model without sitting in memory beside it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import nn
 
 from torchvet.unit import rss
 from torchvet.unit.copies import (
-    Snapshot,
+    SavedValues,
     filesystem,
     meta_copy,
     named_state,
@@ -79,40 +79,40 @@ def test_nbytes_counts_a_tied_storage_once() -> None:
 
 
 @pytest.mark.parametrize("spill", [False, True])
-def test_snapshot_keeps_the_values_and_restores_them(tmp_path: Path, spill: bool) -> None:
+def test_saved_values_keep_the_values_and_restores_them(tmp_path: Path, spill: bool) -> None:
     model = Tied()
     model.register_buffer("flags", torch.tensor([True, False]))
     model.register_buffer("low", torch.arange(6, dtype=torch.bfloat16).reshape(2, 3))
     before = {n: t.detach().clone() for n, t in named_state(model)}
-    snapshot = Snapshot(named_state(model), str(tmp_path) if spill else None)
-    assert snapshot.spilled is spill and set(snapshot) == set(before)
+    saved = SavedValues(named_state(model), str(tmp_path) if spill else None)
+    assert saved.spilled is spill and set(saved) == set(before)
     with torch.no_grad():
         for _, t in named_state(model):
             t.copy_(torch.full_like(t, 7) if t.dtype != torch.bool else ~t)
     for name, value in before.items():
-        assert torch.equal(snapshot[name], value), name
+        assert torch.equal(saved[name], value), name
         assert not torch.equal(dict(named_state(model))[name], value), name
-    snapshot.restore(named_state(model))
+    saved.restore(named_state(model))
     for name, value in before.items():
         assert torch.equal(dict(named_state(model))[name], value), name
-    path = snapshot.path
-    snapshot.close()
+    path = saved.path
+    saved.close()
     assert path is None or not os.path.exists(path)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("spill", [False, True])
-def test_snapshot_update_replaces_one_value_and_keeps_the_others(tmp_path: Path, spill: bool
+def test_saved_values_update_replaces_one_value_and_keeps_the_others(tmp_path: Path, spill: bool
                                                                  ) -> None:
     model = Tied()
     before = {n: t.detach().clone() for n, t in named_state(model)}
-    snapshot = Snapshot(named_state(model), str(tmp_path) if spill else None)
+    saved = SavedValues(named_state(model), str(tmp_path) if spill else None)
     first, *others = before
-    snapshot.update(first, torch.full_like(before[first], 3.0))
-    assert torch.equal(snapshot[first], torch.full_like(before[first], 3.0))
+    saved.update(first, torch.full_like(before[first], 3.0))
+    assert torch.equal(saved[first], torch.full_like(before[first], 3.0))
     for name in others:
-        assert torch.equal(snapshot[name], before[name]), name
-    snapshot.close()
+        assert torch.equal(saved[name], before[name]), name
+    saved.close()
 
 
 def test_spilling_goes_to_disk_only(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def test_training_layouts_cost_what_they_hold() -> None:
     grads = 400 * MiB + SLACK
     assert need[(True, True, True)] == grads + 100 * MiB  # one tensor read back at a time
     assert need[(False, True, True)] == need[(True, True, True)] + 400 * MiB  # the copy
-    assert need[(False, False, True)] == grads + 800 * MiB  # copy + snapshot in memory
+    assert need[(False, False, True)] == grads + 800 * MiB  # copy + saved values in memory
     assert need[(True, True, False)] == need[(True, True, True)] + 800 * MiB  # Adam's state
     # in place, in memory: what each step is compared against and the starting values
     assert need[(True, False, True)] == need[(False, False, True)]

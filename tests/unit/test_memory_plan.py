@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from tests.helpers import ROOT, assert_status
+from torchvet.checks.shared.training_run import training_trace
+from torchvet.checks.suite import SUITE
 from torchvet.engine import protocol
 from torchvet.engine.jobs import Job
 from torchvet.project.config import UnitConfig
@@ -36,7 +38,7 @@ def run_checks(factory: Callable[[], Any], checks: Sequence[str], grant: protoco
                      line=1)
     job = Job(factory=record, config=UnitConfig(), checks=tuple(checks),
               project_dirs=(str(HERE.parent),), report_root=str(ROOT))
-    unit = UnitRun(job, lambda message: None, factory_fn=factory, receive=lambda: grant)
+    unit = UnitRun(job, lambda message: None, SUITE, factory_fn=factory, receive=lambda: grant)
     ctx = unit.build_context()
     ctx.memory = unit.negotiate(ctx, probe_model=True)
     return ctx, {c: unit.measured(c, ctx) for c in unit.plan}
@@ -113,7 +115,7 @@ def test_a_large_model_trains_in_place_and_comes_back_exactly(scratch: Path) -> 
     for name, value in pristine.items():
         assert torch.equal(now[name], value), f"{name} was not restored"
     assert all(p.grad is None for p in ctx.model.parameters())
-    assert list(scratch.iterdir()) == [], "the snapshot file is deleted"
+    assert list(scratch.iterdir()) == [], "the saved values' file is deleted"
 
 
 def test_in_place_training_still_names_a_parameter_that_gets_no_gradient(scratch: Path
@@ -163,7 +165,7 @@ def test_in_place_training_tells_the_optimizer_from_the_models_own_updates(scrat
     ctx, results = run_checks(factory, ["training.update"], protocol.Grant(8 * GiB))
     assert ctx.memory.used_way is not None and ctx.memory.used_way.lend
     assert_status(results["training.update"], Status.PASSED)
-    trace = ctx.training_trace()
+    trace = training_trace(ctx)
     assert {"body.weight", "head.weight"} <= trace.optimizer_moved
     assert "ema.weight" in trace.self_moved and "ema.weight" not in trace.optimizer_moved
     now = dict(named_state(ctx.model))

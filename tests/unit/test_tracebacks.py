@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from torchvet.checks.inline import check_inline
 from torchvet.results import Status
-from torchvet.unit.inline import check_inline
 from torchvet.unit.tracebacks import MARKER, PACKAGE_DIR, hide_torchvet_frames
 
 HERE = Path(__file__).resolve()

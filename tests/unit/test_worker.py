@@ -19,22 +19,17 @@ from tests.fixtures.models_blocking import (
     block_until_the_alarm,
 )
 from tests.helpers import ROOT, assert_status, line_in, verdict, vet
-from torchvet.checks.base import (
-    IMPLEMENTATIONS,
-    CheckFunction,
-    DependencyFailed,
-    Outcome,
-    Skip,
-    failed,
-    passed,
-)
+from torchvet.checks.registry import IMPLEMENTATIONS
+from torchvet.checks.suite import SUITE
 from torchvet.engine import protocol
 from torchvet.engine.jobs import Job
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
 from torchvet.results import Status
 from torchvet.unit.context import CheckContext
+from torchvet.unit.suite import CheckFunction
 from torchvet.unit.worker import UnitRun, run_check
+from torchvet.verdict import DependencyFailed, Outcome, Skip, failed, passed
 
 HERE = Path(__file__)
 CHECK = "forward.shape"  # a real catalogue id the tests lend to their own functions
@@ -50,7 +45,7 @@ def context(factory: Callable[[], Any] = linear, config: UnitConfig | None = Non
                      file=str(HERE), line=line_in(HERE, "def linear"))
     job = Job(factory=record, config=config or UnitConfig(), project_dirs=(str(HERE.parent),),
               report_root=str(ROOT))
-    return UnitRun(job, lambda message: None, factory_fn=factory).build_context()
+    return UnitRun(job, lambda message: None, SUITE, factory_fn=factory).build_context()
 
 
 @pytest.fixture
@@ -80,7 +75,7 @@ def raise_value_error(ctx: CheckContext) -> Outcome:
 def test_declared_skip_does_not_run_the_check(lend: Any) -> None:
     ran = lend(lambda ctx: passed())
     ctx = context(lambda: {**linear(), "skip": {"forward.*": "covered elsewhere"}})
-    result = run_check(CHECK, ctx)
+    result = run_check(CHECK, ctx, SUITE)
     assert_status(result, Status.SKIPPED, "skipped (forward.*): covered elsewhere")
     assert ran == []
 
@@ -88,13 +83,14 @@ def test_declared_skip_does_not_run_the_check(lend: Any) -> None:
 def test_declared_xfail_turns_a_failure_into_xfailed(lend: Any) -> None:
     lend(lambda ctx: failed("dim 0 is wrong"))
     ctx = context(lambda: {**linear(), "xfail": {CHECK: "known, #12"}})
-    assert_status(run_check(CHECK, ctx), Status.XFAILED, "xfail (known, #12): dim 0 is wrong")
+    assert_status(run_check(CHECK, ctx, SUITE), Status.XFAILED,
+                  "xfail (known, #12): dim 0 is wrong")
 
 
 def test_declared_xfail_that_passes_is_xpassed(lend: Any) -> None:
     lend(lambda ctx: passed("fine"))
     ctx = context(lambda: {**linear(), "xfail": {"forward": "tracked in #12"}})
-    assert_status(run_check(CHECK, ctx), Status.XPASSED,
+    assert_status(run_check(CHECK, ctx, SUITE), Status.XPASSED,
                   "declared xfail (forward: tracked in #12) but it passed: remove the xfail")
 
 
@@ -104,7 +100,7 @@ def test_declared_xfail_leaves_a_skip_a_skip(lend: Any) -> None:
 
     lend(skip)
     ctx = context(lambda: {**linear(), "xfail": {CHECK: "known"}})
-    assert_status(run_check(CHECK, ctx), Status.SKIPPED, "nothing to check")
+    assert_status(run_check(CHECK, ctx, SUITE), Status.SKIPPED, "nothing to check")
 
 
 def test_a_check_past_its_budget_is_stopped_and_skipped_with_the_fix(lend: Any) -> None:
@@ -113,7 +109,7 @@ def test_a_check_past_its_budget_is_stopped_and_skipped_with_the_fix(lend: Any) 
         return passed("the budget never fired")
 
     lend(never_ends)
-    result = run_check(CHECK, context(config=UnitConfig(budgets={CHECK: 0.05})))
+    result = run_check(CHECK, context(config=UnitConfig(budgets={CHECK: 0.05})), SUITE)
     assert_status(result, Status.SKIPPED, f"{CHECK} did not finish within its 0.05 s budget",
                   f'budgets = {{ "{CHECK}" = 1 }}')
 
@@ -123,13 +119,13 @@ def test_a_failed_dependency_is_a_skip_naming_it(lend: Any) -> None:
         raise DependencyFailed("not run: RuntimeError: boom (see forward.runs)")
 
     lend(dependent)
-    assert_status(run_check(CHECK, context()), Status.SKIPPED,
+    assert_status(run_check(CHECK, context(), SUITE), Status.SKIPPED,
                   "not run: RuntimeError: boom (see forward.runs)")
 
 
 def test_an_exception_is_an_error_at_the_projects_line(lend: Any) -> None:
     lend(raise_value_error)
-    result = run_check(CHECK, context())
+    result = run_check(CHECK, context(), SUITE)
     assert_status(result, Status.ERROR, f"{CHECK} raised ValueError: a check's own bug")
     assert "second line" not in result.message and "second line" in result.details
     assert result.file == "tests/unit/test_worker.py"
@@ -138,7 +134,7 @@ def test_an_exception_is_an_error_at_the_projects_line(lend: Any) -> None:
 
 def test_a_failure_without_a_line_points_at_the_model(lend: Any) -> None:
     lend(lambda ctx: failed("wrong"))
-    result = run_check(CHECK, context())
+    result = run_check(CHECK, context(), SUITE)
     assert_status(result, Status.FAILED, "wrong")
     assert (result.file, result.line) == ("tests/unit/test_worker.py",
                                           line_in(HERE, "def linear"))
@@ -146,7 +142,7 @@ def test_a_failure_without_a_line_points_at_the_model(lend: Any) -> None:
 
 def test_a_pass_without_a_message_says_ok(lend: Any) -> None:
     lend(lambda ctx: passed())
-    assert_status(run_check(CHECK, context()), Status.PASSED, "ok")
+    assert_status(run_check(CHECK, context(), SUITE), Status.PASSED, "ok")
 
 
 def test_every_check_is_seeded_from_the_run_seed_and_its_id(lend: Any) -> None:
@@ -158,15 +154,15 @@ def test_every_check_is_seeded_from_the_run_seed_and_its_id(lend: Any) -> None:
 
     lend(draw)
     ctx = context()
-    run_check(CHECK, ctx)
+    run_check(CHECK, ctx, SUITE)
     torch.rand(100)  # whatever ran in between must not matter
-    run_check(CHECK, ctx)
+    run_check(CHECK, ctx, SUITE)
     assert draws[0] == draws[1]
 
 
 def test_an_unregistered_id_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(IMPLEMENTATIONS, CHECK)
-    assert_status(run_check(CHECK, context()), Status.ERROR,
+    assert_status(run_check(CHECK, context(), SUITE), Status.ERROR,
                   f"no implementation registered for {CHECK}")
 
 
@@ -260,7 +256,7 @@ def test_the_worker_reports_its_footprint_and_waits_for_the_grant_before_any_che
         sent.append("received")
         return next(replies)
 
-    UnitRun(job, sent.append, factory_fn=linear, receive=receive).run()
+    UnitRun(job, sent.append, SUITE, factory_fn=linear, receive=receive).run()
     kinds = [type(m).__name__ if not isinstance(m, str) else m for m in sent]
     assert kinds[:3] == ["Footprint", "received", "received"], kinds
     assert kinds[3:] == ["Started", "Finished", "Started", "Finished", "Done"]

@@ -1,9 +1,12 @@
-"""Checks: the catalogue (``catalogue``, no torch), how a check states its verdict
-(``base``), the phrasing verdicts share (``text``, no torch), and one implementation
-module per area (``data`` and ``learning`` are packages; ``meta_device`` serves ``portability``).
+"""Checks: the catalogue (``catalogue``, no torch), the ``@check`` registry
+(``registry``), one implementation module per area (``data`` and ``learning`` are
+packages), the computations more than one check reads (``shared``), the explainers
+that name a failure's cause (``causes``), and the entry points that run them
+(``suite`` for the worker, ``inline`` in-process).
 
-Importing this package does not import torch; :func:`register_all` imports the
-implementations (the worker does, once, in the fork server).
+Area modules never import each other: what two areas need lives in ``shared`` or
+``causes``. Importing this package does not import torch; :func:`register_all` imports
+the implementations (:mod:`.suite` does, once, in the fork server).
 """
 
 from __future__ import annotations

@@ -1,17 +1,16 @@
 """The check catalogue as data: ids, summaries, defaults. Importing it does not import
 torch, so the CLI can validate ``--checks`` and list checks without paying for torch.
 
-The implementations register against these ids with :func:`torchvet.checks.base.check`.
+The implementations register against these ids with
+:func:`torchvet.checks.registry.check`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
-T = TypeVar("T")
+from ..verdict import matches
 
 MODEL = ("model",)
 DATA = ("model", "dataset")
@@ -139,21 +138,6 @@ CATALOGUE: dict[str, CheckMeta] = _catalogue(
 )
 
 AREAS = tuple(dict.fromkeys(meta.area for meta in CATALOGUE.values()))
-
-
-def matches(check_id: str, pattern: str) -> bool:
-    """A pattern selects by area (``forward``), id (``forward.runs``) or glob."""
-    area = check_id.split(".", 1)[0]
-    return pattern in (check_id, area) or fnmatch.fnmatchcase(check_id, pattern)
-
-
-def first_match(check_id: str, patterns: Mapping[str, T]) -> tuple[str, T] | None:
-    """(pattern, value) of the first pattern selecting ``check_id`` (a skip reason, a
-    budget, ...)."""
-    for pattern, reason in patterns.items():
-        if matches(check_id, pattern):
-            return pattern, reason
-    return None
 
 
 def select(

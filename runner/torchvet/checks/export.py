@@ -27,8 +27,9 @@ from torch import nn
 from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import leaves
-from .base import Location, Outcome, check, failed, passed, warned
-from .state import first_difference, seeded_eval
+from ..verdict import Location, Outcome, failed, passed, warned
+from .registry import check
+from .shared.comparison import first_difference, seeded_eval
 
 COMPILE_BACKEND = "aot_eager"
 

@@ -10,11 +10,14 @@ import torch
 from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
+from ..unit.memory_plan import OUTPUTS_BY_SIZE
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
-from . import batch_mixing, forward_errors, side_effects
-from .base import DependencyFailed, Outcome, Skip, check, failed, passed, warned
-from .text import dtype_name, index_str, one_line, shape_str
+from ..unit.text import dtype_name, index_str, one_line, shape_str
+from ..verdict import DependencyFailed, Outcome, Skip, failed, passed, warned
+from .causes import batch_mixing, forward_errors, side_effects
+from .registry import check
+from .shared.forward_warnings import forward_warnings
 
 BATCH_SIZES = (1, 2, 3)
 
@@ -158,7 +161,7 @@ def _outputs_by_size(ctx: CheckContext) -> dict[int, Any]:
                 results[size] = exc
         return results
 
-    return ctx.memo("outputs-by-size", compute)
+    return ctx.memo(OUTPUTS_BY_SIZE, compute)
 
 
 def per_sample_list(outputs: dict[int, Any]) -> bool:
@@ -397,25 +400,6 @@ KNOWN_WARNINGS = {
     "To copy construct from a tensor": "torch.tensor(t) copies t out of the autograd graph, "
     "so nothing before it gets a gradient: use t.clone() or t.to(dtype)",
 }
-
-
-def forward_warnings(ctx: CheckContext) -> tuple[list[forward_errors.CaughtWarning],
-                                                 BaseException | None]:
-    """Warnings the eval forward raises at lines of the project (memoised), and the
-    exception that ended it, if any."""
-
-    def compute() -> tuple[list[forward_errors.CaughtWarning], BaseException | None]:
-        error = None
-        with forward_errors.capture_warnings(ctx) as caught:
-            seed_everything(derived_seed(ctx.seed, "eval", ctx.batch_size, 0))
-            try:
-                with torch.no_grad():
-                    ctx.call(ctx.model.eval(), ctx.inputs())
-            except Exception as exc:
-                error = exc
-        return [w for w in caught if w.where is not None], error
-
-    return ctx.memo("forward-warnings", compute)
 
 
 @check("forward.warnings")

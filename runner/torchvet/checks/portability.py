@@ -24,13 +24,14 @@ from ..unit.context import CheckContext
 from ..unit.copies import meta_copy
 from ..unit.inputs import Inputs
 from ..unit.isolation import holds_fake_quant
+from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves, leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
-from ..unit.training_types import LossProblem
-from .base import Outcome, Skip, check, failed, passed
-from .meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
-from .state import Difference, first_difference, seeded_eval
-from .text import dtype_name, index_str, one_line
+from ..unit.text import dtype_name, index_str, one_line
+from ..verdict import Outcome, Skip, failed, passed
+from .causes.meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
+from .registry import check
+from .shared.comparison import Difference, first_difference, seeded_eval
 
 # --------------------------------------------------------------------------- CUDA
 

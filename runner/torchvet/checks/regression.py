@@ -26,7 +26,8 @@ from ..regression.diff import (
 )
 from ..regression.store import CREATE_HINT, UPDATE_HINT
 from ..unit.context import CheckContext
-from .base import Location, Outcome, Skip, check, failed, passed, warned
+from ..verdict import Location, Outcome, Skip, failed, passed, warned
+from .registry import check
 
 CHECKPOINTS = ("checkpoints saved before this change will not load (load_state_dict with "
                "strict=True)")

@@ -5,22 +5,28 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..unit.context import CheckContext
+from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves
-from ..unit.training_types import TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
-from . import gradient_causes
-from . import loss as loss_causes
-from .base import DependencyFailed, Location, Outcome, Skip, check, failed, passed, warned
-from .forward import forward_warnings
-from .learning.findings import cause_phrase, curve, likely_causes
-from .learning.learning_rate import adversarial
-from .learning.probe import InitProbe, init_probe
-from .learning.runs import batch_run
-from .text import one_line
+from ..unit.text import one_line
+from ..verdict import DependencyFailed, Location, Outcome, Skip, failed, passed, warned
+from .causes import gradient_causes
+from .causes.findings import cause_phrase, curve, likely_causes
+from .registry import check
+from .shared import loss_capture as loss_causes
+from .shared.forward_warnings import forward_warnings
+from .shared.one_batch_fit import Fit, attempts, fit_one_batch
+from .shared.probe import InitProbe, adversarial, init_probe
+from .shared.training_run import (
+    TRAIN_STEPS,
+    TrainingFailure,
+    TrainingTrace,
+    trace_failure,
+    training_trace,
+)
 
 
 def matching(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -55,8 +61,8 @@ def _failure(failure: TrainingFailure, what: str) -> Outcome:
 
 @check("training.loss")
 def loss(ctx: CheckContext) -> Outcome:
-    failure = ctx.trace_failure("loss")
-    trace = ctx.training_trace()
+    failure = trace_failure(ctx, "loss")
+    trace = training_trace(ctx)
     if failure is not None and trace.losses:
         return _later_loss(ctx, failure, trace.losses, trace.grad_states)
     if failure is not None:
@@ -154,12 +160,12 @@ def _where_loss(ctx: CheckContext) -> Location:
 
 @check("training.gradients")
 def gradients(ctx: CheckContext) -> Outcome:
-    trace = ctx.training_trace()
+    trace = training_trace(ctx)
     failure = trace.failure
     if failure is not None and failure.stage == "loss" and trace.losses:
         failure = None  # a later step's loss broke; the gradients seen before it stand
     else:
-        failure = ctx.trace_failure("backward")
+        failure = trace_failure(ctx, "backward")
     if failure is not None:
         if "inplace operation" in str(failure.error):
             culprit = failure.culprit or "an in-place op (x += ..., relu_(), x[...] = ...)"
@@ -279,11 +285,11 @@ def _all_zero(ctx: CheckContext, zero: list[str], states: dict[str, list[str]],
 
 @check("training.update")
 def update(ctx: CheckContext) -> Outcome:
-    ctx.trace_failure("backward")
-    failure = ctx.trace_failure("optimizer")
+    trace_failure(ctx, "backward")
+    failure = trace_failure(ctx, "optimizer")
     if failure is not None:
         return _failure(failure, "the optimizer raised")
-    trace = ctx.training_trace()
+    trace = training_trace(ctx)
     spec = ctx.spec
     assert spec is not None
     exempt = set(matching(trace.trainable, spec.unused + spec.frozen + spec.ema))
@@ -316,8 +322,8 @@ def update(ctx: CheckContext) -> Outcome:
 
 @check("training.frozen")
 def frozen(ctx: CheckContext) -> Outcome:
-    ctx.trace_failure("optimizer")
-    trace = ctx.training_trace()
+    trace_failure(ctx, "optimizer")
+    trace = training_trace(ctx)
     spec = ctx.spec
     assert spec is not None
     everything = [*trace.frozen, *trace.trainable]
@@ -384,7 +390,7 @@ def overfit(ctx: CheckContext) -> Outcome:
             f"{n_params:,} trainable parameters exceed the overfit budget of "
             f"{spec.overfit_max_params:,}; raise overfit_max_params in [tool.torchvet] to run it"
         )
-    ctx.trace_failure("optimizer")
+    trace_failure(ctx, "optimizer")
     probe = init_probe(ctx)
     if adversarial(ctx, probe):
         raise Skip(
@@ -394,81 +400,13 @@ def overfit(ctx: CheckContext) -> Outcome:
             "batch, so overfitting it proves nothing"
         )
     fits = []
-    for label, key in _attempts(ctx):
+    for label, key in attempts(ctx):
         fit = fit_one_batch(ctx, label, key)
         fits.append(fit)
         if fit.state in ("reached", "falling", "near"):
             return passed(fit.summary(), data={"curves": {f.label: curve(f.losses)
                                                           for f in fits}})
     return _plateau(ctx, probe, fits)
-
-
-OVERFIT_MAX_STEPS = 400
-PLATEAU_WINDOW = 50
-PLATEAU_GAIN = 0.01  # of the way to the goal, per window, that counts as still falling
-NEAR_GOAL = 0.25  # a plateau within this share of the way from the goal is near it
-
-
-@dataclass
-class Fit:
-    """One attempt at memorising one fixed batch."""
-
-    label: str
-    losses: list[float]
-    goal: float
-    state: str  # reached | falling | near | plateau | diverged
-
-    def summary(self) -> str:
-        first, best = self.losses[0], min(self.losses)
-        steps = len(self.losses) - 1
-        if self.state == "reached":
-            return f"loss {first:.4g} -> {best:.4g} in {steps} step(s) with {self.label}"
-        if self.state == "near":
-            return (f"loss {first:.4g} -> {best:.4g} with {self.label}: it levels off near "
-                    f"half its start ({self.goal:.4g})")
-        return (f"loss {first:.4g} -> {best:.4g} in {steps} steps with {self.label} and "
-                f"still falling (goal {self.goal:.4g}): a slow learner, not a stuck one")
-
-
-def _attempts(ctx: CheckContext) -> list[tuple[str, str]]:
-    """(label, one-batch run key): a bold Adam first (one batch should be memorised fast),
-    the declared optimizer (the run learning.learning_rate reads), then a careful Adam."""
-    found = [("Adam lr 0.01", "adam-0.01")]
-    spec = ctx.spec
-    if spec is not None and spec.optimizer is not None:
-        found.append(("your optimizer", "declared"))
-    found.append(("Adam lr 0.001", "adam-0.001"))
-    return found
-
-
-def fit_one_batch(ctx: CheckContext, label: str, key: str) -> Fit:
-    """Up to OVERFIT_MAX_STEPS steps of the shared one-batch run: stops at the goal (half
-    the first loss), at a non-finite loss, or on a plateau; a step count decides, never the
-    clock."""
-    run = batch_run(ctx, key)
-    first = run.until(ctx, 0)
-    if run.problem is not None:
-        raise run.problem
-    goal = first[0] - 0.5 * abs(first[0])
-    losses = run.until(ctx, OVERFIT_MAX_STEPS,
-                       lambda head: bool(_fit_state(head, goal, len(head) - 1)))
-    return Fit(label, losses, goal, _fit_state(losses, goal, len(losses) - 1) or "falling")
-
-
-def _fit_state(losses: list[float], goal: float, step: int) -> str:
-    latest = losses[-1]
-    if not math.isfinite(latest):
-        return "diverged"
-    if latest <= goal:
-        return "reached"
-    if step < 2 * PLATEAU_WINDOW or (step % 10 and step < OVERFIT_MAX_STEPS):
-        return ""
-    gap = abs(losses[0] - goal)
-    best_now = min(losses)
-    best_before = min(losses[:-PLATEAU_WINDOW])
-    if best_before - best_now >= PLATEAU_GAIN * gap:
-        return "falling" if step >= OVERFIT_MAX_STEPS else ""
-    return "near" if best_now <= goal + NEAR_GOAL * gap else "plateau"
 
 
 def _plateau(ctx: CheckContext, probe: InitProbe, fits: list[Fit]) -> Outcome:

@@ -39,7 +39,7 @@ from .reaper import Reaper
 # The first worker waits for the fork server's `import torch`: its clock (and timeout)
 # starts when it reports in, with this much grace before that.
 STARTUP_GRACE = 120.0
-WORKER_MODULE = "torchvet.unit.worker"
+WORKER_MODULE = "torchvet.checks.suite"  # hands the checks to unit.worker
 GUARD_MODULE = "torchvet.engine.forkserver_preload"  # imported first by the fork server
 
 

@@ -31,13 +31,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checks.base import Skip
-from ..checks.text import dtype_name, one_line
 from ..engine import protocol
 from ..unit.context import CheckContext
 from ..unit.data_batches import batch_at, dataset_length
 from ..unit.pytree import leaves
 from ..unit.seeding import derived_seed, seed_everything
+from ..unit.text import dtype_name, one_line
+from ..verdict import Skip
 from .diff import sample_indices
 from .store import FORMAT
 

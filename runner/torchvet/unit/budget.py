@@ -1,8 +1,8 @@
 """Per-check time budgets: a check that outlives its budget is stopped and skipped.
 
-The worker runs every check under :func:`time_budget` with the catalogue's budget
-(``CheckMeta.budget``) or the one declared in ``[tool.torchvet] budgets``; expensive
-checks also scale their own work to fit it.
+The worker runs every check under :func:`time_budget` with the budget declared in
+``[tool.torchvet] budgets``, else the check's default (the catalogue's ``CheckMeta.budget``,
+handed over with the suite); expensive checks also scale their own work to fit it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..checks.catalogue import CATALOGUE, first_match
+from ..verdict import first_match
+
+DEFAULT_BUDGET = 60.0  # seconds, for a check with no default of its own
 
 
 class BudgetExceeded(BaseException):
@@ -56,14 +58,14 @@ def time_budget(seconds: float) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
-def budget_for(check_id: str, declared: Mapping[str, float] | None = None) -> float:
-    """Seconds ``check_id`` may take: a declared budget (id, area or glob), else the
-    catalogue's."""
+def budget_for(check_id: str, declared: Mapping[str, float] | None = None,
+               defaults: Mapping[str, float] | None = None) -> float:
+    """Seconds ``check_id`` may take: a declared budget (id, area or glob), else its
+    default (by id)."""
     match = first_match(check_id, declared or {})
     if match is not None:
         return float(match[1])
-    meta = CATALOGUE.get(check_id)
-    return meta.budget if meta is not None else 60.0
+    return float((defaults or {}).get(check_id, DEFAULT_BUDGET))
 
 
 def over_budget_reason(check_id: str, seconds: float) -> str:

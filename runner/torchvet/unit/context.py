@@ -11,28 +11,26 @@ the check that owns the failure) to the others.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from ..checks.base import DependencyFailed, Location, Skip
-from ..checks.text import first_line, one_line
 from ..project.discovery import Factory
 from ..regression.store import Baseline
+from ..verdict import DependencyFailed, Location, Skip
 from .budget import BudgetExceeded, budget_for
 from .data_batches import DataSpec
 from .inputs import Inputs, auto_target
 from .isolation import StateGuard, bound_to, copy_model, observe_in_train_mode_only
 from .locate import Locator
+from .losses import surrogate_loss
 from .memory_plan import MemoryPlan
-from .pytree import floating_leaves, primary_leaf
+from .pytree import primary_leaf
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec
-from .training_run import run_training
-from .training_types import STAGE_OWNERS, TRAIN_STEPS, LossProblem, TrainingFailure, TrainingTrace
+from .text import first_line, one_line
 
 T = TypeVar("T")
 
@@ -54,6 +52,7 @@ class CheckContext:
         data: DataSpec | None = None,
         budgets: Mapping[str, float] | None = None,
         baseline: Baseline | None = None,
+        default_budgets: Mapping[str, float] | None = None,
     ) -> None:
         self.factory = factory
         self.seed = seed
@@ -63,7 +62,8 @@ class CheckContext:
         self.spec = spec
         self.data = data if data is not None else (spec.data if spec else None)
         self.current_check = ""
-        self.budgets = dict(budgets or {})
+        self.budgets = dict(budgets or {})  # declared: [tool.torchvet] budgets
+        self.default_budgets = dict(default_budgets or {})  # each check's own, by id
         self.baseline = baseline  # the snapshot the regression checks compare with
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
         self._stopped: dict[Any, tuple[str, float]] = {}  # key -> (check, budget) that cut it
@@ -149,7 +149,7 @@ class CheckContext:
 
     def budget(self, check_id: str | None = None) -> float:
         """Seconds ``check_id`` (default: the running check) may take."""
-        return budget_for(check_id or self.current_check, self.budgets)
+        return budget_for(check_id or self.current_check, self.budgets, self.default_budgets)
 
     def forget(self) -> None:
         """Drop every memoised computation (after a trial forward that failed)."""
@@ -241,20 +241,7 @@ class CheckContext:
     # -- losses ---------------------------------------------------------------------
     def surrogate(self, output: Any) -> torch.Tensor:
         """A fixed random projection of every floating output leaf (never ``sum()``)."""
-        total: torch.Tensor | None = None
-        for path, leaf in floating_leaves(output):
-            if leaf.is_complex():
-                leaf = torch.view_as_real(leaf)
-            gen = torch.Generator().manual_seed(derived_seed(self.seed, "proj", path))
-            weight = torch.randn(tuple(leaf.shape), generator=gen).to(leaf.device, leaf.dtype)
-            term = (leaf * weight).sum() / math.sqrt(max(leaf.numel(), 1))
-            total = term if total is None else total + term.to(total.dtype)
-        if total is None:
-            raise LossProblem(
-                "the output has no floating tensor to train against; declare a loss or a "
-                "step in the spec"
-            )
-        return total
+        return surrogate_loss(output, self.seed)
 
     def loss_of(self, output: Any, target: Any, loss_fn: Any = None) -> Any:
         """The declared loss of ``output`` (the surrogate when none is declared)."""
@@ -287,32 +274,6 @@ class CheckContext:
     @property
     def uses_surrogate(self) -> bool:
         return self.spec is not None and not self.spec.has_real_loss
-
-    # -- the shared training run ----------------------------------------------------
-    def training_trace(self) -> TrainingTrace:
-        return self.memo("training", self._train)
-
-    def trace_failure(self, stage: str) -> TrainingFailure | None:
-        """The training run's failure if it is ``stage``'s to report.
-
-        A failure at an earlier stage makes this check a skip naming the owner; one at a
-        later stage leaves this stage's evidence valid (None).
-        """
-        failure = self.training_trace().failure
-        if failure is None:
-            return None
-        if failure.stage == stage:
-            return failure
-        stages = list(STAGE_OWNERS)
-        if stages.index(failure.stage) < stages.index(stage):
-            raise DependencyFailed(
-                f"not run: the training step fails at its {failure.stage} "
-                f"(see {STAGE_OWNERS[failure.stage]})"
-            )
-        return None
-
-    def _train(self) -> TrainingTrace:
-        return run_training(self, TRAIN_STEPS)
 
     # -- comparisons ----------------------------------------------------------------
     def tolerance(self, dtype: torch.dtype, cross_batch: bool = False) -> tuple[float, float]:

@@ -3,7 +3,7 @@
 - :func:`meta_copy`: a twin on the ``meta`` device (shapes and dtypes, no data) made
   without ever materialising the weights: for checks that look at structure, not values.
 - :func:`sharing_copy`: new modules around the same parameters, for eval forwards.
-- :class:`Snapshot`: the values of every parameter and buffer, kept in memory or spilled
+- :class:`SavedValues`: the values of every parameter and buffer, kept in memory or spilled
   to a file on disk, read back one tensor at a time: what the training run compares
   against ("did this parameter change since?", updated as it goes) and restores a model
   lent in place from.
@@ -154,8 +154,8 @@ def _raw(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1).view(torch.uint8)
 
 
-class Snapshot(Mapping[str, torch.Tensor]):
-    """The values of named tensors at one moment; ``snapshot[name]`` reads one back.
+class SavedValues(Mapping[str, torch.Tensor]):
+    """The values of named tensors at one moment; ``saved[name]`` reads one back.
 
     In memory: a clone per tensor. Spilled: one file holding every tensor's bytes, read
     back tensor by tensor (the page cache keeps recently read parts at no cost to the
@@ -171,7 +171,7 @@ class Snapshot(Mapping[str, torch.Tensor]):
         self._dirty = False
         named = list(named)
         if directory is not None:
-            fd, self.path = tempfile.mkstemp(prefix="torchvet-snapshot-", dir=directory)
+            fd, self.path = tempfile.mkstemp(prefix="torchvet-values-", dir=directory)
             self._file = os.fdopen(fd, "w+b")
         offset = 0
         for name, tensor in named:
@@ -223,7 +223,7 @@ class Snapshot(Mapping[str, torch.Tensor]):
         self._file.seek(offset)
         view = _raw(into).numpy().data
         if self._file.readinto(view) != len(view):
-            raise OSError(f"snapshot {self.path} is truncated")
+            raise OSError(f"saved values {self.path} are truncated")
 
     def __iter__(self) -> Iterator[str]:
         return iter([*self._memory, *self._offsets])
@@ -233,7 +233,7 @@ class Snapshot(Mapping[str, torch.Tensor]):
 
     @torch.no_grad()
     def restore(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Write the snapshot's values back into ``named`` (the same names, in place)."""
+        """Write the saved values back into ``named`` (the same names, in place)."""
         for name, tensor in named:
             if name in self._offsets and tensor.device.type == "cpu" and tensor.is_contiguous():
                 self._read(self._offsets[name][0], tensor.data)

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
-from ..checks.text import one_line
 from .copies import named_state, nbytes
+from .inputs import Inputs
 from .rss import Meter
 from .seeding import derived_seed, seed_everything
-
-if TYPE_CHECKING:  # the context owns the plan that reads these; the type is all we need
-    from .context import CheckContext
+from .spec import ModelSpec
+from .text import one_line
 
 MiB = 1 << 20
 SLACK = 32 * MiB  # Python objects, comparisons, small temporaries of any check
@@ -33,15 +33,35 @@ SLACK = 32 * MiB  # Python objects, comparisons, small temporaries of any check
 # probe saw.
 TRAIN_MODE_FACTOR = 1.25
 LOSS_AT_INIT_BATCH = 16  # the batch an eval reading of training.loss_at_init takes
-PROBE_BATCH = 64  # checks/learning/probe.py: the batch the learning probe reads
+PROBE_BATCH = 64  # the batch the learning probe reads (checks/shared/probe.py)
 PROBE_MAX_PARAMS = 2_000_000  # above it the probe and the one-batch runs stay small
 # Above this many trainable parameters the short training run uses the stateless step
 # (Adam's first step at every step) instead of Adam, whose state would double the
 # memory of the gradients: a fixed size, so the verdict does not depend on the machine.
 STATELESS_PARAMS = 50_000_000
-# Below this many bytes of weights a training snapshot stays in memory (a clone is
-# cheaper than a file); above it the snapshot goes to disk where there is one.
+# Below this many bytes of weights the training run's saved values stay in memory (a
+# clone is cheaper than a file); above it they go to disk where there is one.
 SPILL_BYTES = 64 * MiB
+
+
+class Unit(Protocol):
+    """What the estimate reads of a built unit (the check context is one)."""
+
+    seed: int
+    spec: ModelSpec | None
+
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def train_batch_size(self) -> int: ...
+
+    def inputs(self, batch_size: int | None = None, variant: int = 0) -> Inputs: ...
+
+    def call(self, model: nn.Module, inputs: Inputs) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +71,7 @@ class Sizes:
     weights: int = 0  # distinct parameter and buffer storages
     trainable: int = 0  # trainable parameters (their gradients take as much)
     trainable_params: int = 0  # how many trainable parameters (elements)
-    largest: int = 0  # the largest single tensor (read back from a spilled snapshot)
+    largest: int = 0  # the largest single tensor (read back from spilled saved values)
     eval_activations: int = 0  # peak growth of one eval forward at the standard batch
     saved_activations: int = 0  # what autograd saves for backward in that forward
     probe_error: str = ""
@@ -61,7 +81,7 @@ class Sizes:
         return self.trainable_params > STATELESS_PARAMS
 
 
-def model_sizes(ctx: CheckContext) -> Sizes:
+def model_sizes(ctx: Unit) -> Sizes:
     """The weights' bytes (no forward)."""
     model = ctx.model
     state = [t for _, t in named_state(model)]
@@ -74,7 +94,7 @@ def model_sizes(ctx: CheckContext) -> Sizes:
     )
 
 
-def probe(ctx: CheckContext, meter: Meter) -> Sizes:
+def probe(ctx: Unit, meter: Meter) -> Sizes:
     """:func:`model_sizes` plus one eval forward, with grad on, that measures its peak
     growth and the bytes autograd would keep for backward (dropped as they come)."""
     sizes = model_sizes(ctx)
@@ -116,7 +136,7 @@ class TrainingWay:
     """How the short training run is laid out in memory."""
 
     lend: bool  # train the model itself in place (restored after) instead of a copy
-    spill: bool  # the snapshot of its values goes to disk instead of memory
+    spill: bool  # the copy of its values goes to disk instead of memory
     stateless: bool  # the stateless step instead of Adam
 
     def describe(self) -> str:
@@ -125,7 +145,7 @@ class TrainingWay:
         return f"trained {where} with its starting values kept {kept}"
 
 
-def _scaled(size: int, batch: int, ctx: CheckContext) -> int:
+def _scaled(size: int, batch: int, ctx: Unit) -> int:
     return int(size * batch / max(1, ctx.batch_size))
 
 
@@ -135,13 +155,13 @@ def _proportional(s: Sizes) -> int:
     return min(s.eval_activations, s.saved_activations)
 
 
-def _eval(s: Sizes, batch: int, ctx: CheckContext) -> int:
+def _eval(s: Sizes, batch: int, ctx: Unit) -> int:
     """An eval forward at ``batch``: the one-time part plus the scaled activations."""
     share = _proportional(s)
     return s.eval_activations - share + _scaled(share, batch, ctx)
 
 
-def held_growth(s: Sizes, ctx: CheckContext) -> int:
+def held_growth(s: Sizes, ctx: Unit) -> int:
     """What a unit accumulates between checks (memoised outputs; the learning probe's
     record of each weight layer's input; the one-batch runs, a copy with its optimizer
     each, that a small model keeps for their next reader), which the grant must cover
@@ -154,7 +174,7 @@ def held_growth(s: Sizes, ctx: CheckContext) -> int:
             + runs + 2 * SLACK)
 
 
-def training_need(s: Sizes, ctx: CheckContext, way: TrainingWay) -> int:
+def training_need(s: Sizes, ctx: Unit, way: TrainingWay) -> int:
     """Bytes the shared training run needs beyond the built model, laid out ``way``."""
     spec = ctx.spec
     custom = spec is not None and spec.optimizer is not None
@@ -165,17 +185,17 @@ def training_need(s: Sizes, ctx: CheckContext, way: TrainingWay) -> int:
     copy = 0 if way.lend else s.weights
     # what each step is compared against (on disk: one tensor read back at a time), and
     # a lent model's starting values besides
-    snapshot = s.largest if way.spill else s.weights * (2 if way.lend else 1)
-    return copy + snapshot + s.trainable + optimizer + activations + SLACK
+    saved = s.largest if way.spill else s.weights * (2 if way.lend else 1)
+    return copy + saved + s.trainable + optimizer + activations + SLACK
 
 
-def overfit_runs(s: Sizes, ctx: CheckContext) -> bool:
+def overfit_runs(s: Sizes, ctx: Unit) -> bool:
     spec = ctx.spec
     return (spec is not None and spec.has_real_loss
             and s.trainable_params <= spec.overfit_max_params)
 
 
-def check_need(check_id: str, s: Sizes, ctx: CheckContext, training: int) -> int:
+def check_need(check_id: str, s: Sizes, ctx: Unit, training: int) -> int:
     """Bytes ``check_id`` needs beyond the built model; ``training``: the shared training
     run's need (0 once it has run: its result is memoised)."""
     w, share = s.weights, _proportional(s)

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checks.text import dtype_name
 from .pytree import leaves, map_tensors
 from .seeding import derived_seed, seed_everything
+from .text import dtype_name
 
 DTYPES = {
     "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,

@@ -15,50 +15,67 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from ..checks.catalogue import CATALOGUE
 from ..engine.memory import describe, read_memory
 from ..engine.protocol import Grant
+from ..verdict import matches
 from . import rss
-from .copies import Snapshot, named_state, sharing_copy, spill_directory
+from .copies import SavedValues, named_state, sharing_copy, spill_directory
 from .footprint import (
     SPILL_BYTES,
     STATELESS_PARAMS,
     Sizes,
     TrainingWay,
+    Unit,
     check_need,
     model_sizes,
     training_need,
 )
 from .optim import Adam, StatelessAdam
 
-if TYPE_CHECKING:  # the context holds the plan; the type is all this module needs
-    from .context import CheckContext
-
 MiB = 1 << 20
-LEARNING = tuple(cid for cid in CATALOGUE if cid.startswith("learning."))
 LIVE_CHECK_ABOVE = 64 * MiB  # needs this small are not worth reading /proc for
 LIVE_MARGIN = 128 * MiB
+# Memo keys of the shared computations whose memory the plan manages; the checks side
+# memoises them under these keys (torchvet.checks.shared).
+TRAINING_RUN = "training"
+LEARNING_PROBE = "learning-probe"
+ONE_BATCH_RUN = "one-batch-run"  # (ONE_BATCH_RUN, optimizer, scale)
+OUTPUTS_BY_SIZE = "outputs-by-size"
 
 
-def readers(key: Any, ctx: CheckContext) -> tuple[str, ...] | None:
-    """The checks that read a memoised value that can be large (None: not one of those,
-    or one every check may read). A large unit drops it once none is left to run;
-    another reader would compute it again, seeded alike."""
+class PlannedUnit(Unit, Protocol):
+    """What the plan reads and frees of a built unit (the check context is one)."""
+
+    def computed(self, key: Any) -> bool: ...
+
+    def memo_keys(self) -> list[Any]: ...
+
+    def drop(self, key: Any) -> None: ...
+
+    def restore_model(self) -> None: ...
+
+    def fresh_copy(self) -> nn.Module: ...
+
+
+def readers(key: Any, ctx: PlannedUnit) -> tuple[str, ...] | None:
+    """Patterns of the checks that read a memoised value that can be large (None: not
+    one of those, or one every check may read). A large unit drops it once none is left
+    to run; another reader would compute it again, seeded alike."""
     by_size = ("forward.batch_sizes", "forward.batch_independence")
-    if key == "outputs-by-size":
+    if key == OUTPUTS_BY_SIZE:
         return by_size
-    if key == "learning-probe":
-        return ("training.overfit", "training.loss_at_init", *LEARNING)
+    if key == LEARNING_PROBE:
+        return ("training.overfit", "training.loss_at_init", "learning")
     if not isinstance(key, tuple) or not key:
         return None
     if key[0] == "eval" and key != ("eval", ctx.batch_size, 0):
         return by_size
-    if key[0] == "one-batch-run":
+    if key[0] == ONE_BATCH_RUN:
         return ("training.overfit", "learning.learning_rate", "learning.progress")
     return None
 
@@ -79,16 +96,16 @@ class MemoryPlan:
         self.used_way: TrainingWay | None = None  # how the training run actually ran
         self._spill_dir: str | None = None
         self._lent: tuple[nn.Module, bool] | None = None
-        self._snapshots: list[Snapshot] = []
-        self._restore_from: Snapshot | None = None
+        self._saved: list[SavedValues] = []
+        self._restore_from: SavedValues | None = None
 
     # -- sizes and needs ----------------------------------------------------------
-    def sizes_of(self, ctx: CheckContext) -> Sizes:
+    def sizes_of(self, ctx: PlannedUnit) -> Sizes:
         if self.sizes is None:
             self.sizes = model_sizes(ctx) if ctx.spec is not None else Sizes()
         return self.sizes
 
-    def ways(self, ctx: CheckContext) -> list[TrainingWay]:
+    def ways(self, ctx: PlannedUnit) -> list[TrainingWay]:
         """Layouts of the training run, preferred first. A small model trains a copy; a
         large one (weights of SPILL_BYTES or more) trains in place, its starting values
         on disk, so the run adds only the gradients and activations."""
@@ -104,12 +121,12 @@ class MemoryPlan:
             found += [TrainingWay(w.lend, w.spill, True) for w in found]
         return list(dict.fromkeys(found))
 
-    def spill_dir(self, ctx: CheckContext) -> str | None:
+    def spill_dir(self, ctx: PlannedUnit) -> str | None:
         if self._spill_dir is None:
             self._spill_dir = spill_directory(2 * self.sizes_of(ctx).weights) or ""
         return self._spill_dir or None
 
-    def training_way(self, ctx: CheckContext) -> TrainingWay:
+    def training_way(self, ctx: PlannedUnit) -> TrainingWay:
         """The layout the training run takes: the first that fits (the cheapest when none
         does; its checks are then skipped)."""
         if self.way is None:
@@ -120,9 +137,9 @@ class MemoryPlan:
             self.way = fitting[0] if fitting else ways[-1]
         return self.way
 
-    def need(self, check_id: str, ctx: CheckContext) -> int:
+    def need(self, check_id: str, ctx: PlannedUnit) -> int:
         s = self.sizes_of(ctx)
-        training = 0 if ctx.computed("training") else training_need(
+        training = 0 if ctx.computed(TRAINING_RUN) else training_need(
             s, ctx, self.training_way(ctx))
         return check_need(check_id, s, ctx, training)
 
@@ -134,7 +151,7 @@ class MemoryPlan:
         return max(0, self.grant.bytes - max(0, held))
 
     # -- skipping -------------------------------------------------------------------
-    def skip_reason(self, check_id: str, ctx: CheckContext) -> str:
+    def skip_reason(self, check_id: str, ctx: PlannedUnit) -> str:
         """Why ``check_id`` cannot run in the memory there is ('' when it fits)."""
         need = self.need(check_id, ctx)
         free = self.free()
@@ -169,7 +186,7 @@ class MemoryPlan:
             f"{self.table}] skip = {{ \"{check_id}\" = \"needs more memory\" }}"
         )
 
-    def details(self, ctx: CheckContext) -> str:
+    def details(self, ctx: PlannedUnit) -> str:
         """The estimate behind a memory skip."""
         s = self.sizes_of(ctx)
         lines = [
@@ -183,8 +200,8 @@ class MemoryPlan:
             lines.append(f"training run: {self.training_way(ctx).describe()}")
         return "\n".join(lines)
 
-    # -- the training run's hooks (unit.training_run) -------------------------------
-    def training_model(self, ctx: CheckContext) -> nn.Module:
+    # -- the training run's hooks (checks.shared.training_run) -------------------
+    def training_model(self, ctx: PlannedUnit) -> nn.Module:
         """The model the short training run trains: a copy, or the model itself, lent
         in place and restored by :meth:`after_check`."""
         way = self.training_way(ctx)
@@ -196,22 +213,22 @@ class MemoryPlan:
             return ctx.model
         return ctx.fresh_copy()
 
-    def snapshot(self, ctx: CheckContext, model: nn.Module) -> Snapshot:
+    def save_values(self, ctx: PlannedUnit, model: nn.Module) -> SavedValues:
         """The model's values now, for the training run to compare against and update
         as it goes ("did this step change it?"); a lent model's starting values are
         kept apart, to restore it."""
         return self._keep(ctx, model, self.used_way or self.training_way(ctx))
 
-    def _keep(self, ctx: CheckContext, model: nn.Module, way: TrainingWay) -> Snapshot:
-        snapshot = Snapshot(named_state(model), self.spill_dir(ctx) if way.spill else None)
-        self._snapshots.append(snapshot)
-        return snapshot
+    def _keep(self, ctx: PlannedUnit, model: nn.Module, way: TrainingWay) -> SavedValues:
+        saved = SavedValues(named_state(model), self.spill_dir(ctx) if way.spill else None)
+        self._saved.append(saved)
+        return saved
 
-    def default_optimizer(self, ctx: CheckContext, params: Iterable[torch.Tensor]) -> Adam:
+    def default_optimizer(self, ctx: PlannedUnit, params: Iterable[torch.Tensor]) -> Adam:
         way = self.used_way or self.training_way(ctx)
         return StatelessAdam(params, lr=1e-3) if way.stateless else Adam(params, lr=1e-3)
 
-    def note(self, check_id: str, ctx: CheckContext) -> str:
+    def note(self, check_id: str, ctx: PlannedUnit) -> str:
         """What a training verdict should say about the run's layout ('' if nothing)."""
         way = self.used_way
         if way is None or check_id != "training.update" or not way.stateless:
@@ -225,7 +242,7 @@ class MemoryPlan:
                 f"would take {describe(2 * s.trainable)})")
 
     # -- between checks ---------------------------------------------------------------
-    def eval_copy(self, ctx: CheckContext) -> nn.Module:
+    def eval_copy(self, ctx: PlannedUnit) -> nn.Module:
         """A copy to run eval forwards on without touching the pristine model's modules
         (lazily built caches land in the copy): a large model's copy shares its
         parameters rather than duplicating them."""
@@ -233,15 +250,16 @@ class MemoryPlan:
             return ctx.fresh_copy()
         return sharing_copy(ctx.model, ctx.fresh_copy)
 
-    def drop_unread(self, ctx: CheckContext, remaining: Sequence[str]) -> None:
+    def drop_unread(self, ctx: PlannedUnit, remaining: Sequence[str]) -> None:
         """Forget large memoised values no remaining check reads."""
         for key in ctx.memo_keys():
             found = readers(key, ctx)
-            if found is not None and not any(check in found for check in remaining):
+            if found is not None and not any(matches(check, pattern) for check in remaining
+                                             for pattern in found):
                 ctx.drop(key)
 
-    def after_check(self, ctx: CheckContext, remaining: Sequence[str] = ()) -> None:
-        """Give back what a check borrowed: restore a lent model, delete snapshots, drop
+    def after_check(self, ctx: PlannedUnit, remaining: Sequence[str] = ()) -> None:
+        """Give back what a check borrowed: restore a lent model, delete saved values, drop
         memoised values no later check reads (large units), hand freed memory back to
         the OS."""
         if self._lent is not None:
@@ -253,9 +271,9 @@ class MemoryPlan:
             model.train(mode)
             self._lent = None
             self._restore_from = None
-        for snapshot in self._snapshots:
-            snapshot.close()
-        self._snapshots = []
+        for saved in self._saved:
+            saved.close()
+        self._saved = []
         if self.sizes is not None and self.sizes.weights >= SPILL_BYTES:
             if ctx.spec is not None:
                 self.drop_unread(ctx, remaining)

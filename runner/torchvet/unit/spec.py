@@ -221,7 +221,7 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
     adaptation = adapt(model, seed, batch_size, declared_inputs)
     _resolve_inputs(spec, raw.get("inputs"), name, config, seed, adaptation)
     if adaptation is not None:
-        adaptation.apply(spec)
+        merge(spec, adaptation)
     return spec
 
 
@@ -265,6 +265,20 @@ def _resolve_inputs(
     descriptors, where = inferred
     spec.inputs = GeneratedSource(descriptors, seed, f"inferred from {where}")
     spec.inferred_inputs = True
+
+
+def merge(spec: ModelSpec, adaptation: Adaptation) -> None:
+    """Fill what the spec leaves open with what an adapter found; the user's
+    declarations always win (inputs are resolved with the rest of the inputs)."""
+    if spec.step is None and spec.loss is None:
+        spec.step, spec.loss = adaptation.step, adaptation.loss
+        if "loss" in adaptation.sources:
+            spec.sources["loss"] = adaptation.sources["loss"]
+    if spec.optimizer is None and adaptation.optimizer is not None:
+        spec.optimizer = adaptation.optimizer
+        spec.sources["optimizer"] = adaptation.sources.get("optimizer", "")
+    if spec.num_classes is None and adaptation.num_classes:
+        spec.num_classes = adaptation.num_classes
 
 
 def normalize_dataset(obj: Any, config: UnitConfig) -> tuple[DataSpec, list[str]]:

@@ -1,5 +1,5 @@
 """The worker: one process per model or dataset, forked from a server that has already
-imported torch and the checks.
+imported torch and the checks (which hand themselves over as a :class:`Suite`).
 
 It becomes the leader of its own process group (so a timeout can kill everything it
 started), captures the output of user code to a file, builds the unit from its factory
@@ -7,6 +7,9 @@ and streams messages back to the parent (:mod:`torchvet.engine.protocol`): one b
 each check and its verdict after it, so a crash loses nothing already decided. Once the
 unit is built it reports its memory footprint and waits for the parent's grant; a check
 that would not fit the grant is skipped, and every check's peak memory is measured.
+Running one check is two steps, as in pytest: :meth:`CallInfo.from_call` captures the
+call (its outcome or the exception that escaped, and its duration), :func:`report` turns
+that into the verdict (declared xfail, budget, exception mapping, location).
 """
 
 from __future__ import annotations
@@ -17,20 +20,18 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..checks import register_all
-from ..checks.base import IMPLEMENTATIONS, DependencyFailed, Outcome, Skip
-from ..checks.catalogue import first_match
-from ..checks.text import one_line
 from ..engine import protocol
 from ..engine.jobs import Job
 from ..engine.memory import read_memory, usable
 from ..regression.compute import snapshot_message
 from ..results import CheckResult, Status
+from ..verdict import Outcome, Skip, first_match
 from . import fresh_process, rss
 from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .context import CheckContext
@@ -41,16 +42,17 @@ from .locate import Locator
 from .memory_plan import MemoryPlan
 from .seeding import derived_seed, seed_everything
 from .spec import ModelSpec, SpecError, normalize_dataset, normalize_model
+from .suite import CheckFunction, Suite
+from .text import one_line
 from .tracebacks import hide_torchvet_frames
-
-register_all()
 
 Send = Callable[[protocol.Message], None]
 Receive = Callable[[], Any]
 
 
-def run_job(job: Job, conn: Any) -> None:
-    """Process entry point: run every planned check for ``job``, streaming results."""
+def run_job(job: Job, conn: Any, suite: Suite) -> None:
+    """Process entry point: run every planned check for ``job`` from ``suite``,
+    streaming results."""
     meter = rss.Meter()  # first: what the worker shares with the fork server
     with contextlib.suppress(OSError):
         os.setsid()
@@ -64,7 +66,7 @@ def run_job(job: Job, conn: Any) -> None:
 
     send(protocol.Ready())
     try:
-        UnitRun(job, send, receive=conn.recv, meter=meter).run()
+        UnitRun(job, send, suite, receive=conn.recv, meter=meter).run()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -91,11 +93,13 @@ class BuildError(Exception):
 class UnitRun:
     """Build one unit and run its checks in order."""
 
-    def __init__(self, job: Job, send: Send, factory_fn: Callable[[], Any] | None = None,
+    def __init__(self, job: Job, send: Send, suite: Suite,
+                 factory_fn: Callable[[], Any] | None = None,
                  receive: Receive | None = None, meter: rss.Meter | None = None) -> None:
         self.factory_fn = factory_fn
         self.job = job
         self.send = send
+        self.suite = suite
         self.receive = receive  # the parent's Grant (None in-process: no parent to ask)
         self.meter = meter or rss.Meter()
         self.factory = job.factory
@@ -187,7 +191,8 @@ class UnitRun:
                 self.send(protocol.Deadline(float(spec.timeout)))
             spec.model.to(device)
         return CheckContext(self.factory, job.seed, device, self.locator, rebuild, spec, data,
-                            budgets=job.config.budgets, baseline=job.baseline)
+                            budgets=job.config.budgets, baseline=job.baseline,
+                            default_budgets=self.suite.budgets)
 
     # -- running -----------------------------------------------------------------
     def emit(self, result: CheckResult) -> None:
@@ -264,7 +269,7 @@ class UnitRun:
             return CheckResult(check_id, Status.SKIPPED, reason, plan.details(ctx))
         self.meter.begin()
         try:
-            result = run_check(check_id, ctx)
+            result = run_check(check_id, ctx, self.suite)
         finally:
             plan.after_check(ctx, self.plan[self.plan.index(check_id) + 1:])
         result.peak_memory = self.meter.end()
@@ -298,39 +303,61 @@ class UnitRun:
         return ""
 
 
-def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
-    """Run one check and capture its outcome (the ``CallInfo`` of torchvet)."""
-    spec = ctx.spec
-    declared = spec if spec is not None else ctx.data  # a dataset unit declares its own
+def run_check(check_id: str, ctx: CheckContext, suite: Suite) -> CheckResult:
+    """Run one check of ``suite``: skipped as declared, else its call captured and
+    reported."""
+    declared = ctx.spec if ctx.spec is not None else ctx.data  # a dataset unit declares its own
     skips = declared.skip if declared is not None else {}
     xfails = declared.xfail if declared is not None else {}
-    started = time.perf_counter()
     declared_skip = first_match(check_id, skips)
     if declared_skip is not None:
         pattern, reason = declared_skip
         return CheckResult(check_id, Status.SKIPPED, f"skipped ({pattern}): {reason}")
-    func = IMPLEMENTATIONS.get(check_id)
+    func = suite.implementations.get(check_id)
     if func is None:
         return CheckResult(check_id, Status.ERROR, f"no implementation registered for {check_id}")
-    ctx.begin_check(check_id)
-    seed_everything(derived_seed(ctx.seed, check_id))
-    budget = ctx.budget(check_id)
-    try:
-        with time_budget(budget):
-            outcome = func(ctx)
-    except BudgetExceeded:
-        outcome = Outcome(Status.SKIPPED, over_budget_reason(check_id, budget))
-    except DependencyFailed as exc:
-        outcome = Outcome(Status.SKIPPED, str(exc))
-    except Skip as exc:
-        outcome = Outcome(Status.SKIPPED, str(exc))
-    except Exception as exc:
-        outcome = Outcome(
-            Status.ERROR,
-            f"{check_id} raised {one_line(exc)}",
-            traceback.format_exc(),
-            ctx.where_exception(exc),
-        )
+    return report(check_id, CallInfo.from_call(check_id, func, ctx), ctx, xfails)
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What calling one check did: the outcome it returned, or the exception that escaped
+    it (with its traceback), under which budget, and how long it took (pytest's
+    ``CallInfo``)."""
+
+    outcome: Outcome | None
+    error: BaseException | None
+    traceback: str
+    budget: float
+    duration: float
+
+    @classmethod
+    def from_call(cls, check_id: str, func: CheckFunction, ctx: CheckContext) -> CallInfo:
+        """Call ``func`` as ``check_id`` on the pristine model, seeded from the run seed
+        and its id, under its time budget."""
+        started = time.perf_counter()
+        ctx.begin_check(check_id)
+        seed_everything(derived_seed(ctx.seed, check_id))
+        budget = ctx.budget(check_id)
+        outcome: Outcome | None = None
+        error: BaseException | None = None
+        details = ""
+        try:
+            with time_budget(budget):
+                outcome = func(ctx)
+        except (BudgetExceeded, Skip) as exc:
+            error = exc
+        except Exception as exc:
+            error = exc
+            details = traceback.format_exc()
+        return cls(outcome, error, details, budget, time.perf_counter() - started)
+
+
+def report(check_id: str, call: CallInfo, ctx: CheckContext,
+           xfails: Mapping[str, str]) -> CheckResult:
+    """The verdict of a captured call: its outcome, or the skip or error its exception
+    stands for; a declared xfail applied; pointed at the model when it names no line."""
+    outcome = _outcome_of(check_id, call, ctx)
     declared_xfail = first_match(check_id, xfails)
     if declared_xfail is not None:
         outcome = _apply_xfail(outcome, *declared_xfail)
@@ -339,10 +366,23 @@ def run_check(check_id: str, ctx: CheckContext) -> CheckResult:
         where = ctx.where_model() if ctx.spec is not None else ctx.where_factory()
     file, line = (where[0], where[1]) if where else (None, None)
     message = outcome.message or ("ok" if outcome.status is Status.PASSED else "")
-    return CheckResult(
-        check_id, outcome.status, message, outcome.details, file, line,
-        time.perf_counter() - started, outcome.data,
-    )
+    return CheckResult(check_id, outcome.status, message, outcome.details, file, line,
+                       call.duration, outcome.data)
+
+
+def _outcome_of(check_id: str, call: CallInfo, ctx: CheckContext) -> Outcome:
+    """What the call stands for: a budget that ran out and a skip (a failed dependency
+    is one) are skips, any other exception an error at the project's line."""
+    if call.error is None:
+        assert call.outcome is not None
+        return call.outcome
+    error = call.error
+    if isinstance(error, BudgetExceeded):
+        return Outcome(Status.SKIPPED, over_budget_reason(check_id, call.budget))
+    if isinstance(error, Skip):
+        return Outcome(Status.SKIPPED, str(error))
+    return Outcome(Status.ERROR, f"{check_id} raised {one_line(error)}", call.traceback,
+                   ctx.where_exception(error))
 
 
 def _apply_xfail(outcome: Outcome, pattern: str, reason: str) -> Outcome:

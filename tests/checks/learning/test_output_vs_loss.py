@@ -63,7 +63,7 @@ def test_a_softmax_over_one_unit_fails_and_a_sigmoid_passes() -> None:
 
 def test_what_is_wrong_with_the_loss_itself_is_left_to_loss_sanity() -> None:
     """One class, a target that broadcasts, NLL fed raw scores: training.loss_sanity
-    fails them (checks.loss is their one home); this check points there, and
+    fails them (checks.shared.loss_capture is their one home); this check points there, and
     training.overfit still cites them as the mechanism of a plateau."""
     def one_class() -> dict[str, Any]:
         return {"model": nn.Linear(4, 1), "inputs": lambda b: torch.randn(b, 4),

@@ -1,6 +1,7 @@
 """data.*: datasets that load, batch, label and reproduce the way training assumes.
 
-Every data check reads samples through one memoised scan (:mod:`.scan`) and compares
+Every data check reads samples through one memoised scan
+(:mod:`torchvet.checks.shared.data_scan`) and compares
 them through one sample-layout model (:mod:`.layout`). The checks live by what they
 look at:
 

@@ -23,11 +23,12 @@ from ...unit import optrace
 from ...unit.context import CheckContext
 from ...unit.data_batches import label_key, split_sample
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import Location, Outcome, Skip, check, failed, passed
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import Location, Outcome, Skip, failed, passed
+from ..registry import check
+from ..shared.data_scan import get_scan, loaded_samples, require_data, where_dataset
 from .layout import differences, first_mismatch, layout, same_values, to_tensor
 from .loading import private_generators, rng_kind
-from .scan import get_scan, loaded_samples, require_data, where_dataset
 
 REREADS = 4  # indices read twice by data.idempotent
 NEAR = {"rtol": 1e-5, "atol": 1e-6}

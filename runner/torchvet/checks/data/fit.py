@@ -14,11 +14,12 @@ from ...unit.data_batches import DatasetSource, label_path, split_sample
 from ...unit.inputs import Inputs
 from ...unit.pytree import floating_leaves
 from ...unit.seeding import derived_seed, seed_everything
-from .. import forward_errors
-from ..base import Outcome, Skip, check, failed, passed
-from ..text import dtype_name, one_line, shape_str
+from ...unit.text import dtype_name, one_line, shape_str
+from ...verdict import Outcome, Skip, failed, passed
+from ..causes import forward_errors
+from ..registry import check
+from ..shared.data_scan import get_scan, loaded_samples, require_data
 from .labels import CLASS_LOSSES
-from .scan import get_scan, loaded_samples, require_data
 
 
 @check("data.model_fit")

@@ -13,10 +13,11 @@ from torch import nn
 from ...unit.context import CheckContext
 from ...unit.data_batches import DataSpec, label_key, label_of, label_path
 from ...unit.pytree import primary_leaf
-from ..base import Location, Outcome, Skip, check, failed, passed, warned
-from ..text import dtype_name, shape_str
+from ...unit.text import dtype_name, shape_str
+from ...verdict import Location, Outcome, Skip, failed, passed, warned
+from ..registry import check
+from ..shared.data_scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 from .layout import layout, to_tensor
-from .scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 
 CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..text import dtype_name, shape_str
+from ...unit.text import dtype_name, shape_str
 
 np: Any
 try:

@@ -21,9 +21,10 @@ import torch
 from ...unit.context import CheckContext
 from ...unit.data_batches import DataSpec, dataset_length, is_iterable, label_key, split_sample
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import Outcome, Skip, check, failed, passed
+from ...verdict import Outcome, Skip, failed, passed
+from ..registry import check
+from ..shared.data_scan import SCAN_SECONDS, require_data
 from .layout import layout, to_tensor
-from .scan import SCAN_SECONDS, require_data
 
 TRAIN_SAMPLES = 8192  # training inputs hashed at most (spread evenly over the set)
 VALIDATION_SAMPLES = 1024

@@ -26,8 +26,18 @@ from ...unit.data_batches import collate as collate_samples
 from ...unit.pytree import leaves
 from ...unit.seeding import derived_seed, seed_everything
 from ...unit.spec import normalize_dataset
-from ..base import DependencyFailed, Location, Outcome, Skip, check, failed, passed
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import DependencyFailed, Location, Outcome, Skip, failed, passed
+from ..registry import check
+from ..shared.data_scan import (
+    LoadError,
+    Scan,
+    collate_plan,
+    get_scan,
+    loaded_samples,
+    require_data,
+    where_dataset,
+)
 from .layout import (
     brief,
     difference_fix,
@@ -37,15 +47,6 @@ from .layout import (
     layout,
     uncollatable,
     uncollatable_fix,
-)
-from .scan import (
-    LoadError,
-    Scan,
-    collate_plan,
-    get_scan,
-    loaded_samples,
-    require_data,
-    where_dataset,
 )
 
 np: Any

@@ -11,8 +11,18 @@ import torch
 from ...unit.context import CheckContext
 from ...unit.data_batches import is_default_collate
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import DependencyFailed, Location, Outcome, Skip, check, failed, passed, warned
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import DependencyFailed, Location, Outcome, Skip, failed, passed, warned
+from ..registry import check
+from ..shared.data_scan import (
+    LoadError,
+    Scan,
+    get_scan,
+    loaded_samples,
+    require_data,
+    where_dataset,
+    where_load,
+)
 from .distinct import sameness
 from .layout import (
     Difference,
@@ -23,15 +33,6 @@ from .layout import (
     to_tensor,
     uncollatable,
     uncollatable_fix,
-)
-from .scan import (
-    LoadError,
-    Scan,
-    get_scan,
-    loaded_samples,
-    require_data,
-    where_dataset,
-    where_load,
 )
 
 # --------------------------------------------------------------------------- data.length

@@ -25,11 +25,12 @@ from ...unit.context import CheckContext
 from ...unit.data_batches import DataSpec, is_default_collate, stream_samples
 from ...unit.data_batches import collate as collate_samples
 from ...unit.seeding import derived_seed, seed_everything
-from ..base import Location, Outcome, Skip, check, passed, warned
-from ..text import one_line
+from ...unit.text import one_line
+from ...verdict import Location, Outcome, Skip, passed, warned
+from ..registry import check
+from ..shared.data_scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 from .layout import brief, differences, differing_row, layout, leaf_value, same_values
 from .pickling import PickleProblem, describe_culprit, pickle_problem
-from .scan import Scan, get_scan, loaded_samples, require_data, where_dataset
 
 WORKERS = 1  # one interpreter importing torch is the cost; a second adds CPU, not coverage
 

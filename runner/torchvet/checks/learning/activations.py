@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
-from .findings import Finding, finder, layer_table, report, table_text, where_module
-from .probe import SQUASHING, ActivationCall, init_probe
+from ...verdict import Outcome
+from ..causes.findings import Finding, finder, layer_table, report, table_text, where_module
+from ..registry import check
+from ..shared.probe import SQUASHING, ActivationCall, init_probe
 
 DEAD_WARN = 0.9  # share of a layer's units dead on the probe batch
 SATURATED_WARN = 0.5  # share of an output sigmoid/tanh's inputs in the flat tails

@@ -15,9 +15,10 @@ import itertools
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
-from .findings import Finding, finder, report, where_module
-from .probe import InitProbe, init_probe
+from ...verdict import Outcome
+from ..causes.findings import Finding, finder, report, where_module
+from ..registry import check
+from ..shared.probe import InitProbe, init_probe
 
 HEAVY_DROPOUT = 0.8
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
-from .findings import Finding, finder, layer_table, report, table_text, where_module
-from .probe import InitProbe, LayerCall, init_probe
+from ...verdict import Outcome
+from ..causes.findings import Finding, finder, layer_table, report, table_text, where_module
+from ..registry import check
+from ..shared.probe import InitProbe, LayerCall, init_probe
 
 VANISHING = 1e-5  # first layer's relative gradient against the last layer's (corpora:
 # bugs at most 1.4e-6, healthy non-adversarial models at least 5.8e-4, under 5 seeds)

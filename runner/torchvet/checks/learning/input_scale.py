@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, check
-from .findings import Finding, finder, report, where_module
-from .probe import NORM_KINDS, LayerCall, init_probe
+from ...verdict import Outcome
+from ..causes.findings import Finding, finder, report, where_module
+from ..registry import check
+from ..shared.probe import NORM_KINDS, LayerCall, init_probe
 
 FAR_FROM_UNIT = 20.0  # a feature's root mean square (mean and spread together)
 

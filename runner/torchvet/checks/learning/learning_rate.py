@@ -26,10 +26,11 @@ from collections.abc import Sequence
 
 from ...results import Status
 from ...unit.context import CheckContext
-from ..base import Outcome, Skip, check, passed
-from .findings import FINDERS, Finding, curve, finder
-from .probe import InitProbe, init_probe
-from .runs import RateRun, rate_run
+from ...verdict import Outcome, Skip, passed
+from ..causes.findings import FINDERS, Finding, curve, finder
+from ..registry import check
+from ..shared.probe import InitProbe, adversarial, init_probe
+from ..shared.runs import RateRun, rate_run
 
 BLOW_UP = 4.0  # max loss against the first one
 EXPLODES = 1e3  # a spike this many-fold is a divergence even where the loss comes back down
@@ -57,11 +58,6 @@ def diverged(losses: Sequence[float], adversarial: bool = False) -> bool:
 def _settles(losses: Sequence[float]) -> bool:
     """The loss ends no higher than it starts: a rate that cures a divergence."""
     return statistics.median(losses[-10:]) <= statistics.median(losses[:SETTLE])
-
-
-def adversarial(ctx: CheckContext, probe: InitProbe) -> bool:
-    spec = ctx.spec
-    return bool(probe.toggled) or getattr(spec, "training", None) == "adversarial"
 
 
 def lenient(ctx: CheckContext, probe: InitProbe) -> bool:

@@ -5,7 +5,7 @@ its input (through views): probabilities into a logit loss (this is the one home
 old forward.probabilities), a sigmoid or softmax into NLLLoss, a softmax over a size-1
 dimension, a bounded output that cannot reach the targets, a ReLU on logits. What is wrong
 with the loss itself (a target that broadcasts, one class, NLL fed raw scores) is
-training.loss_sanity's verdict (checks.loss); it is offered to training.overfit as a
+training.loss_sanity's verdict (checks.shared.loss_capture); it is offered to training.overfit as a
 mechanism from here, and this check skips pointing at it.
 """
 
@@ -17,10 +17,11 @@ import torch
 
 from ...results import Status
 from ...unit.context import CheckContext
-from .. import loss as loss_causes
-from ..base import Outcome, Skip, check
-from .findings import Finding, finder, report, where_module
-from .probe import ActivationCall, LossCall, init_probe
+from ...verdict import Outcome, Skip
+from ..causes.findings import Finding, finder, report, where_module
+from ..registry import check
+from ..shared import loss_capture as loss_causes
+from ..shared.probe import ActivationCall, LossCall, init_probe
 
 LOGIT_LOSSES = {
     "cross_entropy": "CrossEntropyLoss",
@@ -68,7 +69,8 @@ def output_vs_loss(ctx: CheckContext) -> Outcome:
 
 def _loss_itself(ctx: CheckContext) -> Finding | None:
     """A target that broadcasts, one class, NLL fed scores: training.loss_sanity's
-    verdicts (checks.loss is their one home), offered here as a mechanism for a plateau."""
+    verdicts (checks.shared.loss_capture is their one home), offered here as a mechanism
+    for a plateau."""
     found = loss_causes.probe(ctx)
     for problem in (loss_causes.target_broadcast(found), loss_causes.single_class(found),
                     loss_causes.below_floor(found)):

@@ -15,11 +15,11 @@ import math
 
 from ...unit.context import CheckContext
 from ...unit.data_batches import DatasetSource
-from ..base import Outcome, Skip, check, passed, warned
-from .findings import cause_phrase, curve, likely_causes
-from .learning_rate import adversarial
-from .probe import init_probe
-from .runs import ProgressRun, batch_run, progress_run, rate_steps
+from ...verdict import Outcome, Skip, passed, warned
+from ..causes.findings import cause_phrase, curve, likely_causes
+from ..registry import check
+from ..shared.probe import adversarial, init_probe
+from ..shared.runs import ProgressRun, batch_run, progress_run, rate_steps
 
 STILL = 0.01  # relative change of the one-batch loss that counts as not moving
 

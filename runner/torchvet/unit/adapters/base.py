@@ -1,23 +1,22 @@
-"""What an ecosystem adapter contributes to a model's spec, and how it is merged.
+"""What an ecosystem adapter is and what it contributes to a model's spec.
 
 An adapter reads what a model of a known library already declares about itself (its
-example inputs, its own loss, its optimizer) so a bare module needs no spec. It never
-overrides what the user declared: :meth:`Adaptation.apply` fills only the gaps, and
-records where each piece came from so verdict messages can say it.
+example inputs, its own loss, its optimizer) so a bare module needs no spec. Every
+adapter is one module satisfying :class:`Adapter` (pre-commit's ``lang_base.Language``
+is the model); its :class:`Adaptation` is plain data, which :mod:`torchvet.unit.spec`
+merges into the spec without overriding what the user declared, recording where each
+piece came from so verdict messages can say it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from torch import nn
 
 from ..inputs import InputSource
-
-if TYPE_CHECKING:  # spec.py calls the adapters; the type is all this module needs
-    from ..spec import ModelSpec
 
 
 @dataclass
@@ -34,17 +33,19 @@ class Adaptation:
     # "loss" / "optimizer" -> where it came from (inputs carry their own description)
     sources: dict[str, str] = field(default_factory=dict)
 
-    def apply(self, spec: ModelSpec) -> None:
-        """Fill what the spec leaves open; the user's declarations always win."""
-        if spec.step is None and spec.loss is None:
-            spec.step, spec.loss = self.step, self.loss
-            if "loss" in self.sources:
-                spec.sources["loss"] = self.sources["loss"]
-        if spec.optimizer is None and self.optimizer is not None:
-            spec.optimizer = self.optimizer
-            spec.sources["optimizer"] = self.sources.get("optimizer", "")
-        if spec.num_classes is None and self.num_classes:
-            spec.num_classes = self.num_classes
+
+class Adapter(Protocol):
+    """One ecosystem: how to recognise its models and read what they declare."""
+
+    LIBRARY: str  # the ecosystem's name in messages: "Hugging Face"
+
+    def detect(self, model: nn.Module) -> bool:
+        """Whether ``model`` belongs to this ecosystem (never by importing it)."""
+
+    def adapt(self, model: nn.Module, seed: int, batch_size: int, declared_inputs: bool
+              ) -> Adaptation:
+        """What ``model`` declares about itself; ``declared_inputs``: the user declared
+        inputs (an adapter then leaves them alone)."""
 
 
 def class_modules(model: nn.Module) -> list[tuple[str, str]]:

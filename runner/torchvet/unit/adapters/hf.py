@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...checks.text import one_line
 from ..inputs import FixedSource, GeneratedSource, InputSource
 from ..seeding import derived_seed
+from ..text import one_line
 from .base import Adaptation, derives_from
 
 LIBRARY = "Hugging Face"
@@ -29,7 +29,8 @@ def detect(model: nn.Module) -> bool:
     return derives_from(model, ("transformers.",)) and hasattr(model, "config")
 
 
-def adapt(model: nn.Module, seed: int) -> Adaptation:
+def adapt(model: nn.Module, seed: int, batch_size: int, declared_inputs: bool
+          ) -> Adaptation:
     name = type(model).__name__
     main = str(getattr(model, "main_input_name", "input_ids"))
     found = Adaptation(LIBRARY)

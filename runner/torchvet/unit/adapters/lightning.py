@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...checks.text import one_line
 from ..inputs import FixedSource, select_batch
 from ..pytree import leaves, map_tensors
 from ..seeding import derived_seed, seed_everything
+from ..text import one_line
 from .base import Adaptation, base_class, derives_from, overrides
 
 LIBRARY = "Lightning"

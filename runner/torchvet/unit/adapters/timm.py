@@ -29,7 +29,8 @@ def detect(model: nn.Module) -> bool:
     return model_config(model) is not None
 
 
-def adapt(model: nn.Module, seed: int) -> Adaptation:
+def adapt(model: nn.Module, seed: int, batch_size: int, declared_inputs: bool
+          ) -> Adaptation:
     name = type(model).__name__
     found = model_config(model)
     assert found is not None
