@@ -1,6 +1,9 @@
-"""The architecture holds: the parent side never imports the worker side or torch, no
-module imports another inside a function except the deliberate lazy ones, and no import
-cycle hides anywhere (docs/architecture.md states these rules)."""
+"""The architecture holds: the parent side never imports the worker side or torch; the
+worker side imports of the parent only the bottom layer and the plain records its jobs
+carry; the bottom layer imports nothing above it; unit/ (the runtime) never imports
+checks/, and no area of checks/ imports another; no module imports another inside a
+function except the deliberate lazy ones; and no import cycle hides anywhere, not even
+behind ``if TYPE_CHECKING:`` (docs/architecture.md states these rules)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.helpers import ROOT
+from torchvet.checks import AREA_MODULES
 
 PACKAGE = ROOT / "runner" / "torchvet"
 PARENT_SIDE = ("torchvet.errors", "torchvet.results", "torchvet.cli", "torchvet.session",
@@ -20,6 +24,27 @@ PARENT_SIDE = ("torchvet.errors", "torchvet.results", "torchvet.cli", "torchvet.
 WORKER_SIDE = ("torch", "torchvet.unit", "torchvet.checks", "torchvet.regression.compute")
 PLAIN_METADATA = ("torchvet.checks.catalogue",)  # the catalogue loads without torch
 LAZY = ("torch", "docker")  # heavy or optional: imported where used, with a reason
+BOTTOM_LAYER = ("torchvet.errors", "torchvet.results", "torchvet.verdict")
+# What the worker side (unit/, checks/) may import of the parent side: the bottom layer
+# and the plain records a job carries. One name a line, so a move updates one line.
+WORKER_MAY_IMPORT = (
+    *BOTTOM_LAYER,
+    "torchvet.project.config",  # UnitConfig: the unit's [tool.torchvet] table
+    "torchvet.project.discovery",  # Factory: the entry point a job names
+    "torchvet.project.paths",  # report_path: how a verdict's file is written
+    "torchvet.engine.jobs",  # Job: what a worker is handed
+    "torchvet.engine.protocol",  # the messages a worker sends and receives
+    "torchvet.engine.memory",  # reading the memory there is, and its phrasing
+    "torchvet.project.snapshots",  # regression: the snapshot store (format, Baseline)
+    "torchvet.project.snapshot_diff",  # regression: comparing with a snapshot
+)
+# (importer, imported): the runtime never imports the checks (they hand themselves to it:
+# checks/suite.py); the adapters never import the spec they are merged into.
+FORBIDDEN = (
+    ("torchvet.unit", "torchvet.checks"),
+    ("torchvet.unit.adapters", "torchvet.unit.spec"),
+)
+CHECKS = "torchvet.checks"
 
 
 def module_name(path: Path) -> str:
@@ -47,9 +72,23 @@ def modules() -> Iterator[tuple[str, Path, ast.Module]]:
         yield module_name(path), path, ast.parse(path.read_text(encoding="utf-8"))
 
 
+def module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """The statements that run on import: the module's own, and those inside its
+    top-level ``if`` (``if TYPE_CHECKING:`` included) and ``try`` blocks."""
+    for node in body:
+        yield node
+        if isinstance(node, ast.If):
+            yield from module_level(node.body)
+            yield from module_level(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody,
+                          *(handler.body for handler in node.handlers)):
+                yield from module_level(block)
+
+
 def imports(module: str, path: Path, tree: ast.Module, *, top_level: bool
             ) -> Iterator[tuple[int, str]]:
-    nodes = tree.body if top_level else ast.walk(tree)
+    nodes = module_level(tree.body) if top_level else ast.walk(tree)
     for node in nodes:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for target in resolve(module, node, path.name == "__init__.py"):
@@ -73,6 +112,74 @@ def test_the_parent_side_never_imports_the_worker_side_or_torch() -> None:
             if any(target == w or target.startswith(w + ".") for w in WORKER_SIDE):
                 crossings.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
     assert not crossings, "\n".join(crossings)
+
+
+def within(name: str, prefixes: tuple[str, ...] | str) -> bool:
+    prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def package_imports() -> Iterator[tuple[str, str, str]]:
+    """(module, where, imported torchvet module) for every import anywhere in a module:
+    top level, ``if TYPE_CHECKING:`` blocks and functions alike."""
+    for module, path, tree in modules():
+        for line, target in imports(module, path, tree, top_level=False):
+            if within(target, "torchvet"):
+                yield module, f"{path.relative_to(ROOT)}:{line}", target
+
+
+def test_the_worker_side_imports_of_the_parent_only_what_a_job_carries() -> None:
+    allowed = (*WORKER_SIDE[1:], *WORKER_MAY_IMPORT)
+    packages = {name.rsplit(".", i)[0] for name in allowed for i in range(name.count("."))}
+    crossings = [
+        f"{where} imports {target}"
+        for module, where, target in package_imports()
+        if within(module, WORKER_SIDE[1:])
+        and target not in packages  # `from ..engine import protocol` names the package too
+        and not within(target, allowed)
+    ]
+    assert not crossings, "\n".join(crossings)
+
+
+def test_the_bottom_layer_imports_nothing_above_it() -> None:
+    found = [f"{where} imports {target}" for module, where, target in package_imports()
+             if module in BOTTOM_LAYER and not within(target, BOTTOM_LAYER)]
+    assert not found, "\n".join(found)
+
+
+def test_forbidden_directions_are_never_imported() -> None:
+    found = [f"{where} imports {target}"
+             for module, where, target in package_imports()
+             for importer, imported in FORBIDDEN
+             if within(module, importer) and within(target, imported)]
+    assert not found, "\n".join(found)
+
+
+def area_of(module: str) -> str | None:
+    """The check area a module of checks/ belongs to (None: not an area module)."""
+    parts = module.split(".")
+    if parts[:2] == CHECKS.split(".") and len(parts) > 2 and parts[2] in AREA_MODULES:
+        return parts[2]
+    return None
+
+
+def test_no_area_of_the_checks_imports_another() -> None:
+    found = []
+    for module, where, target in package_imports():
+        if not within(module, CHECKS):
+            continue
+        mine, theirs = area_of(module), area_of(target)
+        if theirs is not None and theirs != mine:
+            found.append(f"{where} imports {target}: move what they share to "
+                         "checks/shared/ or checks/causes/")
+    assert not found, "\n".join(found)
+
+
+def test_the_cycle_check_reads_type_checking_blocks() -> None:
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                     "    from .b import B\n")
+    found = [t for _, t in imports("torchvet.a", PACKAGE / "a.py", tree, top_level=True)]
+    assert "torchvet.b" in found
 
 
 def function_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:

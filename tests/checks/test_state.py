@@ -13,8 +13,6 @@ from torch import nn
 from tests.fixtures import models_portability as models
 from tests.fixtures import models_real as real
 from tests.helpers import assert_status, line_in, verdict
-from torchvet.checks.causes.unregistered import Unregistered, find_unregistered
-from torchvet.checks.shared.comparison import first_difference
 from torchvet.results import Status
 
 FIXTURE_FILE = Path(models.__file__)
@@ -169,42 +167,3 @@ def test_declared_skip_and_xfail_apply() -> None:
 
     assert_status(verdict(skipped, CHECK), Status.SKIPPED, "checkpoints unused")
     assert_status(verdict(xfailed, CHECK), Status.XFAILED, "known, fixing in #12")
-
-
-# --------------------------------------------------------------------------- units
-
-
-def test_find_unregistered_ignores_aliases_of_registered_modules() -> None:
-    assert find_unregistered(models.AliasedList()) == []
-    found = find_unregistered(models.PlainListMLP())
-    assert [(u.name, u.kind, u.modules) for u in found] == [("self.layers", "list", 3)]
-
-
-def test_unregistered_descriptions_and_fixes() -> None:
-    tensor = Unregistered("", "mask", "tensor", tensors=[("self.mask", torch.ones(3))])
-    assert tensor.describe() == "self.mask is a plain tensor attribute"
-    assert tensor.fix() == "use self.register_buffer('mask', ...)"
-    params = Unregistered("block", "weights", "list", parameters=2,
-                          tensors=[("a", nn.Parameter(torch.ones(1))),
-                                   ("b", nn.Parameter(torch.ones(1)))])
-    assert params.describe() == "self.block.weights is a plain list of 2 parameters"
-    assert params.fix() == "use nn.ParameterList"
-
-
-def test_first_difference_is_dtype_aware_and_names_the_leaf() -> None:
-    def tol(t: torch.Tensor) -> tuple[float, float]:
-        return (1e-5, 1.3e-6) if t.dtype == torch.float32 else (1e-5, 1.6e-2)
-
-    a = {"logits": torch.ones(2, 3), "ids": torch.tensor([1, 2])}
-    assert first_difference(a, {"logits": torch.ones(2, 3) + 1e-7, "ids": torch.tensor([1, 2])},
-                            tol) is None
-    diff = first_difference(a, {"logits": torch.ones(2, 3) + 1e-2, "ids": torch.tensor([1, 2])},
-                            tol)
-    assert diff is not None and diff.path == 'out["logits"]' and "differs by 0.01" in str(diff)
-    bf = torch.ones(4, dtype=torch.bfloat16)
-    assert first_difference(bf, bf * 1.0078125, tol) is None  # one bf16 ulp: within rtol
-    assert "differs in 1 of 2" in str(first_difference(a, {**a, "ids": torch.tensor([1, 3])},
-                                                       tol))
-    assert "changes structure" in str(first_difference(a, (a["logits"],), tol))
-    nan = torch.tensor([float("nan"), 1.0])
-    assert first_difference(nan, nan.clone(), tol) is None  # NaN in both is not a change

@@ -12,8 +12,9 @@ from torch import nn
 
 from torchvet import Spec
 from torchvet.project.config import UnitConfig
+from torchvet.unit.adapters import Adaptation
 from torchvet.unit.data_batches import DatasetSource, DatasetTargets
-from torchvet.unit.spec import SpecError, normalize_dataset, normalize_model
+from torchvet.unit.spec import SpecError, merge, normalize_dataset, normalize_model
 
 
 def normalize(obj: Any, config: UnitConfig | None = None) -> Any:
@@ -126,3 +127,20 @@ def test_training_kind_and_ema_are_declared_in_the_spec_or_in_pyproject() -> Non
     with pytest.raises(SpecError, match="training='gan' is not one of 'standard', "
                                         "'adversarial'"):
         normalize({"model": nn.Linear(4, 3), "training": "gan"})
+
+
+def test_the_overfit_budget_is_one_predicate_from_the_config() -> None:
+    spec = normalize(nn.Linear(4, 2), UnitConfig(overfit_max_params=10))
+    assert spec.within_overfit_budget(10)
+    assert not spec.within_overfit_budget(11)
+
+
+def test_an_adaptation_fills_only_what_the_spec_leaves_open() -> None:
+    declared = nn.MSELoss()
+    spec = normalize({"model": nn.Linear(4, 2), "loss": declared})
+    found = Adaptation("lib", loss=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD,
+                       num_classes=3, sources={"loss": "lib's", "optimizer": "lib's sgd"})
+    merge(spec, found)
+    assert spec.loss is declared and "loss" not in spec.sources
+    assert spec.optimizer is torch.optim.SGD and spec.sources["optimizer"] == "lib's sgd"
+    assert spec.num_classes == 3

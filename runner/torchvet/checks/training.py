@@ -385,7 +385,7 @@ def overfit(ctx: CheckContext) -> Outcome:
             "(and target=) or step= in the spec to run it"
         )
     n_params = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
-    if n_params > spec.overfit_max_params:
+    if not spec.within_overfit_budget(n_params):
         raise Skip(
             f"{n_params:,} trainable parameters exceed the overfit budget of "
             f"{spec.overfit_max_params:,}; raise overfit_max_params in [tool.torchvet] to run it"

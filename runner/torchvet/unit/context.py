@@ -63,7 +63,7 @@ class CheckContext:
         self.data = data if data is not None else (spec.data if spec else None)
         self.current_check = ""
         self.budgets = dict(budgets or {})  # declared: [tool.torchvet] budgets
-        self.default_budgets = dict(default_budgets or {})  # each check's own, by id
+        self.default_budgets = default_budgets or {}  # each check's own, by id
         self.baseline = baseline  # the snapshot the regression checks compare with
         self._memo: dict[Any, tuple[bool, Any, str]] = {}
         self._stopped: dict[Any, tuple[str, float]] = {}  # key -> (check, budget) that cut it

@@ -192,7 +192,7 @@ def training_need(s: Sizes, ctx: Unit, way: TrainingWay) -> int:
 def overfit_runs(s: Sizes, ctx: Unit) -> bool:
     spec = ctx.spec
     return (spec is not None and spec.has_real_loss
-            and s.trainable_params <= spec.overfit_max_params)
+            and spec.within_overfit_budget(s.trainable_params))
 
 
 def check_need(check_id: str, s: Sizes, ctx: Unit, training: int) -> int:

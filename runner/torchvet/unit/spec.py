@@ -119,6 +119,11 @@ class ModelSpec:
     def has_real_loss(self) -> bool:
         return self.loss is not None or self.step is not None
 
+    def within_overfit_budget(self, trainable_params: int) -> bool:
+        """Whether a model with this many trainable parameters gets the one-batch runs
+        of training.overfit (``overfit_max_params`` in ``[tool.torchvet]``)."""
+        return trainable_params <= self.overfit_max_params
+
 
 def _typo_warnings(keys: Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
     out = []

@@ -50,8 +50,8 @@ def test_a_tensor_created_on_the_cpu_is_traced_to_its_line() -> None:
     event = tracer.mixing[0]
     assert event.origin.kind == "created" and event.origin.name == "torch.ones()"
     line = line_in(HERE, "# the CPU tensor: no device=")
-    assert event.origin.where == ("tests/checks/test_meta_device.py", line)
-    assert event.where == ("tests/checks/test_meta_device.py", line + 1)  # where it met
+    assert event.origin.where == ("tests/checks/causes/test_meta_device.py", line)
+    assert event.where == ("tests/checks/causes/test_meta_device.py", line + 1)  # where it met
     assert describe_tensor(event.stray) == "cpu, shape (3,), float32"
 
 

@@ -76,7 +76,7 @@ def _moves(ctx: CheckContext) -> Outcome:
         raise Skip("the step sums opposing objectives (a GAN's generator and discriminator, "
                    "or training=\"adversarial\" is declared): its sum need not move")
     trainable = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
-    if spec.optimizer is None and trainable > spec.overfit_max_params:
+    if spec.optimizer is None and not spec.within_overfit_budget(trainable):
         raise Skip(f"{trainable:,} trainable parameters exceed the overfit budget of "
                    f"{spec.overfit_max_params:,} and no optimizer is declared: no one-batch "
                    "run to read (declare a dataset or an optimizer, or raise "
