@@ -2,12 +2,14 @@
 worker side imports of the parent only the bottom layer and the plain records its jobs
 carry; the bottom layer imports nothing above it; unit/ (the runtime) never imports
 checks/, and no area of checks/ imports another; no module imports another inside a
-function except the deliberate lazy ones; and no import cycle hides anywhere, not even
-behind ``if TYPE_CHECKING:`` (docs/architecture.md states these rules)."""
+function except the deliberate lazy ones; no import cycle hides anywhere, not even
+behind ``if TYPE_CHECKING:``; and docs/architecture.md, which states these rules, names
+every module of the package."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +37,8 @@ WORKER_MAY_IMPORT = (
     "torchvet.engine.jobs",  # Job: what a worker is handed
     "torchvet.engine.protocol",  # the messages a worker sends and receives
     "torchvet.engine.memory",  # reading the memory there is, and its phrasing
-    "torchvet.project.snapshots",  # regression: the snapshot store (format, Baseline)
-    "torchvet.project.snapshot_diff",  # regression: comparing with a snapshot
+    "torchvet.regression.store",  # the snapshot store (format, Baseline)
+    "torchvet.regression.diff",  # comparing with a snapshot
 )
 # (importer, imported): the runtime never imports the checks (they hand themselves to it:
 # checks/suite.py); the adapters never import the spec they are merged into.
@@ -237,3 +239,44 @@ def test_no_import_cycle() -> None:
         if node not in state:
             visit(node)
     assert not cycles, "\n".join(cycles)
+
+
+DOC = ROOT / "docs" / "architecture.md"
+DOC_ENTRY = re.compile(r"^( *)([\w.]+/|\w+\.py)(?= |$)")
+
+
+def documented_modules(text: str) -> set[str]:
+    """The package paths the doc's tree names: an entry line's indentation nests it under
+    the folder above it; every ``name.py`` on an entry's lines belongs to that folder
+    (a folder entry: inside it)."""
+    block = text.split("```\nrunner/torchvet/\n", 1)[1].split("```", 1)[0]
+    found: set[str] = set()
+    folders: list[tuple[int, str]] = []
+    context = ""
+    for line in block.splitlines():
+        entry = DOC_ENTRY.match(line)
+        if entry and not entry.group(1):
+            break  # back at the repository's root: the package's tree has ended
+        if entry:
+            indent, name = len(entry.group(1)), entry.group(2)
+            while folders and folders[-1][0] >= indent:
+                folders.pop()
+            context = folders[-1][1] if folders else ""
+            if name.endswith("/"):
+                context += name
+                folders.append((indent, context))
+                found.add(context.rstrip("/"))
+        found.update(context + name for name in re.findall(r"\b(\w+\.py)\b", line))
+    return found
+
+
+def test_the_architecture_doc_names_every_module() -> None:
+    named = documented_modules(DOC.read_text(encoding="utf-8"))
+    modules_on_disk = {
+        path.relative_to(PACKAGE).parent.as_posix() if path.name == "__init__.py"
+        else path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")} - {"."}
+    missing = sorted(modules_on_disk - named)
+    stale = sorted(n for n in named if not (PACKAGE / n).exists())
+    assert not missing, f"docs/architecture.md does not name: {', '.join(missing)}"
+    assert not stale, f"docs/architecture.md names modules that do not exist: {', '.join(stale)}"
