@@ -13,7 +13,8 @@ import io
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -41,6 +42,20 @@ from .project.discovery import split_patterns
 # --------------------------------------------------------------------------- commands
 
 PATH_ARG = click.argument("path", default=".", type=click.Path(file_okay=True, dir_okay=True))
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def device_option(help: str) -> Callable[[F], F]:
+    """``--device``: one of :class:`Device`, cpu by default."""
+    return click.option("--device", type=click.Choice(Device.values()),
+                        default=Device.CPU.value, show_default=True, help=help)
+
+
+def report_option(flag: str, name: str, help: str) -> Callable[[F], F]:
+    """A report file option (``--junit``, ``--json``): a path, unset by default."""
+    return click.option(flag, name, type=click.Path(dir_okay=False), default=None, help=help)
+
+
 MODELS_OPT = click.option(
     "-k", "--models", multiple=True, metavar="GLOB",
     help="Only factories whose name matches (repeatable or comma-separated): -k 'resnet*'.",
@@ -142,12 +157,10 @@ def checks_command(as_json: bool) -> None:
                    "reports (longest first onto the least-loaded shard; unknown units count "
                    "as the median) instead of by name.")
 @CHANGED_OPT
-@click.option("--device", type=click.Choice(Device.values()), default=Device.CPU.value,
-              show_default=True, help="Where the checks run; auto picks cuda when available.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              help="Write a JUnit XML report here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the full JSON report here (input of `torchvet merge`).")
+@device_option("Where the checks run; auto picks cuda when available.")
+@report_option("--junit", "junit", "Write a JUnit XML report here.")
+@report_option("--json", "json_path",
+               "Write the full JSON report here (input of `torchvet merge`).")
 @click.option("-s", "--no-capture", is_flag=True,
               help="Let the output of user code through instead of capturing it per unit.")
 @click.option("--github/--no-github", default=None,
@@ -203,8 +216,7 @@ def run_command(path: str, checks: tuple[str, ...], models: tuple[str, ...],
               metavar="SECONDS", help="Per-unit time limit [default: 300].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Units snapshotted at once [default: cores].")
-@click.option("--device", type=click.Choice(Device.values()), default=Device.CPU.value,
-              show_default=True, help="Where the models run (values are filed per device).")
+@device_option("Where the models run (values are filed per device).")
 @click.option("-s", "--no-capture", is_flag=True,
               help="Let the output of user code through.")
 @INSTALLED_OPT
@@ -227,10 +239,8 @@ def snapshot_command(path: str, models: tuple[str, ...], exclude: tuple[str, ...
 
 @cli.command("merge")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              help="Write the merged JUnit XML report here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the merged JSON report here.")
+@report_option("--junit", "junit", "Write the merged JUnit XML report here.")
+@report_option("--json", "json_path", "Write the merged JSON report here.")
 @click.option("--fail-on", type=click.Choice(FailOn.values()),
               default=FailOn.FAILURE.value, show_default=True, help="What makes the exit code 1.")
 def merge_command(reports: tuple[str, ...], junit: str | None, json_path: str | None,
@@ -286,12 +296,10 @@ def init_command(path: str, write: bool, check: bool | None) -> None:
 @click.option("--changed-since", metavar="REF", default=None,
               help="Input changed-since: only the units a change since this git ref can "
                    "affect.")
-@click.option("--device", type=click.Choice(Device.values()), default=Device.CPU.value,
-              show_default=True, help="Input device; cuda needs --gpus and a CUDA torch.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              help="Write the merged JUnit XML here (a testsuite per unit and torch).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the merged JSON report here.")
+@device_option("Input device; cuda needs --gpus and a CUDA torch.")
+@report_option("--junit", "junit",
+               "Write the merged JUnit XML here (a testsuite per unit and torch).")
+@report_option("--json", "json_path", "Write the merged JSON report here.")
 @click.option("--summary", type=click.Path(dir_okay=False), default=None,
               help="Write the cells' job summaries (Markdown) here.")
 @click.option("--torch", "torch", multiple=True, metavar="VERSIONS",
