@@ -308,8 +308,8 @@ def test_the_log_holds_only_torchvets_commands(attacked: ActionRun) -> None:
 def test_the_outputs_and_file_commands_hold_only_what_torchvet_wrote(
         attacked: ActionRun) -> None:
     assert attacked.code == 1, attacked.stdout[-3000:]
-    assert set(attacked.outputs) == {"passed", "failed", "errors", "skipped", "warnings",
-                                     "conclusion", "junit-file", "failures"}
+    assert set(attacked.outputs) == {"passed", "failed", "errors", "skipped", "not-run",
+                                     "warnings", "conclusion", "junit-file", "failures"}
     assert attacked.outputs["conclusion"] == "failure"
     assert attacked.outputs_text.count("conclusion=") == 1
     for name in ("set_env", "add_path", "save_state"):
