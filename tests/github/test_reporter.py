@@ -344,6 +344,63 @@ def test_cli_github_mode_wraps_user_output_and_annotates_the_culprit(tmp_path: P
     assert "dead\\_layer" in summary.read_text(encoding="utf-8")
 
 
+def test_cli_github_mode_reports_dead_units_once_and_the_real_failure_at_its_line(
+        tmp_path: Path) -> None:
+    """Issue 26's Done-when through the CLI (the action runs the same reporter): units
+    dying by a signal and by an exit code while being built, and a real failure."""
+    workspace = copy_fixture("mixed", tmp_path / "ws")
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary"
+    models = workspace / "src" / "mixed_models" / "models.py"
+    proc = run_cli("run", str(workspace), "--junit", str(workspace / "junit.xml"),
+                   "--json", str(tmp_path / "run.json"), env={
+                       "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
+                       "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_mixed_case(replay_log(proc.stdout), read_outputs(outputs.read_text("utf-8")),
+                      summary.read_text("utf-8"), workspace / "junit.xml",
+                      tmp_path / "run.json", culprit_line(models))
+
+
+def assert_mixed_case(commands: list[tuple[str, dict[str, str], str]],
+                      outputs: dict[str, str], summary: str, junit_xml: Path,
+                      json_path: Path, culprit: int) -> None:
+    """What the fixture ``mixed`` must report, wherever it runs (CLI or action image)."""
+    from junitparser import Error, Failure, JUnitXml, Skipped
+
+    from torchvet.reporters import json_report
+
+    errors = [(p["file"], int(p["line"]), p["title"], data)
+              for name, p, data in commands if name == "error"]
+    file = "src/mixed_models/models.py"
+    source = (junit_xml.parent / file).read_text("utf-8").splitlines()
+    crashes, exits = (next(i for i, text in enumerate(source, 1) if f"def make_{name}(" in text)
+                      for name in ("crashes", "exits"))
+    assert [e[:3] for e in errors] == [
+        (file, culprit, "torchvet: dead_head · training.gradients, training.update"),
+        (file, crashes, "torchvet: crashes (error)"), (file, exits, "torchvet: exits (error)")]
+    assert "killed by signal 11 (SIGSEGV" in errors[1][3]
+    assert errors[1][3].endswith("crashes: loading the native extension")
+    assert "exited with code 3" in errors[2][3]
+    assert errors[2][3].endswith("exits: the config is missing, giving up")
+    assert summary.startswith("## ❌ torchvet: 3 units: 1 failed, 2 errored · checks: 2 failed, ")
+    assert summary.count("(the unit) (error)") == 2
+    assert "30 checks not run on 2 units (crashes, exits)" in summary
+    assert (outputs["errors"], outputs["failed"], outputs["not-run"]) == ("2", "2", "60")
+    assert outputs["failures"].splitlines() == [
+        "dead_head:training.gradients", "dead_head:training.update", "crashes:unit",
+        "exits:unit"]
+    cases = {(s.name, c.name): c for s in JUnitXml.fromfile(str(junit_xml)) for c in s}
+    errored = sorted(k for k, c in cases.items() if c.result and isinstance(c.result[0], Error))
+    failed = sorted(k for k, c in cases.items()
+                    if c.result and isinstance(c.result[0], Failure))
+    assert errored == [("crashes", "unit"), ("exits", "unit")]
+    assert failed == [("dead_head", "training.gradients"), ("dead_head", "training.update")]
+    assert all(isinstance(c.result[0], Skipped) for (s, n), c in cases.items()
+               if s in ("crashes", "exits") and n != "unit")
+    run = json_report.read(json_path)
+    assert run.counts()[Status.ERROR] == 2 and run.counts()[Status.NOT_RUN] == 60
+
+
 @pytest.mark.slow
 def test_cli_github_mode_keeps_user_code_away_from_outputs_and_tokens(tmp_path: Path) -> None:
     workspace = copy_fixture("hostile", tmp_path / "ws")
@@ -445,8 +502,24 @@ def test_the_summary_reads_as_units_and_checks_grouped_by_unit_and_collapsed() -
     assert items == [
         "⏭️ <code>regression.*</code> (3 checks) skipped on 4 units (ok0, ok1, ok2, ok3): "
         "no snapshot: create it with `torchvet snapshot`",
-        "⛔ <code>forward.*</code> (30 checks) not run on 2 units (sig, code): not run: "
+        "⛔ <code>forward.*</code> (30 checks) not run on 2 units (sig, code): "
         "the unit&#39;s worker died before its checks ran"]
+
+
+def test_skips_naming_their_unit_collapse_across_units_with_the_name_generic() -> None:
+    run = run_of(*(unit(name, *(result(f"regression.{c}", Status.SKIPPED,
+                                       f"no snapshot .torchvet/snapshots/{name}.json: create "
+                                       "it with `torchvet snapshot`")
+                                for c in ("signature", "outputs")),
+                        result("export.compile", Status.SKIPPED, f"opt-in for {name}"))
+                   for name in ("net", "network")))
+    items = re.findall(r"<li>(.*?)</li>", gh.render_summary(run, env={}))
+    assert items == [
+        "⏭️ <code>regression.signature</code>, <code>regression.outputs</code> skipped on 2 "
+        "units (net, network): no snapshot .torchvet/snapshots/&lt;unit&gt;.json: create it "
+        "with `torchvet snapshot`",
+        "⏭️ <code>export.compile</code> skipped on 2 units (net, network): opt-in for "
+        "&lt;unit&gt;"]
 
 
 def test_the_outputs_count_errored_units_once_and_their_checks_as_not_run() -> None:

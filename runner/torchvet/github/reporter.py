@@ -42,6 +42,7 @@ MESSAGE_LIMIT = 4000  # characters of an annotation message
 ANNOTATION_DETAIL_LINES = 12  # last lines of the details appended to an annotation
 DETAILS_LIMIT = 32 * 1024  # characters of one failure's details in the summary
 OUTPUT_TAIL_LINES = 40  # captured output lines of a failing unit in the summary
+QUIET_IDS_NAMED = 2  # check ids a collapsed skipped line names (else area.* or a count)
 OMITTED_NAMED = 20  # problems left out of the annotations named in the summary's note
 
 _LEVELS = {
@@ -417,6 +418,14 @@ def _problem_block(report: UnitReport, results: list[CheckResult],
 _QUIET = (Status.SKIPPED, Status.XFAILED, Status.NOT_RUN, Status.CANCELLED)
 
 
+def _generic(message: str, name: str) -> str:
+    """``message`` with the unit's own name made ``<unit>``, so that units skipping for
+    the same reason ("no snapshot .torchvet/snapshots/<unit>.json") share one line."""
+    if not name:
+        return message
+    return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "<unit>", message)
+
+
 def _quiet_items(run: RunReport) -> tuple[int, str]:
     """The skipped, expected, not-run and cancelled checks as list items: those with
     one status and message collapsed across checks and units ("regression.* skipped on
@@ -424,21 +433,25 @@ def _quiet_items(run: RunReport) -> tuple[int, str]:
     groups: dict[tuple[Status, str], list[tuple[UnitReport, CheckResult]]] = {}
     for report, result in run.all_results():
         if result.status in _QUIET:
-            groups.setdefault((result.status, _cause(result)), []).append((report, result))
+            key = (result.status, _generic(_cause(result), report.name))
+            groups.setdefault(key, []).append((report, result))
     items = []
-    for (status, _), found in sorted(groups.items(), key=lambda g: _QUIET.index(g[0][0])):
-        message = found[0][1].message
+    for (status, generic), found in sorted(groups.items(),
+                                           key=lambda g: _QUIET.index(g[0][0])):
         units = list(dict.fromkeys(m.display_name for m, _ in found))
         checks = list(dict.fromkeys(r.id for _, r in found))
         areas = {c.split(".", 1)[0] for c in checks}
-        if len(checks) == 1:
-            what = f"<code>{html_inline(checks[0])}</code>"
+        if len(checks) <= QUIET_IDS_NAMED:
+            what = ", ".join(f"<code>{html_inline(c)}</code>" for c in checks)
         elif len(areas) == 1:
             what = f"<code>{html_inline(areas.pop())}.*</code> ({len(checks)} checks)"
         else:
             what = f"{len(checks)} checks"
         where = (f"<b>{html_inline(units[0])}</b>" if len(units) == 1 else
                  f"{len(units)} units ({html_inline(', '.join(units))})")
+        message = found[0][1].message if len(units) == 1 else generic
+        if status is Status.NOT_RUN:
+            message = message.removeprefix("not run: ")
         items.append(f"<li>{ICONS[status]} {what} {status.label} on {where}: "
                      f"{html_inline(message)}</li>\n")
     return sum(len(f) for f in groups.values()), "".join(items)
