@@ -346,8 +346,9 @@ def test_the_honest_units_report_is_complete_and_correct(attacked: ActionRun) ->
     assert [r.id for r in units["honest_a"].results] == [
         r.id for r in units["honest_b"].results]
     signals = units["signals"].results
-    assert signals and all(r.status is Status.ERROR and "sent SIG" in r.message
-                           and "a unit cannot stop the run" in r.message for r in signals)
+    [error] = [r for r in signals if r.status is Status.ERROR]  # said once
+    assert "sent SIG" in error.message and "a unit cannot stop the run" in error.message
+    assert {r.status for r in signals} <= {Status.ERROR, Status.NOT_RUN}
     surrogate = next(r for r in units["surrogate"].results if r.id == "forward.runs")
     assert "lone \ufffd surrogate" in surrogate.message and "\x00" not in surrogate.message
     flood = next(r for r in units["flood"].results if r.id == "forward.runs")
