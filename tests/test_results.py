@@ -122,3 +122,38 @@ def test_clean_run_caps_every_string_a_unit_can_choose() -> None:
     assert len(result.details.encode()) <= DETAILS_LIMIT and "\ud800" not in result.details
     assert run.reports[0].output.startswith("[… ") and "bytes left out" in run.reports[0].output
     json.dumps(run.to_dict(), ensure_ascii=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- unit errors
+
+
+def test_an_errored_unit_counts_once_as_a_unit_and_its_checks_as_not_run() -> None:
+    from tests.helpers import broken_run
+    run = broken_run()
+    sig = run.reports[0]
+    assert sig.status is Status.ERROR and sig.unit_error is sig.results[0]
+    assert sig.unit_error.is_unit and not sig.results[1].is_unit
+    assert run.counts()[Status.ERROR] == 2  # one per dead unit, not one per check
+    assert run.unit_counts() == {Status.ERROR: 2, Status.FAILED: 1}
+    assert run.check_counts() == {Status.NOT_RUN: 60, Status.FAILED: 2, Status.PASSED: 1}
+    assert Status.NOT_RUN.label == "not run" and not Status.NOT_RUN.is_bad
+    # not run says nothing about the model: the unit's status comes from the rest
+    assert report("u", Status.PASSED, Status.NOT_RUN).status is Status.PASSED
+    assert exit_code_for(run, "failure") == 1
+    assert exit_code_for(RunReport([report("u", Status.PASSED, Status.NOT_RUN)]),
+                         "failure") == 0
+
+
+def test_not_run_round_trips_and_a_report_written_before_it_still_reads() -> None:
+    from tests.helpers import broken_run
+    run = broken_run()
+    data = json.loads(json.dumps(run.to_dict()))
+    assert data["counts"]["not_run"] == 60 and data["counts"]["error"] == 2
+    assert RunReport.from_dict(data).to_dict() == run.to_dict()
+    # an older report (every check of a dead unit an error, no unit result) still reads
+    old = {"schema": 1, "reports": [{"name": "m", "results": [
+        {"id": "forward.runs", "status": "error", "message": "not run: the worker process "
+         "exited with code 3 while building the unit"}], "peak_memory": 5}]}
+    again = RunReport.from_dict(old)
+    assert again.reports[0].status is Status.ERROR and again.reports[0].unit_error is None
+    assert again.reports[0].peak_memory == 5  # what --durations reads

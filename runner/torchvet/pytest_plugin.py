@@ -7,7 +7,9 @@ item, ``torchvet::<unit>::<check>``, so ``-k``, ``-m torchvet``, ``-x``, ``--lf`
 as under ``torchvet run`` — once, when its first item runs, with the checks of its
 selected items — and each item reports its verdict: failed/error as a failure with the
 terminal report's text (culprit, file:line, details), skipped as a skip, xfailed as an
-xfail, warned as a :class:`TorchvetWarning` (a pass unless ``-W error``).
+xfail, warned as a :class:`TorchvetWarning` (a pass unless ``-W error``). A unit that
+could not be built (or whose worker died before its checks) fails its first item with
+that one error; its other items are skipped as not run.
 
 This module is the parent side: it never imports torch.
 """
@@ -35,6 +37,10 @@ from .results import CheckResult, Status, UnitReport
 from .session import build_jobs, select_units
 
 ROOT_ID = "torchvet"
+# A model without a dataset in its [tool.torchvet.models.<name>] table gets no data.*
+# items, only this one: it runs the data checks when the model's spec declares a dataset
+# (known only once the unit is built), else it is one skip saying why they do not apply.
+DATA_ITEM = "data.*"
 
 
 class TorchvetWarning(pytest.PytestWarning):
@@ -147,10 +153,17 @@ class TorchvetUnit(pytest.Collector):
         super().__init__(**kwargs)
         self.job = job
         self.report: UnitReport | None = None
+        self.error_shown = False  # the unit's own error fails one item, once
 
     def collect(self) -> list[TorchvetItem]:
-        planned = self.job.planned_checks(has_data=True)
-        items = [TorchvetItem.from_parent(self, name=check) for check in planned]
+        """An item per check that can apply: the data checks only for a dataset or a
+        model whose table declares one; else one :data:`DATA_ITEM` for them all."""
+        job = self.job
+        declared = job.factory.kind == "dataset" or bool(job.config.dataset)
+        names = job.planned_checks(has_data=declared)
+        if not declared and len(job.planned_checks(has_data=True)) > len(names):
+            names.append(DATA_ITEM)
+        items = [TorchvetItem.from_parent(self, name=check) for check in names]
         for item in items:
             item.add_marker("torchvet")
             if self.config.pluginmanager.hasplugin("xdist"):  # loadgroup keeps a unit whole
@@ -179,7 +192,17 @@ class TorchvetItem(pytest.Item):
         return where, (factory.line - 1 if factory.line else None), self.nodeid
 
     def runtest(self) -> None:
-        report = self.parent.run()
+        unit = self.parent
+        report = unit.run()
+        error = report.unit_error
+        if error is not None and not unit.error_shown:
+            unit.error_shown = True  # one broken unit is one failure, its first item's
+            if report.output.strip():
+                self.add_report_section("call", "torchvet worker output", report.output)
+            raise VerdictFailed(problem_text(report, error))
+        if self.name == DATA_ITEM:
+            self.data_checks(report)
+            return
         result = next((r for r in report.results if r.id == self.name), None)
         if result is None:
             pytest.skip(f"the data checks need a dataset and {report.name}'s spec declares "
@@ -187,7 +210,7 @@ class TorchvetItem(pytest.Item):
                         else f"{self.name} was not run for {report.name}")
         if result.status is Status.PASSED:
             return
-        if result.status in (Status.SKIPPED, Status.CANCELLED):
+        if result.status in (Status.SKIPPED, Status.CANCELLED, Status.NOT_RUN):
             pytest.skip(result.message)
         if result.status is Status.XFAILED:
             pytest.xfail(result.message)
@@ -197,6 +220,21 @@ class TorchvetItem(pytest.Item):
         if report.output.strip():
             self.add_report_section("call", "torchvet worker output", report.output)
         raise VerdictFailed(problem_text(report, result))
+
+    def data_checks(self, report: UnitReport) -> None:
+        """The :data:`DATA_ITEM`: the data checks of a dataset the spec declared, else
+        one skip for them all."""
+        found = [r for r in report.results if r.area == "data"]
+        if not found:
+            pytest.skip(f"the data checks do not apply: {report.name} declares no dataset "
+                        f"(`dataset` in its spec or [tool.torchvet.models.{report.name}])")
+        bad = [r for r in found if r.status.is_bad]
+        for result in found:
+            if result.status is Status.WARNED:
+                warnings.warn(TorchvetWarning(f"{self.nodeid} {result.id}: {result.message}"),
+                              stacklevel=1)
+        if bad:
+            raise VerdictFailed("\n\n".join(f"{r.id}: {problem_text(report, r)}" for r in bad))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> Any:

@@ -35,6 +35,7 @@ class Status(enum.Enum):
     XFAILED = "xfailed"
     XPASSED = "xpassed"
     CANCELLED = "cancelled"
+    NOT_RUN = "not_run"  # the unit errored (see UNIT_ID) before this check could run
 
     @classmethod
     def from_str(cls, value: str) -> Status:
@@ -46,6 +47,11 @@ class Status(enum.Enum):
             ) from None
 
     @property
+    def label(self) -> str:
+        """The status as reports print it (``not run``)."""
+        return self.value.replace("_", " ")
+
+    @property
     def is_bad(self) -> bool:
         """Counts against the run under ``--fail-on failure``."""
         return self in (Status.FAILED, Status.ERROR, Status.XPASSED)
@@ -55,6 +61,12 @@ class Status(enum.Enum):
         """Ordering for "most important first" (higher is worse)."""
         return _SEVERITY[self]
 
+    @property
+    def problem_rank(self) -> int:
+        """Where a problem of this status goes in a report: failures (the model is
+        wrong) before errors (it could not be checked) before warnings; -1: no problem."""
+        return _PROBLEM_RANK.get(self, -1)
+
 
 _SEVERITY = {
     Status.ERROR: 7,
@@ -62,10 +74,21 @@ _SEVERITY = {
     Status.XPASSED: 5,
     Status.WARNED: 4,
     Status.CANCELLED: 3,
+    Status.NOT_RUN: 2,
     Status.XFAILED: 2,
     Status.SKIPPED: 1,
     Status.PASSED: 0,
 }
+
+
+_PROBLEM_RANK = {Status.FAILED: 0, Status.XPASSED: 1, Status.ERROR: 2, Status.WARNED: 3}
+
+# The result that stands for the whole unit: it could not be built, or its worker died
+# before (or between) its checks. Its checks are then ``not_run``, citing it, so one
+# broken unit is one problem in every report.
+UNIT_ID = "unit"
+# Statuses that say nothing about the model: a unit with passes and these has passed.
+_INDECISIVE = frozenset({Status.SKIPPED, Status.XFAILED, Status.NOT_RUN})
 
 
 @dataclass
@@ -93,6 +116,11 @@ class CheckResult:
     @property
     def area(self) -> str:
         return self.id.split(".", 1)[0]
+
+    @property
+    def is_unit(self) -> bool:
+        """The result stands for the whole unit (:data:`UNIT_ID`), not one check."""
+        return self.id == UNIT_ID
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -154,7 +182,7 @@ class UnitReport:
         """The worst status among the results; skips and xfails only count when nothing
         else ran (a unit with passes and a skip has passed)."""
         statuses = {r.status for r in self.results}
-        decisive = statuses - {Status.SKIPPED, Status.XFAILED}
+        decisive = statuses - _INDECISIVE
         if decisive:
             return max(decisive, key=lambda s: s.severity)
         if statuses:
@@ -163,6 +191,15 @@ class UnitReport:
 
     def counts(self) -> Counter[Status]:
         return Counter(r.status for r in self.results)
+
+    def check_counts(self) -> Counter[Status]:
+        """Like :meth:`counts`, without the unit's own result (:data:`UNIT_ID`)."""
+        return Counter(r.status for r in self.results if not r.is_unit)
+
+    @property
+    def unit_error(self) -> CheckResult | None:
+        """The unit's own error (it could not be built or its worker died), or None."""
+        return next((r for r in self.results if r.is_unit), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,10 +252,23 @@ class RunReport:
                 yield report, result
 
     def counts(self) -> Counter[Status]:
+        """Every result by status, the units' own errors included (an ``error`` is a unit
+        that errored or a check that raised)."""
         total: Counter[Status] = Counter()
         for report in self.reports:
             total.update(report.counts())
         return total
+
+    def check_counts(self) -> Counter[Status]:
+        """The checks' results by status, without the units' own results."""
+        total: Counter[Status] = Counter()
+        for report in self.reports:
+            total.update(report.check_counts())
+        return total
+
+    def unit_counts(self) -> Counter[Status]:
+        """The units by their status (:attr:`UnitReport.status`)."""
+        return Counter(report.status for report in self.reports)
 
     def to_dict(self) -> dict[str, Any]:
         return {

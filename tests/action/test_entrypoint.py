@@ -70,7 +70,7 @@ def test_bad_inputs_exit_2_with_one_error_per_input(tmp_path: Path) -> None:
                                               "torchvet: invalid input 'jobs'"]
     assert "'sometimes' is not one of failure, warning, never" in found[0][1]
     assert values == {"passed": "0", "failed": "0", "errors": "0", "skipped": "0",
-                      "warnings": "0", "conclusion": "error", "junit-file": "",
+                      "not-run": "0", "warnings": "0", "conclusion": "error", "junit-file": "",
                       "failures": ""}
     # the summary says why, even though the inputs turn it off: they may be wrong
     assert summary.startswith("## 💥 torchvet could not run: invalid inputs")

@@ -176,17 +176,26 @@ def test_cpu_only_models_can_declare_it() -> None:
 
 
 def test_autocast_overflow_in_bf16_names_leaf_and_line() -> None:
-    result = verdict(models.bf16_nan, AUTOCAST)
+    result = verdict(models.bf16_nan_amp, AUTOCAST)
     assert_status(result, Status.FAILED, "out[1, 0, 0] is non-finite under bfloat16 autocast",
                   "finite in float32", "torch.finfo(x.dtype).min", "enabled=False")
     assert (result.file, result.line) == (FIXTURE_FILE.name, line_of("# BUG: bf16-cast"))
 
 
 def test_autocast_fill_value_out_of_bf16_range_fails_at_its_line() -> None:
-    result = verdict(models.bf16_overflow, AUTOCAST)
+    result = verdict(models.bf16_overflow_amp, AUTOCAST)
     assert_status(result, Status.FAILED, "bfloat16 autocast (cpu) raised",
                   "outside the bfloat16 range", "torch.finfo(x.dtype).min")
     assert (result.file, result.line) == (FIXTURE_FILE.name, line_of("# BUG: bf16"))
+
+
+def test_autocast_warns_with_the_same_verdict_where_amp_is_not_declared() -> None:
+    """Issue 26: a model that never trains in mixed precision is not failed for it."""
+    blocking = verdict(models.bf16_nan_amp, AUTOCAST)
+    result = verdict(models.bf16_nan, AUTOCAST)
+    assert_status(result, Status.WARNED, "declare it if the model trains in mixed precision")
+    assert result.message.startswith(blocking.message)
+    assert (result.file, result.line) == (blocking.file, blocking.line)
 
 
 def test_autocast_leaves_the_pristine_model_alone() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml
 
+from tests.github.test_reporter import assert_mixed_case
 from tests.helpers.action import (
     ATTACKS,
     DOCKER_SOCKET,
@@ -100,7 +101,8 @@ def test_buggy_repository_fails_on_the_culprit_line(run_action: Any) -> None:
     assert any(text.startswith(annotation) for text in run.stdout.splitlines()), run.stdout
     commands = assert_safe_log(run)
     titles = [props["title"] for name, props, _ in commands if name == "error"]
-    assert "torchvet: dead_layer · training.gradients" in titles
+    # both of the dead layer's problems share its line's one annotation
+    assert "torchvet: dead_layer · training.gradients, training.update" in titles
     assert run.outputs["conclusion"] == "failure" and int(run.outputs["failed"]) >= 1
     assert "dead_layer:training.gradients" in run.outputs["failures"].splitlines()
     assert run.summary.startswith("## ❌ torchvet: ") and "this step fails" in run.summary
@@ -113,6 +115,17 @@ def test_buggy_repository_fails_on_the_culprit_line(run_action: Any) -> None:
     assert failing._elem.get("file") == "src/buggy_models/models.py"
     assert failing._elem.get("line") == str(line)
     assert all(not c.result or c.is_skipped for (s, _), c in cases.items() if s == "fine")
+
+
+def test_dead_units_are_one_error_each_and_the_real_failure_keeps_its_annotation(
+        run_action: Any) -> None:
+    """Issue 26: two units dying while being built (a signal, an exit code) and a real
+    failure; the CLI test of the same fixture is in tests/github/test_reporter.py."""
+    run = run_action("mixed", json_file="torchvet.json")
+    assert run.code == 1, run.stdout[-5000:]
+    assert_mixed_case(assert_safe_log(run), run.outputs, run.summary,
+                      run.file("torchvet-junit.xml"), run.file("torchvet.json"),
+                      culprit_line(run.file("src/mixed_models/models.py")))
 
 
 def test_fail_on_never_reports_failures_and_exits_0(run_action: Any) -> None:
@@ -308,8 +321,8 @@ def test_the_log_holds_only_torchvets_commands(attacked: ActionRun) -> None:
 def test_the_outputs_and_file_commands_hold_only_what_torchvet_wrote(
         attacked: ActionRun) -> None:
     assert attacked.code == 1, attacked.stdout[-3000:]
-    assert set(attacked.outputs) == {"passed", "failed", "errors", "skipped", "warnings",
-                                     "conclusion", "junit-file", "failures"}
+    assert set(attacked.outputs) == {"passed", "failed", "errors", "skipped", "not-run",
+                                     "warnings", "conclusion", "junit-file", "failures"}
     assert attacked.outputs["conclusion"] == "failure"
     assert attacked.outputs_text.count("conclusion=") == 1
     for name in ("set_env", "add_path", "save_state"):
@@ -333,8 +346,9 @@ def test_the_honest_units_report_is_complete_and_correct(attacked: ActionRun) ->
     assert [r.id for r in units["honest_a"].results] == [
         r.id for r in units["honest_b"].results]
     signals = units["signals"].results
-    assert signals and all(r.status is Status.ERROR and "sent SIG" in r.message
-                           and "a unit cannot stop the run" in r.message for r in signals)
+    [error] = [r for r in signals if r.status is Status.ERROR]  # said once
+    assert "sent SIG" in error.message and "a unit cannot stop the run" in error.message
+    assert {r.status for r in signals} <= {Status.ERROR, Status.NOT_RUN}
     surrogate = next(r for r in units["surrogate"].results if r.id == "forward.runs")
     assert "lone \ufffd surrogate" in surrogate.message and "\x00" not in surrogate.message
     flood = next(r for r in units["flood"].results if r.id == "forward.runs")

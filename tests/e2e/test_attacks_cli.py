@@ -63,9 +63,10 @@ def test_the_run_goes_on_and_the_honest_units_are_complete(attacked: dict) -> No
 
 def test_a_unit_that_signals_torchvet_is_an_error_naming_the_signal(attacked: dict) -> None:
     results = attacked["units"]["signals"]["results"]
-    assert results and statuses(attacked["units"]["signals"]) == {"error"}
-    assert all("sent SIGTERM to torchvet" in r["message"] for r in results), results[0]
-    assert "a unit cannot stop the run" in results[0]["message"]
+    [error] = [r for r in results if r["status"] == "error"]  # said once
+    assert statuses(attacked["units"]["signals"]) <= {"error", "not_run"}
+    assert "sent SIGTERM to torchvet" in error["message"], error
+    assert "a unit cannot stop the run" in error["message"]
     assert "torchvet: ignored SIGTERM from process" in attacked["proc"].stdout
 
 

@@ -23,7 +23,7 @@ from torchvet.engine.jobs import Job
 from torchvet.engine.memory import HISTORY_MARGIN
 from torchvet.project.config import UnitConfig
 from torchvet.project.discovery import Factory
-from torchvet.results import CheckResult, Status
+from torchvet.results import UNIT_ID, CheckResult, Status
 
 
 def job(name: str = "m", kind: str = "model", *, checks: tuple[str, ...] = (),
@@ -113,20 +113,92 @@ def test_messages_stream_into_the_report_as_they_arrive() -> None:
     assert unit.done
 
 
-def test_a_worker_that_dies_mid_check_blames_that_check_and_closes_the_rest() -> None:
+def test_a_worker_that_dies_mid_check_blames_that_check_once_and_the_rest_are_not_run() -> None:
     executor = Executor([], parallel=1)
-    unit = running(job(checks=("forward.runs", "forward.finite", "forward.dtype")))
+    unit = running(job(checks=("forward.runs", "forward.finite", "forward.dtype",
+                               "forward.shape")))
+    unit.report.output = ""
     executor._handle(unit, protocol.Ready())
+    executor._handle(unit, protocol.Started("forward.runs"))
     executor._handle(unit, protocol.Finished(CheckResult("forward.runs", Status.PASSED)))
     executor._handle(unit, protocol.Started("forward.finite"))
     executor._finish(unit, Status.ERROR, "the worker process was killed by signal 9")
     by_id = {r.id: r for r in unit.report.results}
     assert by_id["forward.runs"].status is Status.PASSED  # nothing decided is lost
-    assert by_id["forward.finite"].message == (
-        "the worker process was killed by signal 9 during this check")
-    assert by_id["forward.dtype"].message == (
-        "not run: the worker process was killed by signal 9 during forward.finite")
-    assert {r.status for r in unit.report.results[1:]} == {Status.ERROR}
+    assert (by_id["forward.finite"].status, by_id["forward.finite"].message) == (
+        Status.ERROR, "the worker process was killed by signal 9 during this check")
+    for later in ("forward.dtype", "forward.shape"):
+        assert (by_id[later].status, by_id[later].message) == (
+            Status.NOT_RUN, "not run: the worker died during forward.finite")
+    assert UNIT_ID not in by_id  # the death is the check's error, said once
+    assert unit.report.status is Status.ERROR
+    assert unit.report.counts()[Status.ERROR] == 1
+
+
+def test_a_worker_that_dies_building_the_unit_is_one_unit_error_with_its_last_output() -> None:
+    executor = Executor([], parallel=1)
+    unit = running(job(checks=("forward.runs", "forward.finite", "training.loss")))
+    executor._handle(unit, protocol.Ready())
+    unit.report.output = "".join(f"line {i}\n" for i in range(100)) + "Fatal: boom\n"
+    executor._finish(unit, Status.ERROR, "the worker process exited with code 3")
+    [error] = [r for r in unit.report.results if r.status is Status.ERROR]
+    assert error.id == UNIT_ID and error.is_unit
+    assert error.message == ("the worker process exited with code 3 while building the "
+                             "unit (factory call or first forward)")
+    assert error.details.endswith("line 99\nFatal: boom")
+    assert "line 80" not in error.details  # the last lines only
+    rest = [r for r in unit.report.results if not r.is_unit]
+    assert [r.id for r in rest] == ["forward.runs", "forward.finite", "training.loss"]
+    assert {(r.status, r.message) for r in rest} == {
+        (Status.NOT_RUN, "not run: the unit's worker died before its checks ran")}
+    assert unit.report.unit_error is error and unit.report.status is Status.ERROR
+
+
+def test_a_worker_that_dies_between_checks_cites_the_last_check_that_reported() -> None:
+    executor = Executor([], parallel=1)
+    unit = running(job(checks=("forward.runs", "forward.finite")))
+    executor._handle(unit, protocol.Started("forward.runs"))
+    executor._handle(unit, protocol.Finished(CheckResult("forward.runs", Status.FAILED, "x")))
+    executor._finish(unit, Status.ERROR, "the worker process was killed by signal 11")
+    by_id = {r.id: r for r in unit.report.results}
+    assert by_id[UNIT_ID].message == (
+        "the worker process was killed by signal 11 after forward.runs")
+    assert by_id["forward.runs"].status is Status.FAILED
+    assert by_id["forward.finite"].message == "not run: the unit's worker died after forward.runs"
+
+
+def test_a_unit_that_could_not_be_built_is_one_error_and_its_checks_are_not_run() -> None:
+    """The worker gives every planned check the build error without a Started: the
+    parent keeps it once, as the unit's, and marks the checks not run."""
+    executor = Executor([], parallel=1)
+    streamed: list[tuple[str, Status]] = []
+    executor.on_result = lambda report, result: streamed.append((result.id, result.status))
+    unit = running(job(checks=("forward.runs", "forward.finite", "state.roundtrip")))
+    executor._handle(unit, protocol.Ready())
+    for check in unit.plan:
+        executor._handle(unit, protocol.Finished(CheckResult(
+            check, Status.ERROR, "the factory m:m raised ImportError: no torchvision",
+            "Traceback ...\nImportError: no torchvision", "src/m.py", 3)))
+    executor._handle(unit, protocol.Done(0.1))
+    executor._finish(unit, Status.ERROR, "unused: the unit is done")
+    [error, *rest] = unit.report.results
+    assert (error.id, error.status, error.message, error.file, error.line) == (
+        UNIT_ID, Status.ERROR, "the factory m:m raised ImportError: no torchvision",
+        "src/m.py", 3)
+    assert error.details.endswith("ImportError: no torchvision")
+    assert [(r.id, r.status) for r in rest] == [
+        ("forward.runs", Status.NOT_RUN), ("forward.finite", Status.NOT_RUN),
+        ("state.roundtrip", Status.NOT_RUN)]
+    assert rest[0].message == "not run: the unit could not be built (see its error)"
+    assert streamed[0] == (UNIT_ID, Status.ERROR) and len(streamed) == 4
+
+
+def test_a_check_that_raises_after_it_started_stays_the_checks_error() -> None:
+    executor = Executor([], parallel=1)
+    unit = running(job(checks=("forward.runs",)))
+    executor._handle(unit, protocol.Started("forward.runs"))
+    executor._handle(unit, protocol.Finished(CheckResult("forward.runs", Status.ERROR, "raised")))
+    assert [(r.id, r.status) for r in unit.report.results] == [("forward.runs", Status.ERROR)]
 
 
 class GrantRecorder(FakeConnection):

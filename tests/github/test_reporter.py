@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import broken_run, run_cli
 from tests.helpers.action import copy_fixture, culprit_line
 from tests.helpers.workflow import read_outputs, replay_log
 from torchvet.github import reporter as gh
@@ -104,11 +105,24 @@ def test_annotation_falls_back_to_the_unit_and_drops_paths_outside_the_workspace
         unit("a", result("forward.runs", Status.ERROR, "boom", file="/usr/lib/x.py", line=3),
              file="src/a.py", line=7),
         unit("b", result("forward.runs", Status.ERROR, "boom", file="/usr/lib/x.py", line=3)),
-        unit("c", result("forward.runs", Status.FAILED, "boom", file="../outside.py", line=3)),
+        unit("c", result("forward.runs", Status.FAILED, "bust", file="../outside.py", line=3)),
     )
     shown, _ = gh.build_annotations(run)
-    assert [(a.file, a.line) for a in shown] == [("src/a.py", 7), (None, None), (None, None)]
-    assert shown[1].render().startswith("::error title=torchvet%3A b · forward.runs (error)::")
+    # the failure first, then one per unit
+    assert [(a.file, a.line) for a in shown] == [(None, None), ("src/a.py", 7), (None, None)]
+    assert shown[2].render().startswith("::error title=torchvet%3A b · forward.runs (error)::")
+
+
+def test_problems_without_a_file_share_one_annotation_per_cause() -> None:
+    run = run_of(*(unit(name, result("forward.runs", Status.ERROR, "torch is broken"))
+                   for name in ("a", "b", "c")),
+                 unit("d", result("forward.runs", Status.ERROR, "another cause")))
+    shown, omitted = gh.build_annotations(run)
+    assert [(a.title, a.message) for a in shown] == [
+        ("torchvet: a · forward.runs; b · forward.runs; c · forward.runs (error)",
+         "torch is broken"),
+        ("torchvet: d · forward.runs (error)", "another cause")]
+    assert not omitted
 
 
 def test_exception_text_reaches_the_annotation_intact() -> None:
@@ -125,7 +139,7 @@ def test_exception_text_reaches_the_annotation_intact() -> None:
     assert data.endswith(f"ValueError: {message}")
 
 
-def test_at_most_ten_annotations_per_level_most_severe_first() -> None:
+def test_at_most_ten_annotations_per_level_failures_first() -> None:
     failed = [result(f"training.f{i}", Status.FAILED, f"failed {i}") for i in range(6)]
     errors = [result(f"forward.e{i}", Status.ERROR, f"error {i}") for i in range(7)]
     xpassed = [result("state.xp", Status.XPASSED, "unexpectedly passed")]
@@ -135,12 +149,12 @@ def test_at_most_ten_annotations_per_level_most_severe_first() -> None:
     shown, omitted = gh.build_annotations(run)
     levels = [a.level for a in shown]
     assert levels.count("error") == 10 and levels.count("warning") == 10
-    assert omitted == {"error": 4, "warning": 2}
-    errors_shown = [a.message for a in shown if a.level == "error"]
-    # all 7 errors, then the first 3 failures (stable within a status); the xpassed and
-    # the other failures are left out
-    assert errors_shown == [f"error {i}" for i in range(7)] + [
-        "failed 0", "failed 1", "failed 2"]
+    assert omitted == {"error": [f"m · forward.e{i}" for i in range(3, 7)],
+                       "warning": ["m · data.w10", "m · data.w11"]}
+    # the failures (the model is wrong), the xpassed, then the errors (stable within one)
+    assert [a.message for a in shown if a.level == "error"] == [
+        *(f"failed {i}" for i in range(6)), "unexpectedly passed", "error 0", "error 1",
+        "error 2"]
     assert [a.message for a in shown if a.level == "warning"] == [
         f"warned {i}" for i in range(10)]
 
@@ -148,7 +162,9 @@ def test_at_most_ten_annotations_per_level_most_severe_first() -> None:
     gh.publish(run, fail_on="failure", junit_path=None, stream=stream, env={})
     assert len(replay_log(stream.getvalue())) == 20
     summary = gh.render_summary(run, omitted=omitted, env={})
-    assert "4 more error(s) not annotated" in summary
+    assert ("4 more error(s) not annotated (GitHub shows at most 10 per level in a step): "
+            "m · forward.e3, m · forward.e4, m · forward.e5, m · forward.e6; every problem "
+            "is listed below.") in summary
     assert "2 more warning(s) not annotated" in summary
     # every problem is still listed in the summary
     assert summary.count("<details>\n<summary>") == 6 + 7 + 1 + 12 + 1  # + skipped list
@@ -170,20 +186,21 @@ def test_summary_has_totals_a_unit_table_and_escaped_details() -> None:
     env = {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r",
            "GITHUB_SHA": "abc123", "GITHUB_WORKSPACE": "/ws"}
     text = gh.render_summary(run, fail_on="failure", junit_path="/ws/out/junit.xml", env=env)
-    assert text.startswith("## ❌ torchvet: 1 failed, 1 passed, 1 skipped")
+    assert text.startswith("## ❌ torchvet: 3 units: 1 failed, 1 passed, 1 skipped · checks: "
+                           "1 failed, 1 passed, 1 skipped")
     assert "JUnit out/junit.xml" in text and "this step fails" in text
     assert "<script>" not in text and "<img" not in text and "@octocat" not in text
     assert text.count("<pre>") == text.count("</pre>") == 2  # details + captured output
     table = [ln for ln in text.splitlines() if ln.startswith("| ")]
     assert len(table) == 4  # head + 3 units
     for row in table:
-        # escaped pipes do not split cells: 9 columns -> 10 pipes in every row
-        assert row.count("|") == 10, row
+        # escaped pipes do not split cells: 10 columns -> 11 pipes in every row
+        assert row.count("|") == 11, row
     assert "bad&#124;name\\*" in table[2] and "❌ failed" in table[2]
     assert ('<a href="https://github.com/o/r/blob/abc123/src/m.py#L4">'
             "<code>src/m.py:4</code></a>") in text
     assert "Captured output of failing units" in text and "::error::fake" in text
-    assert "1 skipped or expected check(s)" in text
+    assert "1 skipped, expected or not run check(s)" in text
 
 
 def test_summary_is_truncated_under_the_limit_with_a_note() -> None:
@@ -254,9 +271,9 @@ def test_outputs_count_results_and_name_the_failures() -> None:
                  unit("evil`$(x)`", result("b.one", Status.FAILED)))
     values = gh.outputs(run, "/ws/reports/junit.xml", env={"GITHUB_WORKSPACE": "/ws"})
     assert values == {
-        "passed": "1", "failed": "3", "errors": "1", "skipped": "2", "warnings": "1",
-        "conclusion": "failure", "junit-file": "reports/junit.xml",
-        "failures": "m:a.four\nm:a.two\nevil???x??:b.one\nm:a.three",
+        "passed": "1", "failed": "3", "errors": "1", "skipped": "2", "not-run": "0",
+        "warnings": "1", "conclusion": "failure", "junit-file": "reports/junit.xml",
+        "failures": "m:a.two\nm:a.three\nm:a.four\nevil???x??:b.one",
     }
     assert gh.outputs(run, "/elsewhere/j.xml", env={"GITHUB_WORKSPACE": "/ws"})[
         "junit-file"] == "/elsewhere/j.xml"
@@ -318,12 +335,70 @@ def test_cli_github_mode_wraps_user_output_and_annotates_the_culprit(tmp_path: P
         assert name == "error"
         assert props["file"] == "src/buggy_models/models.py"
         assert props["line"] == str(culprit)
-    assert any(p["title"] == "torchvet: dead_layer · training.gradients"
+    # both problems of the dead layer's line share its one annotation
+    assert any(p["title"] == "torchvet: dead_layer · training.gradients, training.update"
                for _, p, _ in commands)
     values = read_outputs(outputs.read_text(encoding="utf-8"))
     assert values["conclusion"] == "failure" and int(values["failed"]) >= 1
     assert values["junit-file"] == "junit.xml"
     assert "dead\\_layer" in summary.read_text(encoding="utf-8")
+
+
+def test_cli_github_mode_reports_dead_units_once_and_the_real_failure_at_its_line(
+        tmp_path: Path) -> None:
+    """Issue 26's Done-when through the CLI (the action runs the same reporter): units
+    dying by a signal and by an exit code while being built, and a real failure."""
+    workspace = copy_fixture("mixed", tmp_path / "ws")
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary"
+    models = workspace / "src" / "mixed_models" / "models.py"
+    proc = run_cli("run", str(workspace), "--junit", str(workspace / "junit.xml"),
+                   "--json", str(tmp_path / "run.json"), env={
+                       "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
+                       "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_mixed_case(replay_log(proc.stdout), read_outputs(outputs.read_text("utf-8")),
+                      summary.read_text("utf-8"), workspace / "junit.xml",
+                      tmp_path / "run.json", culprit_line(models))
+
+
+def assert_mixed_case(commands: list[tuple[str, dict[str, str], str]],
+                      outputs: dict[str, str], summary: str, junit_xml: Path,
+                      json_path: Path, culprit: int) -> None:
+    """What the fixture ``mixed`` must report, wherever it runs (CLI or action image)."""
+    from junitparser import Error, Failure, JUnitXml, Skipped
+
+    from torchvet.reporters import json_report
+
+    errors = [(p["file"], int(p["line"]), p["title"], data)
+              for name, p, data in commands if name == "error"]
+    file = "src/mixed_models/models.py"
+    source = (junit_xml.parent / file).read_text("utf-8").splitlines()
+    crashes, exits = (next(i for i, text in enumerate(source, 1) if f"def make_{name}(" in text)
+                      for name in ("crashes", "exits"))
+    assert [e[:3] for e in errors] == [
+        (file, culprit, "torchvet: dead_head · training.gradients, training.update"),
+        (file, crashes, "torchvet: crashes (error)"), (file, exits, "torchvet: exits (error)")]
+    assert "killed by signal 11 (SIGSEGV" in errors[1][3]
+    assert errors[1][3].endswith("crashes: loading the native extension")
+    assert "exited with code 3" in errors[2][3]
+    assert errors[2][3].endswith("exits: the config is missing, giving up")
+    assert summary.startswith("## ❌ torchvet: 3 units: 1 failed, 2 errored · checks: 2 failed, ")
+    assert summary.count("(the unit) (error)") == 2
+    assert "30 checks not run on 2 units (crashes, exits)" in summary
+    assert (outputs["errors"], outputs["failed"], outputs["not-run"]) == ("2", "2", "60")
+    assert outputs["failures"].splitlines() == [
+        "dead_head:training.gradients", "dead_head:training.update", "crashes:unit",
+        "exits:unit"]
+    cases = {(s.name, c.name): c for s in JUnitXml.fromfile(str(junit_xml)) for c in s}
+    errored = sorted(k for k, c in cases.items() if c.result and isinstance(c.result[0], Error))
+    failed = sorted(k for k, c in cases.items()
+                    if c.result and isinstance(c.result[0], Failure))
+    assert errored == [("crashes", "unit"), ("exits", "unit")]
+    assert failed == [("dead_head", "training.gradients"), ("dead_head", "training.update")]
+    assert all(isinstance(c.result[0], Skipped) for (s, n), c in cases.items()
+               if s in ("crashes", "exits") and n != "unit")
+    run = json_report.read(json_path)
+    assert run.counts()[Status.ERROR] == 2 and run.counts()[Status.NOT_RUN] == 60
 
 
 @pytest.mark.slow
@@ -349,7 +424,7 @@ def test_an_interrupted_run_says_so() -> None:
     run = run_of(unit("m", result("forward.runs", Status.CANCELLED, "cancelled")),
                  interrupted=True)
     text = gh.render_summary(run, env={})
-    assert text.startswith("## 🚫 torchvet: 1 cancelled")
+    assert text.startswith("## 🚫 torchvet: 1 unit: 1 cancelled · checks: 1 cancelled")
     assert "the run was interrupted" in text and "this step" not in text
 
 
@@ -362,7 +437,7 @@ def test_a_run_that_could_not_start_says_why_with_error_outputs(tmp_path: Path) 
     assert "&lt;no&gt; &#124; &#64;octo" in text and text.count("</pre>") == 1
     values = read_outputs(out.read_text(encoding="utf-8"))
     assert values == {"passed": "0", "failed": "0", "errors": "0", "skipped": "0",
-                      "warnings": "0", "conclusion": "error", "junit-file": "",
+                      "not-run": "0", "warnings": "0", "conclusion": "error", "junit-file": "",
                       "failures": ""}
     # the same outputs a finished run has, so later steps can read either
     assert set(values) == set(gh.outputs(run_of(), None, {}))
@@ -377,3 +452,88 @@ def test_a_problem_with_a_loss_curve_gets_a_mermaid_chart_in_the_summary() -> No
     block = text[text.index("<details>"):text.index("</details>")]
     assert "```mermaid\nxychart-beta\n" in block
     assert "line [2.3, 1.9, 1.6]" in block
+
+
+# --------------------------------------------------------------------------- many problems
+
+
+def test_dead_units_are_annotated_once_each_and_the_real_failure_at_its_line() -> None:
+    """Issue 26: two units whose workers died and one real failure; 12 more dead units
+    cannot push the failure out of GitHub's 10 error slots."""
+    run = broken_run()
+    shown, omitted = gh.build_annotations(run)
+    assert [(a.title, a.file, a.line) for a in shown] == [
+        ("torchvet: head · training.gradients, training.update", "src/head.py", 11),
+        ("torchvet: sig (error)", "src/sig.py", 5),
+        ("torchvet: code (error)", "src/code.py", 7)]
+    assert shown[0].message == ("head · training.gradients: head.weight received no "
+                                "gradient\nhead · training.update: head.weight never changed")
+    assert shown[1].message.startswith("the worker process was killed by signal 11")
+    assert shown[1].message.endswith("loading weights") and not omitted
+
+    crowded = broken_run()
+    sig = crowded.reports[0]
+    crowded.reports[:0] = [
+        replace(sig, name=f"dead{i}", results=[replace(sig.results[0], file=f"src/d{i}.py"),
+                                               *sig.results[1:]]) for i in range(12)]
+    shown, omitted = gh.build_annotations(crowded)
+    assert len(shown) == 10 and shown[0].title.startswith("torchvet: head")
+    assert omitted == {"error": ["dead9", "dead10", "dead11", "sig", "code"]}
+
+
+def test_the_summary_reads_as_units_and_checks_grouped_by_unit_and_collapsed() -> None:
+    run = broken_run(snapshotless=4)
+    text = gh.render_summary(run, env={})
+    assert text.startswith("## ❌ torchvet: 7 units: 1 failed, 2 errored, 4 passed · checks: "
+                           "2 failed, 5 passed, 12 skipped, 60 not run\n")
+    problems = text[text.index("### Problems"):text.index("### Captured output")]
+    blocks = re.findall(r"<summary>(.*?)</summary>", problems)
+    assert blocks == [
+        "❌ <b>head</b> · <code>training.gradients</code> (failed): head.weight received no "
+        "gradient",
+        "❌ <b>head</b> · <code>training.update</code> (failed): head.weight never changed",
+        "💥 <b>sig</b> (the unit) (error): the worker process was killed by signal 11 "
+        "(SIGSEGV: segmentation fault in native code) while building the unit (factory "
+        "call or first forward)",
+        "💥 <b>code</b> (the unit) (error): the worker process exited with code 3 while "
+        "building the unit (factory call or first forward)"]
+    quiet = text[text.index("72 skipped, expected or not run check(s)"):]
+    items = re.findall(r"<li>(.*?)</li>", quiet)
+    assert items == [
+        "⏭️ <code>regression.*</code> (3 checks) skipped on 4 units (ok0, ok1, ok2, ok3): "
+        "no snapshot: create it with `torchvet snapshot`",
+        "⛔ <code>forward.*</code> (30 checks) not run on 2 units (sig, code): "
+        "the unit&#39;s worker died before its checks ran"]
+
+
+def test_skips_naming_their_unit_collapse_across_units_with_the_name_generic() -> None:
+    run = run_of(*(unit(name, *(result(f"regression.{c}", Status.SKIPPED,
+                                       f"no snapshot .torchvet/snapshots/{name}.json: create "
+                                       "it with `torchvet snapshot`")
+                                for c in ("signature", "outputs")),
+                        result("export.compile", Status.SKIPPED, f"opt-in for {name}"))
+                   for name in ("net", "network")))
+    items = re.findall(r"<li>(.*?)</li>", gh.render_summary(run, env={}))
+    assert items == [
+        "⏭️ <code>regression.signature</code>, <code>regression.outputs</code> skipped on 2 "
+        "units (net, network): no snapshot .torchvet/snapshots/&lt;unit&gt;.json: create it "
+        "with `torchvet snapshot`",
+        "⏭️ <code>export.compile</code> skipped on 2 units (net, network): opt-in for "
+        "&lt;unit&gt;"]
+
+
+def test_the_outputs_count_errored_units_once_and_their_checks_as_not_run() -> None:
+    values = gh.outputs(broken_run(), None, env={})
+    assert (values["errors"], values["failed"], values["not-run"], values["skipped"]) == (
+        "2", "2", "60", "0")
+    assert values["failures"].splitlines() == [
+        "head:training.gradients", "head:training.update", "sig:unit", "code:unit"]
+
+
+def test_problems_on_one_line_with_one_cause_share_an_annotation_across_units() -> None:
+    shared = [unit(name, result("forward.finite", Status.FAILED, "NaN in output",
+                                file="src/layers.py", line=30)) for name in ("a", "b")]
+    shown, _ = gh.build_annotations(run_of(*shared))
+    [annotation] = shown
+    assert annotation.title == "torchvet: a · forward.finite; b · forward.finite"
+    assert annotation.message == "NaN in output" and annotation.line == 30

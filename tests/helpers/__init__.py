@@ -117,3 +117,36 @@ def sample_run() -> RunReport:
     return RunReport([UnitReport("net", dist="pkg", target="pkg.m:make", results=results,
                                   output="print \x00 from user\n")],
                      seed=0, torch_version="2.13.0")
+
+
+def broken_run(snapshotless: int = 0) -> RunReport:
+    """Issue 26's mixed case, as the executor records it: ``sig`` died by a signal and
+    ``code`` by an exit code while being built (one unit error each, 30 checks not
+    run), ``head`` has two real failures on its layer's line; ``snapshotless`` healthy
+    units each skip the regression checks for want of a snapshot."""
+
+    def dead(name: str, cause: str, line: int) -> UnitReport:
+        checks = [f"forward.c{i}" for i in range(30)]
+        return UnitReport(name, file=f"src/{name}.py", line=line, results=[
+            CheckResult("unit", Status.ERROR, f"the worker process {cause} while building "
+                        "the unit (factory call or first forward)",
+                        "last lines of the unit's output:\nloading weights", f"src/{name}.py",
+                        line),
+            *(CheckResult(c, Status.NOT_RUN, "not run: the unit's worker died before its "
+                          "checks ran") for c in checks)], output="loading weights\n")
+
+    head = UnitReport("head", file="src/head.py", line=2, results=[
+        CheckResult("forward.runs", Status.PASSED, "ok"),
+        CheckResult("training.gradients", Status.FAILED, "head.weight received no gradient",
+                    "", "src/head.py", 11),
+        CheckResult("training.update", Status.FAILED, "head.weight never changed",
+                    "", "src/head.py", 11)])
+    hint = "no snapshot: create it with `torchvet snapshot`"
+    healthy = [UnitReport(f"ok{i}", file="src/ok.py", line=1, results=[
+        CheckResult("forward.runs", Status.PASSED, "ok"),
+        *(CheckResult(f"regression.{c}", Status.SKIPPED, hint)
+          for c in ("signature", "outputs", "cost"))]) for i in range(snapshotless)]
+    return RunReport([dead("sig", "was killed by signal 11 (SIGSEGV: segmentation fault "
+                           "in native code)", 5),
+                      dead("code", "exited with code 3", 7), head, *healthy],
+                     torch_version="2.13.0", torchvet_version="0.1.0", duration=2.0)

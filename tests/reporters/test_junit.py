@@ -7,7 +7,7 @@ from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from tests.helpers import sample_run
+from tests.helpers import broken_run, sample_run
 from torchvet.reporters import junit
 
 
@@ -40,3 +40,17 @@ def test_junit_warning_fails_under_fail_on_warning() -> None:
     xml = JUnitXml.fromstring(text)
     case = next(c for c in next(iter(xml)) if c.name == "data.workers")
     assert isinstance(case.result[0], Failure)
+
+
+def test_an_errored_unit_is_one_errored_testcase_and_its_checks_are_skipped() -> None:
+    xml = JUnitXml.fromstring(junit.render(broken_run()))
+    suites = {suite.name: suite for suite in xml}
+    cases = list(suites["sig"])
+    errored = [c for c in cases if c.result and isinstance(c.result[0], Error)]
+    assert [c.name for c in errored] == ["unit"]
+    assert errored[0].result[0].message.startswith("the worker process was killed by signal 11")
+    skipped = [c for c in cases if c.result and isinstance(c.result[0], Skipped)]
+    assert len(skipped) == 30 and {c.result[0].message for c in skipped} == {
+        "not run: the unit's worker died before its checks ran"}
+    head = {c.name: c for c in suites["head"]}
+    assert isinstance(head["training.update"].result[0], Failure)

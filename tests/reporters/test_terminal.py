@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tests.helpers import sample_run
+from tests.helpers import broken_run, sample_run
 from torchvet.reporters.terminal import TerminalReporter, use_color
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
@@ -56,3 +56,20 @@ def test_the_sparkline_falls_back_to_ascii_where_blocks_cannot_be_encoded() -> N
     TerminalReporter(stream=stream, color=False).finish(_with_curve())
     stream.flush()
     assert b"Adam lr 0.01  #:__  2.3 -> 1.6" in raw.getvalue()
+
+
+def test_an_errored_unit_is_one_problem_and_the_run_reads_as_units_and_checks() -> None:
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream=stream, total=3, color=False, show_output=False)
+    run = broken_run()
+    reporter.unit_done(run.reports[0])
+    reporter.finish(run)
+    text = stream.getvalue()
+    assert "[1/3] sig (model)" in text and "1 error, 30 not run" in text
+    assert text.count("ERROR sig (the unit)") == 1 and "not run:" not in text
+    # failures (the model is wrong) before errors (it could not be checked)
+    assert text.index("FAILED head") < text.index("ERROR code") < text.index("ERROR sig")
+    assert any(ln.startswith("unit ") and ln.endswith("not run     time")
+               for ln in text.splitlines())
+    assert text.rstrip().splitlines()[-1].strip("= ").startswith(
+        "3 units: 1 failed, 2 errored · checks: 2 failed, 1 passed, 60 not run in ")

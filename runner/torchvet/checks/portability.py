@@ -7,6 +7,9 @@ and compares CPU and GPU outputs with TF32 disabled.
 
 ``portability.autocast`` runs the eval forward under ``torch.autocast`` (bfloat16 on the
 CPU; float16 and bfloat16 on CUDA) and names the first output leaf that goes non-finite.
+Mixed precision is an optional capability (docs/checks.md): the check fails only where
+the spec declares ``amp=True`` (the model trains in mixed precision); otherwise the same
+verdict is a warning that says how to make it blocking.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..results import Status
 from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.copies import meta_copy
@@ -28,7 +32,7 @@ from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves, leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import dtype_name, index_str, one_line
-from ..verdict import Outcome, Skip, failed, passed
+from ..verdict import Outcome, Skip, failed, passed, warned
 from .causes.meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
 from .registry import check
 from .shared.comparison import Difference, first_difference, seeded_eval
@@ -241,8 +245,26 @@ _AUTOCAST_HINTS = {
 }
 
 
+AMP_HINT = ("warned, not failed: the spec does not declare amp=True; declare it if the "
+            "model trains in mixed precision, to make this check blocking")
+
+
+def relies_on_amp(ctx: CheckContext) -> bool:
+    """The spec declares that the model trains in mixed precision (``amp=True``)."""
+    return bool(getattr(ctx.spec, "amp", False))
+
+
 @check("portability.autocast")
 def autocast(ctx: CheckContext) -> Outcome:
+    """Autocast's verdict, blocking only for a model that declares ``amp``."""
+    outcome = _autocast(ctx)
+    if outcome.status is Status.FAILED and not relies_on_amp(ctx):
+        return warned(f"{outcome.message} ({AMP_HINT})", outcome.details, outcome.where,
+                      outcome.data)
+    return outcome
+
+
+def _autocast(ctx: CheckContext) -> Outcome:
     if not any(p.is_floating_point() for p in ctx.model.parameters()):
         raise Skip("the model has no floating-point parameters: autocast changes nothing")
     if holds_fake_quant(ctx.model):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..project.paths import report_path
-from ..results import CheckResult, Status, UnitReport
+from ..results import UNIT_ID, CheckResult, Status, UnitReport
 from . import capture, protocol
 from .jobs import Job
 from .memory import Admission, GrantDecision
@@ -134,6 +134,7 @@ class _Running:
     check_started: float = 0.0
     waiting_since: float | None = None  # waiting for memory: its clock is stopped
     waited: float = 0.0  # seconds spent waiting for memory (not the unit's own time)
+    unit_error: bool = False  # the unit's own error (UNIT_ID) is in its report
 
 
 Observer = Callable[[UnitReport], None]
@@ -309,6 +310,9 @@ class Executor:
                 unit.check_started = time.monotonic()
             case protocol.Finished(result):
                 unit.report.peak_memory = max(unit.report.peak_memory, result.peak_memory)
+                if unit.in_flight is None and result.status is Status.ERROR \
+                        and result.id in unit.plan:
+                    result = self._not_built(unit, result)
                 unit.report.results.append(result)
                 unit.seen.add(result.id)
                 unit.in_flight = None
@@ -364,35 +368,48 @@ class Executor:
             unit.report.results.append(CheckResult("signal", Status.ERROR, f"the unit {reason}"))
         return reason
 
+    def _not_built(self, unit: _Running, result: CheckResult) -> CheckResult:
+        """A check's ``error`` that arrived without a ``Started``: the worker could not
+        build the unit and gives every check its reason. The first becomes the unit's
+        own error; every check is ``not_run``, citing it."""
+        if not unit.unit_error:
+            self._add_unit_error(unit, CheckResult(
+                UNIT_ID, Status.ERROR, result.message, result.details, result.file,
+                result.line, result.duration))
+        return CheckResult(result.id, Status.NOT_RUN,
+                           "not run: the unit could not be built (see its error)")
+
+    def _add_unit_error(self, unit: _Running, error: CheckResult) -> None:
+        unit.report.results.append(error)
+        unit.seen.add(UNIT_ID)
+        unit.unit_error = True
+        if self.on_result:
+            self.on_result(unit.report, error)
+
     def _finish(self, unit: _Running, status: Status, reason: str, hint: str = "") -> None:
-        """Close the unit's report: checks that never reported get ``status``, with
-        ``reason`` (what happened), where it happened, and ``hint`` (what to do)."""
+        """Close the unit's report. ``reason`` (what happened) and ``hint`` (what to do)
+        are said once: as the error of the check in flight, else as the unit's own error
+        (it died building the unit or between checks), with the last lines of the
+        unit's output; every check that never reported is then ``not_run``, citing it.
+        A cancelled run marks them ``cancelled`` instead."""
         fix = f"; {hint}" if hint else ""
         report = unit.report
-        if not unit.done:
-            where_file, where_line = report.file, report.line
+        if unit.job.output_path:
+            report.output = capture.read_tail(unit.job.output_path)
+        if not unit.done and status is Status.CANCELLED:
             if unit.in_flight and unit.in_flight not in unit.seen:
-                report.results.append(
-                    CheckResult(unit.in_flight, status, f"{reason} during this check{fix}",
-                                file=where_file, line=where_line,
-                                duration=time.monotonic() - unit.check_started)
-                )
-                unit.seen.add(unit.in_flight)
-            culprit = (f" during {unit.in_flight}" if unit.in_flight
-                       else " while building the unit (factory call or first forward)")
+                report.results.append(CheckResult(
+                    unit.in_flight, status, f"{reason} during this check",
+                    duration=time.monotonic() - unit.check_started))
             for check_id in unit.plan:
-                if check_id not in unit.seen:
-                    text = (reason if status is Status.CANCELLED
-                            else f"not run: {reason}{culprit}{fix}")
-                    report.results.append(
-                        CheckResult(check_id, status, text, file=where_file, line=where_line)
-                    )
-                    unit.seen.add(check_id)
+                if check_id not in unit.seen and check_id != unit.in_flight:
+                    report.results.append(CheckResult(check_id, status, reason))
+            unit.seen.update(unit.plan)
+        elif not unit.done:
+            self._died(unit, status, reason, fix)
         now = time.monotonic()
         waiting = now - unit.waiting_since if unit.waiting_since is not None else 0.0
         report.duration = now - unit.started - unit.waited - waiting
-        if unit.job.output_path:
-            report.output = capture.read_tail(unit.job.output_path)
         with contextlib.suppress(OSError):
             unit.conn.close()
         unit.done = True
@@ -401,9 +418,51 @@ class Executor:
         self._grant(self.memory.finish(unit.key))
         self._notify(report)
 
+    def _died(self, unit: _Running, status: Status, reason: str, fix: str) -> None:
+        """The worker died (or timed out) before reporting every check: one error for
+        the death, the checks it never reached ``not_run``."""
+        report = unit.report
+        last = output_tail(report.output)
+        ran = [c for c in unit.plan if c in unit.seen]
+        if unit.in_flight and unit.in_flight not in unit.seen:
+            culprit = unit.in_flight
+            report.results.append(CheckResult(
+                culprit, status, f"{reason} during this check{fix}", last,
+                file=report.file, line=report.line,
+                duration=time.monotonic() - unit.check_started))
+            unit.seen.add(culprit)
+            cause = f"the worker died during {culprit}"
+        elif not unit.unit_error:
+            where = (f" after {ran[-1]}" if ran else
+                     " while building the unit (factory call or first forward)")
+            self._add_unit_error(unit, CheckResult(
+                UNIT_ID, status, f"{reason}{where}{fix}", last, file=report.file,
+                line=report.line))
+            cause = "the unit's worker died" + (f" after {ran[-1]}" if ran else
+                                                 " before its checks ran")
+        else:
+            cause = "the unit could not be built (see its error)"
+        for check_id in unit.plan:
+            if check_id not in unit.seen:
+                report.results.append(CheckResult(check_id, Status.NOT_RUN,
+                                                  f"not run: {cause}"))
+                unit.seen.add(check_id)
+
     def _notify(self, report: UnitReport) -> None:
         if self.on_done:
             self.on_done(report)
+
+
+OUTPUT_LINES = 20  # lines of a dead unit's output its error quotes
+
+
+def output_tail(output: str, lines: int = OUTPUT_LINES) -> str:
+    """The last ``lines`` lines of a unit's captured output, for the error of its death
+    ('' when it printed nothing)."""
+    kept = output.rstrip().splitlines()[-lines:]
+    if not kept:
+        return ""
+    return "last lines of the unit's output:\n" + "\n".join(kept)
 
 
 def _entry(job: Job, conn: Any) -> None:

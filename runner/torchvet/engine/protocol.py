@@ -6,6 +6,11 @@ A worker sends these over a pipe as it goes, so a crash loses nothing already de
 message that travels the other way), ``Started`` and ``Finished`` around every check,
 ``Snapshot`` when the job asks for the unit's snapshot, and ``Done`` at the end. The
 parent dispatches on the type; nothing here imports torch.
+
+A check's ``error`` that arrives without a ``Started`` is the unit's: the worker could
+not build it (import, factory call, spec) and gives that reason for every check; the
+parent keeps it once, as the unit's own error (``results.UNIT_ID``), and marks the
+checks ``not_run``.
 """
 
 from __future__ import annotations

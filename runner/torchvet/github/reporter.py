@@ -31,6 +31,7 @@ from urllib.parse import quote
 from ..errors import ExitCode
 from ..regression import changes as model_changes
 from ..reporters.evidence import mermaid_charts
+from ..reporters.terminal import COLUMNS, run_phrase
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
 from .workflow import command
 
@@ -41,6 +42,8 @@ MESSAGE_LIMIT = 4000  # characters of an annotation message
 ANNOTATION_DETAIL_LINES = 12  # last lines of the details appended to an annotation
 DETAILS_LIMIT = 32 * 1024  # characters of one failure's details in the summary
 OUTPUT_TAIL_LINES = 40  # captured output lines of a failing unit in the summary
+QUIET_IDS_NAMED = 2  # check ids a collapsed skipped line names (else area.* or a count)
+OMITTED_NAMED = 20  # problems left out of the annotations named in the summary's note
 
 _LEVELS = {
     Status.ERROR: "error",
@@ -57,8 +60,8 @@ ICONS = {
     Status.SKIPPED: "⏭️",
     Status.XFAILED: "☑️",
     Status.CANCELLED: "🚫",
+    Status.NOT_RUN: "⛔",
 }
-_TABLE_COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED]
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]/ +]")
 
@@ -146,33 +149,92 @@ def _message(result: CheckResult) -> str:
 
 
 def problems(run: RunReport) -> list[tuple[UnitReport, CheckResult]]:
-    """Every result worth an annotation, most severe first (stable within a level)."""
-    found = [(m, r) for m, r in run.all_results() if r.status in _LEVELS]
-    return sorted(found, key=lambda mr: -mr[1].status.severity)
+    """Every result worth an annotation, grouped by unit (units in the order of their
+    worst problem), failures before errors before warnings within a unit."""
+    by_unit: dict[int, list[tuple[UnitReport, CheckResult]]] = {}
+    for index, report in enumerate(run.reports):
+        found = [(report, r) for r in report.results if r.status in _LEVELS]
+        if found:
+            by_unit[index] = sorted(found, key=lambda mr: mr[1].status.problem_rank)
+    order = sorted(by_unit, key=lambda i: (by_unit[i][0][1].status.problem_rank, i))
+    return [pair for index in order for pair in by_unit[index]]
 
 
-def build_annotations(run: RunReport) -> tuple[list[Annotation], Counter[str]]:
-    """The annotations to emit (at most :data:`ANNOTATION_CAP` per level) and how many
-    were left out per level."""
-    shown: list[Annotation] = []
-    per_level: Counter[str] = Counter()
-    omitted: Counter[str] = Counter()
+def _cause(result: CheckResult) -> str:
+    return _fold(result.message or result.status.value)
+
+
+def _what(report: UnitReport, result: CheckResult) -> str:
+    """``unit · check``, or just ``unit`` for the unit's own error."""
+    return report.display_name if result.is_unit else f"{report.display_name} · {result.id}"
+
+
+@dataclass
+class _Spot:
+    """The problems one annotation stands for: one line (or, without a file, one
+    cause), deduplicated by (unit, check)."""
+
+    level: str
+    file: str | None
+    line: int | None
+    found: list[tuple[UnitReport, CheckResult]]
+
+    def annotation(self) -> Annotation:
+        first = self.found[0][1]
+        worst = min((r.status for _, r in self.found), key=lambda s: s.problem_rank)
+        status = "" if worst in (Status.FAILED, Status.WARNED) else f" ({worst.value})"
+        by_unit: dict[str, list[CheckResult]] = {}
+        for report, result in self.found:
+            by_unit.setdefault(report.display_name, []).append(result)
+        title = "; ".join(
+            name + ("" if all(r.is_unit for r in results) else
+                    " · " + ", ".join(r.id for r in results if not r.is_unit))
+            for name, results in by_unit.items())
+        causes = list(dict.fromkeys(_cause(r) for _, r in self.found))
+        if len(causes) == 1:
+            message = _message(first)
+        else:  # several problems on one line: one annotation lists them
+            message = "\n".join(f"{_what(m, r)}: {strip_control(r.message).strip()}"
+                                 for m, r in self.found)
+            message = message[: MESSAGE_LIMIT - 1] + "…" if len(message) > MESSAGE_LIMIT \
+                else message
+        return Annotation(level=self.level, title=f"torchvet: {title}{status}",
+                          message=message, file=self.file, line=self.line)
+
+
+def _spots(run: RunReport) -> list[_Spot]:
+    """The problems by annotation: those on one line share it, those without a file
+    share it when their cause is the same; ranked so that every unit's first problem
+    (failures first) comes before any unit's second."""
+    spots: dict[tuple[object, ...], _Spot] = {}
     for report, result in problems(run):
         level = _LEVELS[result.status]
-        if per_level[level] >= ANNOTATION_CAP:
-            omitted[level] += 1
-            continue
-        per_level[level] += 1
         file, line = _location(report, result)
-        status = "" if result.status in (Status.FAILED, Status.WARNED) else (
-            f" ({result.status.value})")
-        shown.append(Annotation(
-            level=level,
-            title=f"torchvet: {report.display_name} · {result.id}{status}",
-            message=_message(result),
-            file=file,
-            line=line,
-        ))
+        key: tuple[object, ...] = (level, file, line) if file else (level, _cause(result))
+        spot = spots.setdefault(key, _Spot(level, file, line, []))
+        spot.found.append((report, result))
+    rounds: Counter[str] = Counter()
+    ranked = []
+    for order, spot in enumerate(spots.values()):
+        unit = spot.found[0][0].display_name
+        ranked.append(((rounds[unit], spot.found[0][1].status.problem_rank, order), spot))
+        rounds[unit] += 1
+    return [spot for _, spot in sorted(ranked, key=lambda item: item[0])]
+
+
+def build_annotations(run: RunReport) -> tuple[list[Annotation], dict[str, list[str]]]:
+    """The annotations to emit (at most :data:`ANNOTATION_CAP` per level: one per line,
+    each unit's first problem before any unit's second) and, per level, the problems
+    left out (``unit · check``)."""
+    shown: list[Annotation] = []
+    per_level: Counter[str] = Counter()
+    omitted: dict[str, list[str]] = {}
+    for spot in _spots(run):
+        if per_level[spot.level] >= ANNOTATION_CAP:
+            omitted.setdefault(spot.level, []).extend(_what(m, r) for m, r in spot.found)
+            continue
+        per_level[spot.level] += 1
+        shown.append(spot.annotation())
     return shown, omitted
 
 
@@ -193,12 +255,15 @@ def conclusion(run: RunReport) -> str:
 
 
 def counts_for_outputs(run: RunReport) -> dict[str, int]:
+    """The step's counts: ``errors`` are units that errored (could not be built, worker
+    died) plus checks that raised; ``not-run`` the checks those units never reached."""
     counts = run.counts()
     return {
         "passed": counts[Status.PASSED],
         "failed": counts[Status.FAILED] + counts[Status.XPASSED],
         "errors": counts[Status.ERROR],
         "skipped": counts[Status.SKIPPED] + counts[Status.XFAILED] + counts[Status.CANCELLED],
+        "not-run": counts[Status.NOT_RUN],
         "warnings": counts[Status.WARNED],
     }
 
@@ -223,7 +288,7 @@ def outputs(run: RunReport, junit_path: str | None,
     values = {name: str(n) for name, n in counts_for_outputs(run).items()}
     values["conclusion"] = conclusion(run)
     values["junit-file"] = workspace_path(junit_path, env)
-    values["failures"] = "\n".join(
+    values["failures"] = "\n".join(  # a unit's own error reads unit:unit
         f"{safe_name(m.display_name)}:{safe_name(r.id)}"
         for m, r in problems(run) if r.status.is_bad
     )
@@ -272,12 +337,6 @@ def _source_link(file: str, line: int | None, env: Mapping[str, str]) -> str:
     return f'<a href="{html.escape(url, quote=True)}">{label}</a>'
 
 
-def _counts_phrase(counts: Counter[Status]) -> str:
-    order = [Status.FAILED, Status.ERROR, Status.XPASSED, Status.WARNED, Status.PASSED,
-             Status.SKIPPED, Status.XFAILED, Status.CANCELLED]
-    return ", ".join(f"{counts[s]} {s.value}" for s in order if counts.get(s)) or "no checks"
-
-
 def _tail(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -286,7 +345,6 @@ def _tail(text: str, limit: int) -> str:
 
 def _header(run: RunReport, fail_on: str, junit_path: str | None,
             env: Mapping[str, str]) -> str:
-    counts = run.counts()
     outcome = conclusion(run)
     icon = {"success": "✅", "warning": "⚠️", "failure": "❌", "cancelled": "🚫"}[outcome]
     models = sum(1 for r in run.reports if r.kind == "model")
@@ -307,39 +365,96 @@ def _header(run: RunReport, fail_on: str, junit_path: str | None,
         passes = exit_code_for(run, fail_on) == ExitCode.OK
         verdict = "this step " + ("passes" if passes else "fails")
     return (
-        f"## {icon} torchvet: {_counts_phrase(counts)}\n\n"
+        f"## {icon} torchvet: {md(run_phrase(run))}\n\n"
         f"{' · '.join(meta)} · {verdict}\n\n"
     )
 
 
 def _table(reports: list[UnitReport]) -> tuple[str, list[str]]:
-    head = ("| Unit | Kind | Status | " + " | ".join(ICONS[s] + " " + s.value
-                                                   for s in _TABLE_COLUMNS)
-            + " | Time |\n|---|---|---|" + "--:|" * len(_TABLE_COLUMNS) + "--:|\n")
+    head = ("| Unit | Kind | Status | " + " | ".join(ICONS[s] + " " + s.label
+                                                   for s in COLUMNS)
+            + " | Time |\n|---|---|---|" + "--:|" * len(COLUMNS) + "--:|\n")
     rows = []
     for report in reports:
         counts = report.counts()
         status = report.status
-        cells = " | ".join(str(counts.get(s, 0)) for s in _TABLE_COLUMNS)
+        cells = " | ".join(str(counts.get(s, 0)) for s in COLUMNS)
         rows.append(f"| {md(report.display_name)} | {md(report.kind)} | "
                     f"{ICONS[status]} {status.value} | {cells} | {report.duration:.2f} s |\n")
     return head, rows
 
 
-def _problem_block(report: UnitReport, result: CheckResult, env: Mapping[str, str]) -> str:
-    file, line = _location(report, result)
-    summary = (f"{ICONS[result.status]} <b>{html_inline(report.display_name)}</b> · "
-               f"<code>{html_inline(result.id)}</code> ({result.status.value}): "
-               f"{html_inline(result.message or '')}")
+def _problem_groups(run: RunReport) -> list[tuple[UnitReport, list[CheckResult]]]:
+    """:func:`problems` with the checks of one unit that share a status and a message
+    collapsed into one entry (in the order of their first)."""
+    groups: dict[tuple[str, Status, str], tuple[UnitReport, list[CheckResult]]] = {}
+    for report, result in problems(run):
+        key = (report.display_name, result.status, _cause(result))
+        groups.setdefault(key, (report, []))[1].append(result)
+    return list(groups.values())
+
+
+def _problem_block(report: UnitReport, results: list[CheckResult],
+                   env: Mapping[str, str]) -> str:
+    result = results[0]
+    ids = "" if result.is_unit else " · " + ", ".join(
+        f"<code>{html_inline(r.id)}</code>" for r in results)
+    what = " (the unit)" if result.is_unit else ""
+    summary = (f"{ICONS[result.status]} <b>{html_inline(report.display_name)}</b>{what}"
+               f"{ids} ({result.status.value}): {html_inline(result.message or '')}")
     parts = [f"<details>\n<summary>{summary}</summary>\n\n"]
-    if file:
-        parts.append(f"<p>at {_source_link(file, line, env)}</p>\n\n")
+    spots = list(dict.fromkeys(_location(report, r) for r in results))
+    links = [_source_link(file, line, env) for file, line in spots if file]
+    if links:
+        parts.append(f"<p>at {', '.join(links)}</p>\n\n")
     parts.append(_charts(result))
     details = (result.details or "").strip()
     if details and details != (result.message or "").strip():
         parts.append(html_pre(_tail(details, DETAILS_LIMIT)) + "\n\n")
     parts.append("</details>\n\n")
     return "".join(parts)
+
+
+_QUIET = (Status.SKIPPED, Status.XFAILED, Status.NOT_RUN, Status.CANCELLED)
+
+
+def _generic(message: str, name: str) -> str:
+    """``message`` with the unit's own name made ``<unit>``, so that units skipping for
+    the same reason ("no snapshot .torchvet/snapshots/<unit>.json") share one line."""
+    if not name:
+        return message
+    return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "<unit>", message)
+
+
+def _quiet_items(run: RunReport) -> tuple[int, str]:
+    """The skipped, expected, not-run and cancelled checks as list items: those with
+    one status and message collapsed across checks and units ("regression.* skipped on
+    4 units: no snapshot ..."); returns how many results they stand for."""
+    groups: dict[tuple[Status, str], list[tuple[UnitReport, CheckResult]]] = {}
+    for report, result in run.all_results():
+        if result.status in _QUIET:
+            key = (result.status, _generic(_cause(result), report.name))
+            groups.setdefault(key, []).append((report, result))
+    items = []
+    for (status, generic), found in sorted(groups.items(),
+                                           key=lambda g: _QUIET.index(g[0][0])):
+        units = list(dict.fromkeys(m.display_name for m, _ in found))
+        checks = list(dict.fromkeys(r.id for _, r in found))
+        areas = {c.split(".", 1)[0] for c in checks}
+        if len(checks) <= QUIET_IDS_NAMED:
+            what = ", ".join(f"<code>{html_inline(c)}</code>" for c in checks)
+        elif len(areas) == 1:
+            what = f"<code>{html_inline(areas.pop())}.*</code> ({len(checks)} checks)"
+        else:
+            what = f"{len(checks)} checks"
+        where = (f"<b>{html_inline(units[0])}</b>" if len(units) == 1 else
+                 f"{len(units)} units ({html_inline(', '.join(units))})")
+        message = found[0][1].message if len(units) == 1 else generic
+        if status is Status.NOT_RUN:
+            message = message.removeprefix("not run: ")
+        items.append(f"<li>{ICONS[status]} {what} {status.label} on {where}: "
+                     f"{html_inline(message)}</li>\n")
+    return sum(len(f) for f in groups.values()), "".join(items)
 
 
 def _charts(result: CheckResult) -> str:
@@ -360,7 +475,8 @@ def _output_block(report: UnitReport) -> str:
 
 
 def render_summary(run: RunReport, *, fail_on: str = "failure",
-                   junit_path: str | None = None, omitted: Mapping[str, int] | None = None,
+                   junit_path: str | None = None,
+                   omitted: Mapping[str, list[str]] | None = None,
                    env: Mapping[str, str] | None = None,
                    limit: int = SUMMARY_LIMIT - SUMMARY_MARGIN) -> str:
     """The Markdown job summary, at most ``limit`` bytes (UTF-8). Parts are added in
@@ -368,18 +484,19 @@ def render_summary(run: RunReport, *, fail_on: str = "failure",
     still go in) and counted in a closing note."""
     env = os.environ if env is None else env
     notes: list[str] = []
-    for level, count in sorted((omitted or {}).items()):
-        if count:
-            notes.append(f"{count} more {level}(s) not annotated (GitHub shows at most "
-                         f"{ANNOTATION_CAP} per level in a step); every problem is listed "
-                         "below.")
+    for level, left in sorted((omitted or {}).items()):
+        if left:
+            named = ", ".join(md(what) for what in left[:OMITTED_NAMED]) + (
+                f" and {len(left) - OMITTED_NAMED} more" if len(left) > OMITTED_NAMED else "")
+            notes.append(f"{len(left)} more {level}(s) not annotated (GitHub shows at most "
+                         f"{ANNOTATION_CAP} per level in a step): {named}; every problem is "
+                         "listed below.")
     head = _header(run, fail_on, junit_path, env) + "".join(f"> {n}\n\n" for n in notes)
     table_head, rows = _table(run.reports)
-    bad = problems(run)
+    bad = _problem_groups(run)
     bad_units = {m.display_name for m, _ in bad}
     outputs_ = [r for r in run.reports if r.display_name in bad_units and r.output.strip()]
-    skipped = [(m, r) for m, r in run.all_results()
-               if r.status in (Status.SKIPPED, Status.XFAILED, Status.CANCELLED)]
+    quiet, items = _quiet_items(run)
 
     pieces: list[tuple[str, str]] = [("table", table_head)]
     pieces += [("row", row) for row in rows]
@@ -388,17 +505,14 @@ def render_summary(run: RunReport, *, fail_on: str = "failure",
         pieces.append(("changes", changes))
     if bad:
         pieces.append(("heading", "\n### Problems\n\n"))
-        pieces += [("problem", _problem_block(m, r, env)) for m, r in bad]
+        pieces += [("problem", _problem_block(m, rs, env)) for m, rs in bad]
     if outputs_:
         pieces.append(("heading", "### Captured output of failing units\n\n"))
         pieces += [("output", _output_block(r)) for r in outputs_]
-    if skipped:
-        items = "".join(
-            f"<li>{ICONS[r.status]} <b>{html_inline(m.display_name)}</b> · "
-            f"<code>{html_inline(r.id)}</code>: {html_inline(r.message)}</li>\n"
-            for m, r in skipped)
-        pieces.append(("skipped", f"<details>\n<summary>{len(skipped)} skipped or expected "
-                                  f"check(s)</summary>\n\n<ul>\n{items}</ul>\n\n</details>\n\n"))
+    if quiet:
+        pieces.append(("skipped", f"<details>\n<summary>{quiet} skipped, expected or not "
+                                  f"run check(s)</summary>\n\n<ul>\n{items}</ul>\n\n"
+                                  "</details>\n\n"))
 
     reserve = 400  # room for the truncation note
     text = head
@@ -461,7 +575,7 @@ def publish(run: RunReport, *, fail_on: str, junit_path: str | None, stream: Tex
             stream.write(annotation.render() + "\n")
         stream.flush()
     else:
-        omitted = Counter()
+        omitted = {}
     summary_path = env.get("GITHUB_STEP_SUMMARY")
     if summarize and summary_path:
         try:

@@ -1,5 +1,8 @@
 """JUnit XML: one <testsuite> per model/dataset, one <testcase> per check.
 
+A unit that could not be built (or whose worker died before its checks) is one errored
+testcase named ``unit``; its checks are skipped, citing it.
+
 The run is cleaned first (:func:`~torchvet.results.clean_run`: no character XML cannot
 hold) and the file written through :mod:`.files` (never through a symlink)."""
 
@@ -40,8 +43,9 @@ def _case(report: UnitReport, result: CheckResult, fail_on: str) -> TestCase:
             case.add_failure_info(message=message, output=details, failure_type="warning")
         else:
             case.stdout = f"warning: {message}\n{result.details}".rstrip()
-    elif status in (Status.SKIPPED, Status.XFAILED, Status.CANCELLED):
-        prefix = "" if status is Status.SKIPPED else f"{status.value}: "
+    elif status in (Status.SKIPPED, Status.XFAILED, Status.CANCELLED, Status.NOT_RUN):
+        # a not-run check says so itself ("not run: the unit could not be built")
+        prefix = "" if status in (Status.SKIPPED, Status.NOT_RUN) else f"{status.value}: "
         case.add_skipped_info(message=prefix + message, output=result.details or None)
     return case
 

@@ -15,10 +15,13 @@ from .evidence import curve_lines
 _COLORS = {
     Status.PASSED: "32", Status.FAILED: "31", Status.ERROR: "31;1", Status.XPASSED: "31",
     Status.WARNED: "33", Status.SKIPPED: "33", Status.XFAILED: "33", Status.CANCELLED: "35",
+    Status.NOT_RUN: "35",
 }
 _ORDER = [Status.FAILED, Status.ERROR, Status.XPASSED, Status.WARNED, Status.PASSED,
-          Status.SKIPPED, Status.XFAILED, Status.CANCELLED]
-_COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED]
+          Status.SKIPPED, Status.XFAILED, Status.NOT_RUN, Status.CANCELLED]
+COLUMNS = [Status.PASSED, Status.FAILED, Status.ERROR, Status.WARNED, Status.SKIPPED,
+           Status.NOT_RUN]  # the per-unit table's, here and in the job summary
+_UNIT_WORDS = {Status.ERROR: "errored"}
 OUTPUT_LINES = 30
 
 
@@ -42,18 +45,31 @@ def use_color(stream: TextIO) -> bool:
 
 def group_problems(bad: list[tuple[UnitReport, CheckResult]]
                    ) -> list[tuple[UnitReport, list[CheckResult]]]:
-    """Checks of one unit that failed for the same reason are shown once, worst first."""
+    """Checks of one unit that failed for the same reason are shown once; failures
+    before errors before warnings."""
     groups: dict[tuple[object, ...], tuple[UnitReport, list[CheckResult]]] = {}
     for report, result in bad:
         key = (report.display_name, result.status, result.message.removeprefix("not run: "),
                result.file, result.line)
         groups.setdefault(key, (report, []))[1].append(result)
-    return sorted(groups.values(), key=lambda g: (-g[1][0].status.severity, g[0].display_name))
+    return sorted(groups.values(),
+                  key=lambda g: (g[1][0].status.problem_rank, g[0].display_name))
 
 
-def count_phrase(counts: Counter[Status]) -> str:
-    parts = [f"{counts[s]} {s.value}" for s in _ORDER if counts.get(s)]
+def count_phrase(counts: Counter[Status], words: dict[Status, str] | None = None) -> str:
+    """``2 failed, 40 passed, 58 not run``: the non-zero counts, worst first."""
+    words = words or {}
+    parts = [f"{counts[s]} {words.get(s, s.label)}" for s in _ORDER if counts.get(s)]
     return ", ".join(parts) or "no checks"
+
+
+def run_phrase(run: RunReport) -> str:
+    """The run's headline, as units and as checks: ``3 units: 1 failed, 2 errored ·
+    checks: 2 failed, 40 passed, 58 not run``. A unit that could not be built or whose
+    worker died is one errored unit; its checks are ``not run``, not errors."""
+    n = len(run.reports)
+    units = count_phrase(run.unit_counts(), _UNIT_WORDS) if n else "none"
+    return f"{n} unit{'s' if n != 1 else ''}: {units} · checks: {count_phrase(run.check_counts())}"
 
 
 class TerminalReporter:
@@ -103,7 +119,7 @@ class TerminalReporter:
         self.table(run)
         self.slowest(run)
         counts = run.counts()
-        summary = f"{count_phrase(counts)} in {run.duration:.2f}s"
+        summary = f"{run_phrase(run)} in {run.duration:.2f}s"
         if run.interrupted:
             summary += " (interrupted)"
         worst = Status.FAILED if any(s.is_bad for s in counts) else (
@@ -119,7 +135,8 @@ class TerminalReporter:
         result = results[0]
         ids = ", ".join(r.id for r in results[:4]) + (
             f" and {len(results) - 4} more" if len(results) > 4 else "")
-        title = f"{result.status.value.upper()} {report.display_name} · {ids}"
+        where = " (the unit)" if result.is_unit else f" · {ids}"
+        title = f"{result.status.value.upper()} {report.display_name}{where}"
         self.write(self.paint(printable(title), result.status))
         self.write(f"  {printable(result.message)}")
         if result.file:
@@ -170,14 +187,14 @@ class TerminalReporter:
             return
         name_width = max(12, *(len(r.display_name) for r in run.reports))
         head = f"{'unit':<{name_width}}  {'kind':<7}  {'status':<9}" + "".join(
-            f"{s.value:>8}" for s in _COLUMNS) + f"{'time':>9}"
+            f"{s.label:>8}" for s in COLUMNS) + f"{'time':>9}"
         self.write()
         self.write(head)
         self.write("-" * len(head))
         for report in run.reports:
             counts = report.counts()
             status = report.status
-            cells = "".join(f"{counts.get(s, 0):>8}" for s in _COLUMNS)
+            cells = "".join(f"{counts.get(s, 0):>8}" for s in COLUMNS)
             self.write(
                 f"{report.display_name:<{name_width}}  {report.kind:<7}  "
                 f"{self.paint(f'{status.value:<9}', status)}{cells}{report.duration:>8.2f}s"

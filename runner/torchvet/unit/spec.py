@@ -60,6 +60,7 @@ class Spec:
     batch_size: int | None = None
     timeout: float | None = None
     devices: Sequence[str] | None = None
+    amp: bool = False  # trains in mixed precision: portability.autocast becomes blocking
     training: str | None = None
     ema: Sequence[str] = ()
 
@@ -110,6 +111,7 @@ class ModelSpec:
     batch_size: int = DEFAULT_BATCH_SIZE
     timeout: float | None = None
     devices: tuple[str, ...] | None = None
+    amp: bool = False
     overfit_max_params: int = 0
     warnings: list[str] = field(default_factory=list)
     # "loss" / "optimizer" -> where they came from (an ecosystem adapter), for messages
@@ -213,6 +215,7 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
         batch_size=batch_size,
         timeout=raw.get("timeout"),
         devices=_as_tuple(raw.get("devices")) or None,
+        amp=bool(raw.get("amp")),
         overfit_max_params=config.overfit_max_params,
         warnings=warnings,
     )

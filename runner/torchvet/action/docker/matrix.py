@@ -304,7 +304,8 @@ class Matrix:
             unit.label = cell.label
         if cell.outputs:
             shown = " ".join(f"{k}={cell.outputs.get(k, '')}" for k in (
-                "conclusion", "passed", "failed", "errors", "warnings", "skipped"))
+                "conclusion", "passed", "failed", "errors", "warnings", "skipped",
+                "not-run"))
             self.printer.line(f"outputs: {shown} (exit code {cell.code}, "
                               f"{cell.seconds:.0f}s)", cell.prefix)
 
