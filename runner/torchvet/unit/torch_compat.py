@@ -83,6 +83,6 @@ def autocast_kernel_gap(exc: BaseException, device_type: str, dtype_name: str,
     if op is None:
         return None
     fixed = ".".join(map(str, AUTOCAST_FASTPATH_COVERED))
-    return (f"torch {found[0]}.{found[1]}'s {device_type.upper()} autocast has no {dtype_name} kernel for {op} (it does from torch {fixed}), "
-            "so this torch cannot run the model under autocast; this is a limit of torch, "
-            "not of the model")
+    return (f"torch {found[0]}.{found[1]}'s {device_type.upper()} autocast has no "
+            f"{dtype_name} kernel for {op} (it does from torch {fixed}), so this torch "
+            "cannot run the model under autocast; this is a limit of torch, not of the model")
