@@ -50,7 +50,7 @@ def load_weights(path: Path) -> Any:
 def flop_counter_mode() -> Any | None:
     """``torch.utils.flop_counter.FlopCounterMode``, or None where torch lacks it."""
     try:
-        from torch.utils.flop_counter import FlopCounterMode
+        from torch.utils.flop_counter import FlopCounterMode  # absent before torch 2.1
     except ImportError:
         return None
     return FlopCounterMode
