@@ -143,3 +143,18 @@ def test_every_bad_input_is_reported_at_once() -> None:
     _, errors = parse_inputs({"INPUT_INSTALL": "-e .[dev]",
                               "INPUT_INSTALL-COMMAND": "make install"})
     assert [e.name for e in errors] == ["install-command"]
+
+
+@pytest.mark.parametrize("version", ["2.0.1", "1.13"])
+def test_a_torch_older_than_the_supported_range_is_a_usage_error_naming_it(version: str
+                                                                            ) -> None:
+    inputs, errors = parse_inputs({"INPUT_TORCH-VERSION": version})
+    assert inputs.torch_version == ""
+    assert [str(e) for e in errors] == [
+        f"torch {version} is older than torchvet supports (torch >= 2.1); use torch 2.1 "
+        "or newer"]
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.1.2", "2.14.1"])
+def test_a_supported_torch_version_is_taken(version: str) -> None:
+    assert parse_inputs({"INPUT_TORCH-VERSION": version})[0].torch_version == version

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..options import Device, FailOn, RunOptions
+from ..torch_range import unsupported
 
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 IMAGE_TORCH_INDEX = "TORCHVET_TORCH_INDEX_URL"  # set by the Dockerfile
@@ -88,6 +89,9 @@ def torch_version(value: str) -> str:
     if value and not TORCH_VERSION.match(value):
         raise ValueError(f"'{value}' is not a torch version; use e.g. 2.4.1 or 2.4 (empty: "
                          "the image's torch)")
+    why = unsupported(value) if value else None
+    if why is not None:
+        raise ValueError(why)
     return value
 
 

@@ -32,6 +32,7 @@ from ..unit.losses import LossProblem
 from ..unit.pytree import floating_leaves, leaves, map_tensors
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import dtype_name, index_str, one_line
+from ..unit.torch_compat import autocast_kernel_gap
 from ..verdict import Outcome, Skip, failed, passed, warned
 from .causes.meta_device import META, describe_tensor, meta_verdict, run_on_meta, to_device
 from .registry import check
@@ -300,6 +301,9 @@ def _autocast(ctx: CheckContext) -> Outcome:
         try:
             out = run()
         except Exception as exc:
+            gap = autocast_kernel_gap(exc, device_type, name)
+            if gap is not None:
+                raise Skip(gap) from exc
             if "overflow" in str(exc):
                 fix = (f"a constant outside the {name} range (torch.finfo(torch.float32).min "
                        "as a mask fill?) meets a low-precision tensor; use "

@@ -26,6 +26,7 @@ from torch import nn
 from ..unit.context import CheckContext
 from ..unit.copies import released_as_loaded, settle_path
 from ..unit.text import one_line
+from ..unit.torch_compat import load_weights
 from ..verdict import Location, Outcome, Skip, failed, passed
 from .causes.unregistered import MODULE_INTERNALS, find_unregistered
 from .registry import check
@@ -215,7 +216,7 @@ def _roundtrip(ctx: CheckContext, path: Path) -> Outcome:
         return _unloadable(ctx, dict(state), exc, "save")
     settle_path(path)
     try:
-        loaded = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+        loaded = load_weights(path)
     except Exception as exc:
         return _unloadable(ctx, dict(state), exc, "load(weights_only=True)")
     del state

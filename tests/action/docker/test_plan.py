@@ -119,6 +119,13 @@ def test_torch_versions_are_split_checked_and_deduplicated() -> None:
         parse_torch_versions(("2.4.1,2.x",))
 
 
+def test_a_torch_older_than_the_supported_range_is_refused_naming_the_range() -> None:
+    assert parse_torch_versions(("2.1.2,2.14.1",)) == ["2.1.2", "2.14.1"]
+    with pytest.raises(PlanError, match=r"--torch: torch 2\.0\.1 is older than torchvet "
+                                        r"supports \(torch >= 2\.1\)"):
+        parse_torch_versions(("2.4.1,2.0.1",))
+
+
 def test_the_default_image_is_the_one_the_release_workflow_publishes() -> None:
     release = (ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
     assert "image=ghcr.io/$owner/torchvet" in release

@@ -17,6 +17,7 @@ from typing import Any
 from ... import __version__
 from ...errors import UsageError
 from ...options import RunOptions
+from ...torch_range import unsupported
 from ..inputs import INDEX_URL, NONE, TORCH_VERSION, defaults, run_inputs, split
 from ..install import PROJECT_FILES
 
@@ -90,6 +91,9 @@ def parse_torch_versions(values: Sequence[str]) -> list[str]:
     if bad:
         raise PlanError(f"--torch {', '.join(bad)}: not a torch version; use e.g. "
                         "--torch 2.3.1,2.4 (a prefix like 2.4 means its newest release)")
+    old = [why for why in map(unsupported, versions) if why is not None]
+    if old:
+        raise PlanError(f"--torch: {old[0]}")
     return versions
 
 
