@@ -28,3 +28,23 @@ def test_a_copy_that_still_reaches_the_original_is_named() -> None:
     result = vet(models.hidden_holder_singleton, ["training.gradients"])["training.gradients"]
     assert_status(result, Status.ERROR, "route (a lambda) reaches the original's mlp",
                   "a fresh instance failed")
+
+
+@pytest.mark.parametrize("factory", [models.gpt_configured_by_closure,
+                                     models.gpt_configured_by_model])
+def test_optimizers_built_by_the_model_train_what_torchvet_trains(factory: Any) -> None:
+    results = vet(factory, ["training.update", "learning.learning_rate"])
+    assert_status(results["training.update"], Status.PASSED)
+    assert_status(results["learning.learning_rate"], Status.PASSED, "AdamW(lr=0.0006")
+
+
+@pytest.mark.parametrize(("factory", "fragment"), [
+    (models.optimizer_of_another_model, "holds none of the model's parameters"),
+    (models.overlapping_groups, "lm_head.weight is in parameter groups 0 and 1"),
+])
+def test_an_unusable_optimizer_is_a_named_failure_not_a_crash(factory: Any,
+                                                              fragment: str) -> None:
+    results = vet(factory, ["training.loss", "training.gradients", "training.update"])
+    assert_status(results["training.update"], Status.FAILED, "the optimizer raised", fragment)
+    for check_id in ("training.loss", "training.gradients"):
+        assert_status(results[check_id], Status.SKIPPED, "(see training.update)")

@@ -33,6 +33,7 @@ from ...unit.optim import Adam
 from ...unit.pytree import leaves, primary_leaf
 from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
+from ...unit.user_optimizer import build_optimizer
 from ...verdict import DependencyFailed, Skip
 from .probe import WEIGHT_LAYERS, init_probe
 
@@ -68,7 +69,7 @@ def make_optimizer(ctx: CheckContext, model: nn.Module) -> tuple[Any, bool]:
     if spec.optimizer is None:
         return Adam(model.parameters(), lr=1e-3), False
     try:
-        return spec.optimizer(model.parameters()), True
+        return build_optimizer(spec.optimizer, model, ctx.model), True
     except Exception as exc:
         raise DependencyFailed(f"not run: the optimizer raised {one_line(exc)} (see "
                                "training.update)") from exc

@@ -27,6 +27,7 @@ from ...unit.copies import SavedValues
 from ...unit.losses import validate_loss
 from ...unit.memory_plan import TRAINING_RUN
 from ...unit.seeding import derived_seed, seed_everything
+from ...unit.user_optimizer import build_optimizer
 from ...verdict import DependencyFailed, Location
 
 TRAIN_STEPS = 3
@@ -112,7 +113,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     assert spec is not None
     try:
         optimizer = (
-            spec.optimizer(model.parameters())
+            build_optimizer(spec.optimizer, model, ctx.model)
             if spec.optimizer is not None
             else ctx.memory.default_optimizer(ctx, model.parameters())  # memory hook
         )
@@ -164,8 +165,9 @@ def training_trace(ctx: CheckContext) -> TrainingTrace:
 def trace_failure(ctx: CheckContext, stage: str) -> TrainingFailure | None:
     """The training run's failure if it is ``stage``'s to report.
 
-    A failure at an earlier stage makes this check a skip naming the owner; one at a
-    later stage leaves this stage's evidence valid (None).
+    A failure at an earlier stage, or one that stopped the run before its first loss,
+    makes this check a skip naming the owner; one at a later stage leaves this stage's
+    evidence valid (None).
     """
     failure = training_trace(ctx).failure
     if failure is None:
@@ -173,7 +175,8 @@ def trace_failure(ctx: CheckContext, stage: str) -> TrainingFailure | None:
     if failure.stage == stage:
         return failure
     stages = list(STAGE_OWNERS)
-    if stages.index(failure.stage) < stages.index(stage):
+    stopped_first = not training_trace(ctx).losses  # the optimizer is built before the step
+    if stages.index(failure.stage) < stages.index(stage) or stopped_first:
         raise DependencyFailed(
             f"not run: the training step fails at its {failure.stage} "
             f"(see {STAGE_OWNERS[failure.stage]})"
