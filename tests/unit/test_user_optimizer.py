@@ -48,7 +48,7 @@ def test_an_optimizer_of_another_model_names_the_fix() -> None:
 
 def test_overlapping_groups_name_the_parameter() -> None:
     spec = models.overlapping_groups()
-    with pytest.raises(OptimizerUsage, match="lm_head.weight is in parameter groups 0 and 1"):
+    with pytest.raises(OptimizerUsage, match=r"lm_head\.weight is in parameter groups 0 and 1"):
         build_optimizer(spec["optimizer"], spec["model"], spec["model"])
 
 
