@@ -48,3 +48,21 @@ def test_an_unusable_optimizer_is_a_named_failure_not_a_crash(factory: Any,
     assert_status(results["training.update"], Status.FAILED, "the optimizer raised", fragment)
     for check_id in ("training.loss", "training.gradients"):
         assert_status(results[check_id], Status.SKIPPED, "(see training.update)")
+
+
+def test_the_learning_rate_is_judged_as_the_script_clips_it() -> None:
+    clipped = vet(models.word_lm_clipped, ["learning.learning_rate"])["learning.learning_rate"]
+    assert_status(clipped, Status.PASSED, "SGD(lr=20) with gradient norm clipped at 0.25")
+    unclipped = vet(models.word_lm_unclipped,
+                    ["learning.learning_rate"])["learning.learning_rate"]
+    assert_status(unclipped, Status.FAILED, "the loss diverges with SGD(lr=20)")
+
+
+def test_a_step_with_schedule_accumulation_and_clipping_trains() -> None:
+    checks = ["training.gradients", "training.update", "training.overfit",
+              "learning.learning_rate"]
+    results = vet(models.gpt_with_warmup, checks)
+    for check_id in checks:
+        assert_status(results[check_id], Status.PASSED)
+    assert "2 micro-batches per step, your scheduler" in (
+        results["learning.learning_rate"].message)
