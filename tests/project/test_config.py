@@ -103,3 +103,11 @@ def test_training_and_ema_are_validated_model_keys() -> None:
         parse({"models": {"gan": {"training": "min-max"}}})
     with pytest.raises(ConfigError, match="unknown key 'ema'"):
         parse({"datasets": {"train": {"ema": ["x"]}}})
+
+
+def test_the_training_step_is_declared_per_model() -> None:
+    config = parse({"models": {"lm": {"clip_grad_norm": 0.25, "accumulate": 4, "amp": "bf16"}}})
+    unit = config.for_unit("model", "lm")
+    assert (unit.clip_grad_norm, unit.accumulate, unit.amp) == (0.25, 4, "bf16")
+    with pytest.raises(ConfigError, match="amp = 'fp8' is invalid"):
+        parse({"models": {"lm": {"amp": "fp8"}}})

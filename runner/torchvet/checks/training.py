@@ -285,8 +285,7 @@ def _all_zero(ctx: CheckContext, zero: list[str], states: dict[str, list[str]],
 
 @check("training.update")
 def update(ctx: CheckContext) -> Outcome:
-    trace_failure(ctx, "backward")
-    failure = trace_failure(ctx, "optimizer")
+    failure = trace_failure(ctx, "optimizer")  # an earlier stage's failure skips
     if failure is not None:
         return _failure(failure, "the optimizer raised")
     trace = training_trace(ctx)
@@ -333,13 +332,6 @@ def frozen(ctx: CheckContext) -> Outcome:
                 if n in trace.self_moved and n not in trace.optimizer_moved]
     undeclared = [n for n in trace.frozen
                   if n not in declared and n not in ema and n not in by_model]
-    if undeclared:
-        return failed(
-            f"{listing(undeclared)} has requires_grad=False but is not declared frozen and "
-            "nothing updates it: a freeze that was never undone? if intended, declare "
-            f"frozen={suggest_patterns(undeclared, everything)}",
-            where=ctx.where_parameters(undeclared),
-        )
     trained = [n for n in [*declared, *ema] if n in trace.optimizer_moved]
     if trained:
         what = "declared frozen" if trained[0] in declared else "declared ema"
@@ -349,6 +341,13 @@ def frozen(ctx: CheckContext) -> Outcome:
             "(an EMA target is updated under torch.no_grad() by your own code, not by the "
             "optimizer)",
             where=ctx.where_parameters(trained),
+        )
+    if undeclared:  # fixed embeddings, frozen backbones: usually intended
+        return warned(
+            f"{listing(undeclared)} has requires_grad=False but is not declared frozen and "
+            "nothing updates it: a freeze that was never undone? if intended, declare "
+            f"frozen={suggest_patterns(undeclared, everything)}",
+            where=ctx.where_parameters(undeclared),
         )
     moved_by_model = [n for n in everything
                       if n in trace.self_moved and n not in trace.optimizer_moved

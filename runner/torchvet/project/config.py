@@ -110,6 +110,12 @@ def _training(value: Any) -> str:
     return str(value)
 
 
+def _amp(value: Any) -> str:
+    if value not in ("bf16", "fp16"):
+        raise TypeError('"bf16" or "fp16"')
+    return str(value)
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError("true or false")
@@ -207,6 +213,11 @@ _MODEL_ONLY: dict[str, tuple[Validator, str]] = {
     "dataset": (_str, "name of a torchvet.datasets factory to feed this model"),
     "cost_threshold": (_positive_number, "share of change in parameters, FLOPs or activation "
                        "memory past which regression.cost warns (default 0.05)"),
+    # the rest of the training step, as the project's script takes it
+    "clip_grad_norm": (_positive_number, "max gradient norm the training step clips to"),
+    "clip_grad_value": (_positive_number, "max absolute gradient value the step clips to"),
+    "accumulate": (_positive_int, "micro-batches accumulated per optimizer step"),
+    "amp": (_amp, '"bf16" or "fp16": the training step runs under autocast'),
 }
 
 _DATASET_ONLY: dict[str, tuple[Validator, str]] = {
@@ -252,6 +263,10 @@ class UnitConfig:
     dataset: str | None = None
     label: str | int | None = None
     cost_threshold: float = 0.05
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    accumulate: int | None = None
+    amp: str | None = None
 
 
 @dataclass

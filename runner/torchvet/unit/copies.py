@@ -18,7 +18,6 @@ Spilling is pointless where the temporary directory lives in memory (tmpfs), so
 from __future__ import annotations
 
 import contextlib
-import copy
 import ctypes
 import io
 import mmap
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .closures import deep_copy, foreign_reference
 from .rss import libc
 
 META = torch.device("meta")
@@ -43,11 +43,13 @@ def meta_copy(model: nn.Module, fallback: Callable[[], nn.Module]) -> nn.Module:
     """A deep copy whose registered parameters and buffers are on ``meta``, built without
     copying their data (everything else — plain tensor attributes included — is copied as
     ``copy.deepcopy`` would, so a tensor left outside the registry stays where it was);
-    ``fallback()`` where the model cannot be deep-copied."""
+    ``fallback()`` where the model cannot be deep-copied or its copy still reaches the
+    original (a function it holds that the copy could not follow)."""
     try:
-        return _meta_copy(model)
+        twin = _meta_copy(model)
     except Exception:
         return fallback()
+    return twin if foreign_reference(model, twin) is None else fallback()
 
 
 def _meta_copy(model: nn.Module) -> nn.Module:
@@ -61,7 +63,7 @@ def _meta_copy(model: nn.Module) -> nn.Module:
         elif type(tensor) is not torch.Tensor:
             continue  # a subclass (lazy parameters, ...): deepcopy knows how to copy it
         memo[id(tensor)] = twin
-    return copy.deepcopy(model, memo)
+    return deep_copy(model, memo)
 
 
 def sharing_copy(model: nn.Module, fallback: Callable[[], nn.Module]) -> nn.Module:
@@ -69,7 +71,7 @@ def sharing_copy(model: nn.Module, fallback: Callable[[], nn.Module]) -> nn.Modu
     eval forwards that must not leave caches in the original's modules but never write
     to its weights; ``fallback()`` where the model cannot be deep-copied."""
     try:
-        return copy.deepcopy(model, {id(p): p for p in model.parameters()})
+        return deep_copy(model, {id(p): p for p in model.parameters()})
     except Exception:
         return fallback()
 

@@ -11,8 +11,11 @@ would double the model's memory): no check may run a training step on the pristi
 model; those run on :func:`copy_model`'s copies.
 
 ``copy.deepcopy`` is not always a faithful copy: a deep-copied TorchScript module gets
-parameters that are no longer leaves (their gradients flow back to the original), so
-such models are copied as a fresh factory instance loaded with the pristine state.
+parameters that are no longer leaves (their gradients flow back to the original), and a
+function held by the model over its own submodules would still call the original's
+(:mod:`.closures` copies those too, and names any reference to the original a copy still
+keeps). Such models are copied as a fresh factory instance loaded with the pristine state;
+where that is not possible either, :class:`UnfaithfulCopy` names the reference.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .closures import deep_copy, foreign_reference
 
 
 @dataclass
@@ -130,19 +135,27 @@ def faithful(original: nn.Module, copied: nn.Module) -> bool:
     return True
 
 
+class UnfaithfulCopy(Exception):
+    """No copy of the model trains its own parameters: the message names the reference
+    to the original that a copy keeps."""
+
+
 def copy_model(model: nn.Module, rebuild: Callable[[], Any]) -> nn.Module:
     """An independent, faithful copy of ``model``: a deep copy where that is faithful,
     else ``rebuild()`` (a fresh factory instance seeded like the original) loaded with
-    ``model``'s state; an unfaithful deep copy only when no fresh instance can be had.
-    Raises what the deep copy raised when neither works."""
+    ``model``'s state; an unfaithful deep copy only when no fresh instance can be had
+    (TorchScript). Raises what the deep copy raised when neither works, and
+    :class:`UnfaithfulCopy` when every copy still reaches the original."""
     error: Exception | None = None
+    reference: str | None = None
     if not holds_script_module(model):
         try:
-            copied = copy.deepcopy(model)
+            copied = deep_copy(model)
         except Exception as exc:
             error = exc
         else:
-            if faithful(model, copied):
+            reference = foreign_reference(model, copied)
+            if reference is None and faithful(model, copied):
                 return copied
             del copied  # one live copy at a time
     try:
@@ -150,11 +163,23 @@ def copy_model(model: nn.Module, rebuild: Callable[[], Any]) -> nn.Module:
         if fresh is model:
             raise RuntimeError("the factory returns the same instance on every call")
         fresh.load_state_dict(model.state_dict())
-        return fresh
-    except Exception:
+    except Exception as exc:
+        if reference is not None:
+            raise UnfaithfulCopy(_unfaithful(reference, f"a fresh instance failed: {exc}")
+                                 ) from None
         if error is not None:
             raise error from None
         return copy.deepcopy(model)  # not faithful, but the best there is
+    again = foreign_reference(model, fresh)
+    if again is not None:
+        raise UnfaithfulCopy(_unfaithful(again, "a fresh factory instance reaches it too"))
+    return fresh
+
+
+def _unfaithful(reference: str, why: str) -> str:
+    return (f"a copy of the model still uses the original: {reference}, so training the "
+            f"copy would move the original's parameters ({why}); hold submodules as "
+            "attributes or call them through self inside forward")
 
 
 def bound_to(fn: Any, pristine: nn.Module, model: nn.Module) -> Any:

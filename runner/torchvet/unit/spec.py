@@ -31,6 +31,7 @@ from .inputs import (
     TargetSource,
     infer_descriptors,
 )
+from .recipe import RecipeError, TrainingRecipe, parse_recipe
 
 
 @dataclass
@@ -63,6 +64,12 @@ class Spec:
     amp: bool = False  # trains in mixed precision: portability.autocast becomes blocking
     training: str | None = None
     ema: Sequence[str] = ()
+    # the rest of the user's training step (unit/recipe.py)
+    clip_grad_norm: float | None = None
+    clip_grad_value: float | None = None
+    accumulate: int | None = None
+    scheduler: Callable[..., Any] | None = None
+    amp: Any = None
 
 
 SPEC_KEYS = tuple(f.name for f in dataclasses.fields(Spec))
@@ -116,6 +123,7 @@ class ModelSpec:
     warnings: list[str] = field(default_factory=list)
     # "loss" / "optimizer" -> where they came from (an ecosystem adapter), for messages
     sources: dict[str, str] = field(default_factory=dict)
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)  # clipping, schedule, ...
 
     @property
     def has_real_loss(self) -> bool:
@@ -192,7 +200,12 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
             f"training={training!r} is not one of {', '.join(map(repr, TRAINING_KINDS))}: "
             "declare training='adversarial' for a min-max step whose loss need not fall"
         )
+    try:
+        recipe = parse_recipe(raw, config)
+    except RecipeError as exc:
+        raise SpecError(str(exc)) from None
     spec = ModelSpec(
+        recipe=recipe,
         model=model,
         inputs=None,
         loss=raw.get("loss"),

@@ -36,6 +36,7 @@ from . import fresh_process, rss
 from .budget import BudgetExceeded, over_budget_reason, time_budget
 from .context import CheckContext
 from .data_batches import DataSpec
+from .defects import shadowed_method
 from .footprint import SLACK, held_growth, probe
 from .inputs import Inputs, fitting_hint
 from .locate import Locator
@@ -180,6 +181,10 @@ class UnitRun:
                 data, warnings = normalize_dataset(obj, job.config)
         except SpecError as exc:
             raise BuildError(str(exc), self.factory_where()) from exc
+        shadowed = shadowed_method(spec.model) if spec is not None else None
+        if shadowed is not None:
+            message, cls = shadowed
+            raise BuildError(message, self.locator.for_class(cls) or self.factory_where())
         file, line = self._loc(self.factory_where())
         for text in warnings:
             self.emit(CheckResult("spec", Status.WARNED, text, "", file, line))

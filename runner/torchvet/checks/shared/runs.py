@@ -31,8 +31,10 @@ from ...unit.losses import LossProblem, validate_loss
 from ...unit.memory_plan import ONE_BATCH_RUN
 from ...unit.optim import Adam
 from ...unit.pytree import leaves, primary_leaf
+from ...unit.recipe import UserStep
 from ...unit.seeding import derived_seed, seed_everything
 from ...unit.text import one_line
+from ...unit.user_optimizer import build_optimizer
 from ...verdict import DependencyFailed, Skip
 from .probe import WEIGHT_LAYERS, init_probe
 
@@ -68,10 +70,36 @@ def make_optimizer(ctx: CheckContext, model: nn.Module) -> tuple[Any, bool]:
     if spec.optimizer is None:
         return Adam(model.parameters(), lr=1e-3), False
     try:
-        return spec.optimizer(model.parameters()), True
+        return build_optimizer(spec.optimizer, model, ctx.model), True
     except Exception as exc:
         raise DependencyFailed(f"not run: the optimizer raised {one_line(exc)} (see "
                                "training.update)") from exc
+
+
+def user_step(ctx: CheckContext, model: nn.Module, optimizer: Any,
+              declared: bool) -> UserStep:
+    """The user's step (clipping, accumulation, autocast; the schedule where ``optimizer``
+    is the declared one) around ``optimizer``."""
+    spec = ctx.spec
+    assert spec is not None
+    try:
+        return UserStep(spec.recipe, model, optimizer, declared)
+    except Exception as exc:
+        raise DependencyFailed(f"not run: the scheduler raised {one_line(exc)} (see "
+                               "training.update)") from exc
+
+
+def accumulated(ctx: CheckContext, user: UserStep, model: nn.Module, inputs: Any,
+                target: Any, loss: Any) -> None:
+    """Backpropagate ``loss`` (the step's first micro-batch) and the step's other
+    micro-batches, then clip and step as the user's script does."""
+    user.backward(loss)
+    for _ in range(user.passes - 1):
+        with user.autocast():
+            more = ctx.training_loss(model, inputs, target)
+        user.backward(more)
+    user.clip()
+    user.step()
 
 
 def describe_optimizer(optimizer: Any) -> str:
@@ -101,6 +129,7 @@ class _Live:
     model: nn.Module
     optimizer: Any
     layers: Sequence[tuple[str, nn.Module]]
+    user: UserStep
 
 
 class BatchRun:
@@ -121,7 +150,9 @@ class BatchRun:
         self.keep = sum(p.numel() for p in ctx.model.parameters()) <= KEEP_MAX_PARAMS
         self._live: _Live | None = None
         live = self._start(ctx)
-        self.optimizer = describe_optimizer(live.optimizer)
+        recipe = ctx.spec.recipe.describe() if ctx.spec is not None else ""
+        self.optimizer = describe_optimizer(live.optimizer) + (f" with {recipe}" if recipe
+                                                               else "")
         self.declared = _make_declared(ctx, key)
         names = {id(p): n for n, p in live.model.named_parameters()}
         self.groups = [{**{k: v for k, v in g.items()
@@ -132,11 +163,12 @@ class BatchRun:
     def _start(self, ctx: CheckContext) -> _Live:
         seed_everything(derived_seed(ctx.seed, "one-batch", self.key, self.scale))
         model = ctx.fresh_copy().train()
-        optimizer, _ = _make(ctx, self.key, model)
+        optimizer, declared = _make(ctx, self.key, model)
         for group in optimizer.param_groups:
             group["lr"] = group["lr"] * self.scale
         layers = [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
-        self._live = _Live(model, optimizer, layers)
+        self._live = _Live(model, optimizer, layers,
+                           user_step(ctx, model, optimizer, declared))
         self.losses, self.norms, self.finished = [], [], False
         return self._live
 
@@ -174,7 +206,9 @@ class BatchRun:
         seed_everything(derived_seed(ctx.seed, "one-batch", self.key, self.scale, step))
         batch = ctx.train_batch_size
         live.optimizer.zero_grad(set_to_none=True)
-        loss = ctx.training_loss(live.model, ctx.inputs(batch), ctx.target(batch))
+        inputs, target = ctx.inputs(batch), ctx.target(batch)
+        with live.user.autocast():
+            loss = ctx.training_loss(live.model, inputs, target)
         if step == 0:
             try:
                 validate_loss(loss, False)
@@ -188,8 +222,7 @@ class BatchRun:
         if step <= rate_steps(ctx):
             self.norms.append([_group_norm(g) for g in live.optimizer.param_groups])
         before = [_weights(m) for _, m in live.layers] if step == 0 else []
-        loss.backward()
-        live.optimizer.step()
+        accumulated(ctx, live.user, live.model, inputs, target, loss)
         if step == 0:
             self.first_update = {n: _moved(b, _weights(m)) for (n, m), b
                                  in zip(live.layers, before, strict=True)}
@@ -308,7 +341,8 @@ def _progress_run(ctx: CheckContext) -> ProgressRun:
     run = ProgressRun(len(train), len(evaluation), held_out, baseline, kind)
     seed_everything(derived_seed(ctx.seed, "learning-progress"))
     model = ctx.fresh_copy().train()
-    optimizer, _ = make_optimizer(ctx, model)
+    optimizer, declared = make_optimizer(ctx, model)
+    user = user_step(ctx, model, optimizer, declared)
     for step in range(PROGRESS_MAX + 1):
         if step % EVAL_EVERY == 0:
             run.eval_losses.append((step, _eval_loss(ctx, model, eval_inputs, eval_target)))
@@ -317,10 +351,10 @@ def _progress_run(ctx: CheckContext) -> ProgressRun:
                 break
         inputs, target = batches[step % len(batches)]
         optimizer.zero_grad(set_to_none=True)
-        loss = ctx.training_loss(model, inputs, target)
+        with user.autocast():
+            loss = ctx.training_loss(model, inputs, target)
         run.train_losses.append(float(loss.detach()))
-        loss.backward()
-        optimizer.step()
+        accumulated(ctx, user, model, inputs, target, loss)
     return run
 
 

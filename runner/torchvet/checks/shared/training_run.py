@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from ...unit import optrace
 from ...unit.context import CheckContext
 from ...unit.copies import SavedValues
 from ...unit.losses import validate_loss
 from ...unit.memory_plan import TRAINING_RUN
+from ...unit.recipe import UserStep
 from ...unit.seeding import derived_seed, seed_everything
+from ...unit.user_optimizer import build_optimizer
 from ...verdict import DependencyFailed, Location
 
 TRAIN_STEPS = 3
@@ -112,7 +115,7 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     assert spec is not None
     try:
         optimizer = (
-            spec.optimizer(model.parameters())
+            build_optimizer(spec.optimizer, model, ctx.model)
             if spec.optimizer is not None
             else ctx.memory.default_optimizer(ctx, model.parameters())  # memory hook
         )
@@ -123,28 +126,22 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     trace.in_optimizer = {n for n, p in named if id(p) in held}
     params = dict(named)
     declared = [*spec.frozen, *spec.ema]
+    try:
+        user = UserStep(spec.recipe, model, optimizer, spec.optimizer is not None)
+    except Exception as exc:  # the declared scheduler
+        trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))
+        return trace
     while trace.steps < ACCUMULATION_STEPS:
         optimizer.zero_grad(set_to_none=True)
-        try:
-            loss = ctx.training_loss(model, inputs, target)
-            validate_loss(loss, ctx.uses_surrogate)
-        except Exception as exc:
-            trace.failure = TrainingFailure("loss", exc, ctx.where_exception(exc))
-            break
-        trace.losses.append(float(loss.detach()))
-        try:
-            loss.backward()
-        except Exception as exc:
-            where, culprit, details = _anomaly_location(ctx, inputs, target)
-            trace.failure = TrainingFailure(
-                "backward", exc, where or ctx.where_exception(exc), details, culprit
-            )
+        trace.failure = _backpropagate(ctx, user, model, inputs, target, trace)
+        if trace.failure is not None:
             break
         trace.self_moved |= _moved(params, last)
         for name in trace.trainable:
             trace.grad_states[name].append(grad_state(params[name].grad))
         try:
-            optimizer.step()
+            user.clip()
+            user.step()
         except Exception as exc:
             trace.failure = TrainingFailure("optimizer", exc, ctx.where_exception(exc))
             break
@@ -156,6 +153,32 @@ def run_training(ctx: CheckContext, steps: int) -> TrainingTrace:
     return trace
 
 
+def _backpropagate(ctx: CheckContext, user: UserStep, model: nn.Module, inputs: Any,
+                   target: Any, trace: TrainingTrace) -> TrainingFailure | None:
+    """The step's forward and backward passes (one per micro-batch); records their mean
+    loss, returns the stage that failed."""
+    values: list[float] = []
+    try:
+        for _ in range(user.passes):
+            try:
+                with user.autocast():
+                    loss = ctx.training_loss(model, inputs, target)
+                validate_loss(loss, ctx.uses_surrogate)
+            except Exception as exc:
+                return TrainingFailure("loss", exc, ctx.where_exception(exc))
+            values.append(float(loss.detach()))
+            try:
+                user.backward(loss)
+            except Exception as exc:
+                where, culprit, details = _anomaly_location(ctx, inputs, target)
+                return TrainingFailure("backward", exc, where or ctx.where_exception(exc),
+                                       details, culprit)
+        return None
+    finally:
+        if values:
+            trace.losses.append(sum(values) / len(values))
+
+
 def training_trace(ctx: CheckContext) -> TrainingTrace:
     """The unit's training run (memoised: run once, read by every training check)."""
     return ctx.memo(TRAINING_RUN, lambda: run_training(ctx, TRAIN_STEPS))
@@ -164,8 +187,9 @@ def training_trace(ctx: CheckContext) -> TrainingTrace:
 def trace_failure(ctx: CheckContext, stage: str) -> TrainingFailure | None:
     """The training run's failure if it is ``stage``'s to report.
 
-    A failure at an earlier stage makes this check a skip naming the owner; one at a
-    later stage leaves this stage's evidence valid (None).
+    A failure at an earlier stage, or one that stopped the run before its first loss,
+    makes this check a skip naming the owner; one at a later stage leaves this stage's
+    evidence valid (None).
     """
     failure = training_trace(ctx).failure
     if failure is None:
@@ -173,7 +197,8 @@ def trace_failure(ctx: CheckContext, stage: str) -> TrainingFailure | None:
     if failure.stage == stage:
         return failure
     stages = list(STAGE_OWNERS)
-    if stages.index(failure.stage) < stages.index(stage):
+    stopped_first = not training_trace(ctx).losses  # the optimizer is built before the step
+    if stages.index(failure.stage) < stages.index(stage) or stopped_first:
         raise DependencyFailed(
             f"not run: the training step fails at its {failure.stage} "
             f"(see {STAGE_OWNERS[failure.stage]})"
