@@ -147,3 +147,9 @@ def test_a_pooled_output_is_judged_by_influence_not_skipped() -> None:
     results = vet(lambda: {"model": Pooled(), "inputs": lambda b: torch.randn(b, 4)},
                   FORWARD)
     assert_status(results["forward.batch_independence"], Status.FAILED, "moves both")
+
+
+def test_a_declared_batch_dim_overrides_discovery() -> None:
+    results = vet(lambda: {"model": Transposed(), "inputs": lambda b: torch.randn(b, 4),
+                           "batch_dim": {"output": {"out": 1}}}, ["forward.shape"])
+    assert_status(results["forward.shape"], Status.PASSED, "(3, b), batch in dim 1")
