@@ -10,16 +10,14 @@ import torch
 from ..unit import optrace
 from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
-from ..unit.memory_plan import OUTPUTS_BY_SIZE
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
 from ..unit.text import dtype_name, index_str, one_line, shape_str
 from ..verdict import DependencyFailed, Outcome, Skip, failed, passed, warned
 from .causes import batch_mixing, forward_errors, side_effects
 from .registry import check
+from .shared import influence, layout
 from .shared.forward_warnings import forward_warnings
-
-BATCH_SIZES = (1, 2, 3)
 
 
 def replay(ctx: CheckContext, predicate: optrace.Predicate, inputs: Inputs | None = None
@@ -137,31 +135,33 @@ def shape(ctx: CheckContext) -> Outcome:
             f"{path} has shape {shape_str(actual)} at batch size {ctx.batch_size}, declared "
             f"{wanted}: fix the layer that produces it or update output_shape"
         )
-    if actual and actual[0] == ctx.batch_size:
+    found = layout.output_layout(ctx).get(path)
+    inputs_dim = layout.inputs_batch_dim(ctx)
+    if (found is not None and found.factor == 1 and found.dim not in (None, 0, inputs_dim)
+            and inputs_dim is not None and not layout.declared(ctx)):
+        return failed(
+            f"{path} has shape {shape_str(actual)} at batch size {ctx.batch_size}, the batch "
+            f"in dim {found.dim} while the inputs carry it in dim {inputs_dim}: dim "
+            f"{inputs_dim} should be the batch size; a transpose/permute moved it (if the "
+            "layout is intended, declare batch_dim or output_shape)"
+        )
+    if found is not None and found.dim is not None:
+        return passed(f"{path}: {found.describe(actual, ctx.batch_size)}")
+    if found is None and actual and actual[0] == ctx.batch_size:
         return passed(f"{path} has shape {shape_str(actual)}")
     if per_sample_list(_outputs_by_size(ctx)):
         return passed(f"out is a list of {ctx.batch_size} per-sample outputs (one per input, "
                       "as detection models return)")
     return failed(
-        f"{path} has shape {shape_str(actual)} at batch size {ctx.batch_size}: dim 0 should "
-        "be the batch size; a view/reshape with a hard-coded size or a .squeeze() dropped or "
-        "moved it (if the layout is intended, declare output_shape)"
+        f"{path} has shape {shape_str(actual)} at batch size {ctx.batch_size} and no dim "
+        "follows the batch size across batch sizes: a view/reshape with a hard-coded size or "
+        "a .squeeze() dropped it (if the layout is intended, declare output_shape or "
+        "batch_dim)"
     )
 
 
 def _outputs_by_size(ctx: CheckContext) -> dict[int, Any]:
-    """Eval outputs at batch sizes 1, 2, 3 (and the standard size); exceptions kept."""
-
-    def compute() -> dict[int, Any]:
-        results: dict[int, Any] = {}
-        for size in sorted({*BATCH_SIZES, ctx.batch_size}):
-            try:
-                results[size] = ctx.eval_output(size)
-            except Exception as exc:
-                results[size] = exc
-        return results
-
-    return ctx.memo(OUTPUTS_BY_SIZE, compute)
+    return layout.outputs_by_size(ctx)
 
 
 def per_sample_list(outputs: dict[int, Any]) -> bool:
@@ -172,17 +172,6 @@ def per_sample_list(outputs: dict[int, Any]) -> bool:
         return False
     layouts = {tuple(p for p, _ in leaves(item)) for out in ran.values() for item in out}
     return len(layouts) == 1 and bool(next(iter(layouts)))
-
-
-def _follows_batch_multiple(by_size: dict[int, tuple[int, ...]], batch: int) -> bool:
-    """dim 0 is the same multiple of the batch size at every size (batch x tokens
-    flattened, as an MoE router's logits)."""
-    base = by_size[batch]
-    if not base or base[0] % batch:
-        return False
-    factor = base[0] // batch
-    return factor > 1 and all(len(s) == len(base) and s[0] == factor * size
-                              and s[1:] == base[1:] for size, s in by_size.items())
 
 
 def batched_paths(ctx: CheckContext) -> set[str]:
@@ -228,19 +217,18 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
                 f"at batch size {size} vs {structure(base)} at {ctx.batch_size}"
             )
     problems = []
+    layouts = layout.output_layout(ctx)
+    found_layouts = []
     for path, base_tensor in leaves(base):
         base_shape = tuple(base_tensor.shape)
-        by_size = {size: tuple(dict(leaves(out))[path].shape) for size, out in outputs.items()}
-        if all(len(s) >= 1 and s[0] == size and s[1:] == base_shape[1:]
-               for size, s in by_size.items()):
-            continue
+        leaf = layouts.get(path)
         is_primary = primary is not None and path == primary[0]
-        if len(set(by_size.values())) == 1 and not is_primary:
-            continue  # an output that does not depend on the batch (e.g. RNN h_n layers)
-        if not is_primary and _follows_batch_multiple(by_size, ctx.batch_size):
-            continue  # batch x tokens flattened (MoE router logits)
-        size, shp = next((size, s) for size, s in sorted(by_size.items())
-                         if not (len(s) >= 1 and s[0] == size and s[1:] == base_shape[1:]))
+        if leaf is not None and (leaf.dim is not None or not is_primary):
+            found_layouts.append(f"{path}: {leaf.describe(base_shape, ctx.batch_size)}")
+            continue
+        by_size = {size: tuple(dict(leaves(out))[path].shape) for size, out in outputs.items()}
+        size, shp = next(((size, s) for size, s in sorted(by_size.items()) if s != base_shape),
+                         (ctx.batch_size, base_shape))
         problems.append(
             f"{path} has shape {shape_str(shp)} at batch size {size} "
             f"(shape {shape_str(base_shape)} at batch size {ctx.batch_size})"
@@ -249,13 +237,14 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
         found = replay(ctx, optrace.squeezed_batch, ctx.inputs(1)) if 1 in outputs else None
         culprit = f"; {found[0]}" if found else ""
         return failed(
-            f"{problems[0]}{culprit}: dim 0 must follow the batch size; a .squeeze() drops it "
+            f"{problems[0]}{culprit}: no dim follows the batch size; a .squeeze() drops it "
             "at batch size 1 (use .squeeze(-1) or .flatten(1)), a hard-coded size in "
             "view/reshape fixes it (use x.shape[0] or -1)",
             "\n".join(problems),
             found[1] if found else None,
         )
-    return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} scale dim 0")
+    return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} keep one layout: "
+                  + "; ".join(found_layouts))
 
 
 @check("forward.input_mutation")
@@ -319,42 +308,69 @@ def batch_independence(ctx: CheckContext) -> Outcome:
     if any(not bool(torch.isfinite(t).all()) for _, t in floating_leaves(base)):
         raise DependencyFailed("not run: the outputs hold NaN/Inf, so samples cannot be "
                                "compared (see forward.finite)")
-    paths = batched_paths(ctx) & {p for p, t in leaves(base) if t.dim() >= 1
-                                  and t.shape[0] == batch}
-    if not paths:
-        raise Skip("no output follows the batch dimension")
-    model = ctx.model.eval()
+    layouts = layout.output_layout(ctx)
+    primary = primary_leaf(base)
+    paths = {p for p, leaf in layouts.items() if leaf is not None and leaf.dim is not None}
+    if not paths and primary is not None:
+        paths = {primary[0]}  # a pooled output is judged by influence too
+    dims = influence.input_dims(ctx)
+    if not paths or not dims:
+        raise Skip("no input follows the batch dimension, so no sample can be replaced")
     base_inputs = ctx.inputs(batch)
     other = ctx.inputs(batch, variant=1)
     positions = batch_mixing.sample_positions(batch)
-    for k in positions:
-        seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
-        with torch.no_grad():
-            mixed = ctx.call(model, batch_mixing.mix_inputs(base_inputs, other, batch, k))
-        changed = batch_mixing.compare_sample(ctx, base, mixed, paths, k, k)
-        if changed:
+    owned = [influence.ownership(ctx, base_inputs, other, base, paths, k, batch)
+             for k in positions]
+    shapes = dict(leaves(base))
+    for own in owned:
+        shared = own.shared()
+        if shared:
+            path, flat = shared
+            where = index_str(torch.unravel_index(torch.tensor(flat), shapes[path].shape))
             return _mixing_failure(
-                ctx, f"{changed[0]} changes by {changed[1]:.3g} when the other samples in the "
-                "batch change", base_inputs, batch)
-    for k in positions:
-        single = _single_sample_output(ctx, base_inputs, batch, k)
-        if single is None:
-            break
-        alone = batch_mixing.compare_sample(ctx, base, single, paths & batched_paths_of(single),
-                                            k, 0)
+                ctx, f"{path}{where} moves both when sample {own.k} changes and when its "
+                "batch mates change", base_inputs, batch)
+    for own in owned:
+        alone = _alone_difference(ctx, base, base_inputs, dims, own, layouts, batch)
         if alone:
-            return _mixing_failure(
-                ctx, f"{alone[0]} differs by {alone[1]:.3g} between a batch of {batch} and the "
-                "sample on its own", base_inputs, batch)
-    for k in positions:
-        try:
-            leaked = batch_mixing.gradient_leak(ctx, base_inputs, batch, paths, k)
-        except Exception:  # a backward that fails is training.gradients' verdict
-            leaked = None
-        if leaked:
-            return _mixing_failure(ctx, leaked, base_inputs, batch)
+            return _mixing_failure(ctx, alone, base_inputs, batch)
+    if all(dims_ == 0 for dims_ in dims.values()):
+        first = {p for p in paths if (leaf := layouts[p]) is not None
+                 and leaf.dim == 0 and leaf.factor == 1}
+        for k in positions:
+            try:
+                leaked = batch_mixing.gradient_leak(ctx, base_inputs, batch, first, k)
+            except Exception:  # a backward that fails is training.gradients' verdict
+                leaked = None
+            if leaked:
+                return _mixing_failure(ctx, leaked, base_inputs, batch)
     shown = ", ".join(map(str, positions))
-    return passed(f"samples {shown} of a batch of {batch} are unaffected by their batch mates")
+    return passed(f"samples {shown} of a batch of {batch} each own output elements no batch "
+                  "mate moves, the same as on their own")
+
+
+def _alone_difference(ctx: CheckContext, base: Any, inputs: Inputs, dims: dict[str, int],
+                      own: influence.Ownership, layouts: dict[str, layout.LeafLayout | None],
+                      batch: int) -> str | None:
+    """Where sample ``k``'s owned elements differ from its output on its own."""
+    single = _single_sample_output(ctx, inputs, dims, batch, own.k)
+    if single is None:
+        return None
+    single_leaves = dict(leaves(single))
+    for path, tensor in leaves(base):
+        leaf = layouts.get(path)
+        alone = single_leaves.get(path)
+        if leaf is None or leaf.dim is None or alone is None or path not in own.own:
+            continue
+        rows = influence.owned_rows(own.own[path], leaf.dim)
+        if alone.dim() != tensor.dim() or len(rows) != alone.shape[leaf.dim]:
+            continue
+        picked = tensor.index_select(leaf.dim, torch.tensor(rows))
+        if picked.is_floating_point() and bool(influence.differs(ctx, picked, alone).any()):
+            largest = float((picked.double() - alone.double()).abs().nan_to_num().max())
+            return (f"{path} of sample {own.k} differs by {largest:.3g} between a batch of "
+                    f"{batch} and the sample on its own")
+    return None
 
 
 def _output_at(ctx: CheckContext, batch: int) -> Any:
@@ -367,19 +383,16 @@ def _output_at(ctx: CheckContext, batch: int) -> Any:
                                f"{one_line(exc)} (see forward.batch_sizes)") from exc
 
 
-def _single_sample_output(ctx: CheckContext, inputs: Inputs, batch: int, k: int) -> Any:
+def _single_sample_output(ctx: CheckContext, inputs: Inputs, dims: dict[str, int],
+                          batch: int, k: int) -> Any:
     """Sample ``k`` on its own; None when batch size 1 fails (forward.batch_sizes'
     verdict, not this check's)."""
     seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
     try:
         with torch.no_grad():
-            return ctx.call(ctx.model.eval(), batch_mixing.one_sample(inputs, batch, k))
+            return ctx.call(ctx.model.eval(), influence.one_sample(inputs, dims, k))
     except Exception:
         return None
-
-
-def batched_paths_of(out: Any) -> set[str]:
-    return {p for p, t in leaves(out) if t.dim() >= 1 and t.shape[0] == 1}
 
 
 def _mixing_failure(ctx: CheckContext, what: str, inputs: Inputs, batch: int) -> Outcome:

@@ -52,6 +52,7 @@ class Spec:
     dataset: Any = None
     num_classes: int | None = None
     output_shape: Sequence[int | None] | None = None
+    batch_dim: int | Mapping[str, Mapping[str, int]] | None = None
     output_dtype: Any = None
     frozen: Sequence[str] = ()
     unused: Sequence[str] = ()
@@ -105,6 +106,7 @@ class ModelSpec:
     data: DataSpec | None = None
     num_classes: int | None = None
     output_shape: tuple[int | None, ...] | None = None
+    batch_dim: int | Mapping[str, Mapping[str, int]] | None = None
     output_dtype: torch.dtype | None = None
     frozen: tuple[str, ...] = ()
     unused: tuple[str, ...] = ()
@@ -217,6 +219,7 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
             if output_shape is not None
             else None
         ),
+        batch_dim=raw.get("batch_dim", getattr(config, "batch_dim", None)),
         output_dtype=parse_dtype(pick("output_dtype", config.output_dtype)),
         frozen=_as_tuple(raw.get("frozen")) + config.frozen,
         unused=_as_tuple(raw.get("unused")) + config.unused,

@@ -53,7 +53,7 @@ class RunningSum(nn.Module):
 
 def test_the_last_sample_is_checked_too() -> None:
     result = verdict(RunningSum, CHECK)
-    assert_status(result, Status.FAILED, "out[1] changes", "cumsum(dim=0) reduces across")
+    assert_status(result, Status.FAILED, "moves both when sample", "cumsum(dim=0) reduces across")
     assert_where(result, "# culprit: a running sum", HERE)
 
 
