@@ -246,12 +246,12 @@ _AUTOCAST_HINTS = {
 }
 
 
-AMP_HINT = ("warned, not failed: the spec does not declare amp=True; declare it if the "
-            "model trains in mixed precision, to make this check blocking")
+AMP_HINT = ("warned, not failed: the spec does not declare amp; declare amp='bf16' (or "
+            "'fp16') if the model trains in mixed precision, to make this check blocking")
 
 
 def relies_on_amp(ctx: CheckContext) -> bool:
-    """The spec declares that the model trains in mixed precision (``amp=True``)."""
+    """The spec declares that the model trains in mixed precision (``amp``)."""
     return bool(getattr(ctx.spec, "amp", False))
 
 

@@ -64,10 +64,14 @@ def parse_recipe(raw: Mapping[str, Any], config: Any) -> TrainingRecipe:
         raise RecipeError("scheduler must be a callable(optimizer) returning an LR scheduler, "
                           "e.g. lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup)")
     amp = pick("amp")
+    if amp is True:
+        amp = torch.bfloat16
+    elif amp is False:
+        amp = None
     if amp is not None and not isinstance(amp, torch.dtype):
         name = str(amp).removeprefix("torch.")
         if name not in AMP_DTYPES:
-            raise RecipeError(f"amp={amp!r}: use 'bf16' or 'fp16'")
+            raise RecipeError(f"amp={amp!r}: use 'bf16' or 'fp16' (True means 'bf16')")
         amp = AMP_DTYPES[name]
     accumulate = pick("accumulate")
     return TrainingRecipe(

@@ -62,7 +62,6 @@ class Spec:
     batch_size: int | None = None
     timeout: float | None = None
     devices: Sequence[str] | None = None
-    amp: bool = False  # trains in mixed precision: portability.autocast becomes blocking
     training: str | None = None
     ema: Sequence[str] = ()
     # the rest of the user's training step (unit/recipe.py)
@@ -70,6 +69,8 @@ class Spec:
     clip_grad_value: float | None = None
     accumulate: int | None = None
     scheduler: Callable[..., Any] | None = None
+    # mixed precision ('bf16', 'fp16', or True for bf16): the step runs under autocast
+    # and portability.autocast becomes blocking
     amp: Any = None
 
 
@@ -231,7 +232,7 @@ def normalize_model(obj: Any, name: str, config: UnitConfig, seed: int) -> Model
         batch_size=batch_size,
         timeout=raw.get("timeout"),
         devices=_as_tuple(raw.get("devices")) or None,
-        amp=bool(raw.get("amp")),
+        amp=recipe.amp is not None,
         overfit_max_params=config.overfit_max_params,
         warnings=warnings,
     )
