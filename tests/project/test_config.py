@@ -111,3 +111,14 @@ def test_the_training_step_is_declared_per_model() -> None:
     assert (unit.clip_grad_norm, unit.accumulate, unit.amp) == (0.25, 4, "bf16")
     with pytest.raises(ConfigError, match="amp = 'fp8' is invalid"):
         parse({"models": {"lm": {"amp": "fp8"}}})
+
+
+def test_batch_dim_is_a_dim_or_a_table_per_leaf() -> None:
+    config = parse({"models": {"lm": {"batch_dim": 1},
+                               "graph": {"batch_dim": {"input": {"0": 1}, "output": {"0": 0}}}}})
+    assert config.for_unit("model", "lm").batch_dim == 1
+    assert config.for_unit("model", "graph").batch_dim == {"input": {"0": 1}, "output": {"0": 0}}
+    with pytest.raises(ConfigError, match="batch_dim"):
+        parse({"models": {"lm": {"batch_dim": {"inputs": {"0": 1}}}}})
+    with pytest.raises(ConfigError, match="batch_dim"):
+        parse({"models": {"lm": {"batch_dim": -1}}})

@@ -116,6 +116,17 @@ def _amp(value: Any) -> str:
     return str(value)
 
 
+def _batch_dim(value: Any) -> int | dict[str, dict[str, int]]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, Mapping) and set(value) <= {"input", "output"} and all(
+            isinstance(table, Mapping) and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                for d in table.values()) for table in value.values()):
+        return {side: dict(table) for side, table in value.items()}
+    raise TypeError('a dim (0, 1, ...) or {input = {leaf = dim}, output = {leaf = dim}}')
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError("true or false")
@@ -218,6 +229,7 @@ _MODEL_ONLY: dict[str, tuple[Validator, str]] = {
     "clip_grad_value": (_positive_number, "max absolute gradient value the step clips to"),
     "accumulate": (_positive_int, "micro-batches accumulated per optimizer step"),
     "amp": (_amp, '"bf16" or "fp16": the training step runs under autocast'),
+    "batch_dim": (_batch_dim, "where the batch lives, for all leaves or per input/output leaf"),
 }
 
 _DATASET_ONLY: dict[str, tuple[Validator, str]] = {
@@ -267,6 +279,7 @@ class UnitConfig:
     clip_grad_value: float | None = None
     accumulate: int | None = None
     amp: str | None = None
+    batch_dim: int | Mapping[str, Mapping[str, int]] | None = None
 
 
 @dataclass
