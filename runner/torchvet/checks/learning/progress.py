@@ -14,12 +14,11 @@ from __future__ import annotations
 import math
 
 from ...unit.context import CheckContext
-from ...unit.data_batches import DatasetSource
 from ...verdict import Outcome, Skip, passed, warned
 from ..causes.findings import cause_phrase, curve, likely_causes
 from ..registry import check
 from ..shared.probe import adversarial, init_probe
-from ..shared.runs import ProgressRun, batch_run, progress_run, rate_steps
+from ..shared.runs import ProgressRun, batch_run, dataset_source, progress_run, rate_steps
 
 STILL = 0.01  # relative change of the one-batch loss that counts as not moving
 
@@ -29,7 +28,7 @@ def progress(ctx: CheckContext) -> Outcome:
     spec = ctx.spec
     if spec is None or not spec.has_real_loss:
         raise Skip("no loss or step declared: whether the model learns needs its real loss")
-    if isinstance(spec.inputs, DatasetSource) and spec.loss is not None and spec.step is None:
+    if dataset_source(ctx) is not None and spec.loss is not None and spec.step is None:
         return _judge(ctx, progress_run(ctx))
     return _moves(ctx)
 

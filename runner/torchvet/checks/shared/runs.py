@@ -289,11 +289,25 @@ def progress_run(ctx: CheckContext) -> ProgressRun:
     return ctx.memo("learning-progress-run", lambda: _progress_run(ctx))
 
 
+def dataset_source(ctx: CheckContext) -> DatasetSource | None:
+    """The declared dataset's batches, also when explicit ``inputs`` feed the quick
+    checks (most real specs declare both: inputs for the forward checks, the dataset
+    for learning); None without a dataset."""
+    spec = ctx.spec
+    if spec is None:
+        return None
+    if isinstance(spec.inputs, DatasetSource):
+        return spec.inputs
+    if spec.data is None:
+        return None
+    return DatasetSource(spec.data, ctx.seed, whole_batch=spec.step is not None)
+
+
 def _progress_run(ctx: CheckContext) -> ProgressRun:
     spec = ctx.spec
     assert spec is not None
-    source = spec.inputs
-    if not isinstance(source, DatasetSource) or spec.loss is None or spec.step is not None:
+    source = dataset_source(ctx)
+    if source is None or spec.loss is None or spec.step is not None:
         raise Skip("needs a dataset and a declared loss")
     init_probe(ctx)
     pool = _pool(ctx, source)
