@@ -369,7 +369,15 @@ def _pool(ctx: CheckContext, source: DatasetSource) -> list[Any]:
     seed_everything(derived_seed(ctx.seed, "learning-pool"))
     if is_iterable(data.dataset):
         return stream_samples(data.dataset, budget)
-    return [data.dataset[i] for i in range(min(len(data.dataset), budget))]
+    return [data.dataset[i] for i in pool_indices(ctx, len(data.dataset), budget)]
+
+
+def pool_indices(ctx: CheckContext, length: int, budget: int) -> list[int]:
+    """A seeded sample of a map-style dataset in random order: a dataset sorted by label
+    (iris, a CSV grouped by class) must not put one class in the held-out part and the
+    others in training."""
+    generator = torch.Generator().manual_seed(derived_seed(ctx.seed, "learning-pool-order"))
+    return [int(i) for i in torch.randperm(length, generator=generator)[:budget]]
 
 
 def _batch(ctx: CheckContext, source: DatasetSource, samples: list[Any]) -> tuple[Inputs, Any]:
