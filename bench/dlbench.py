@@ -85,7 +85,7 @@ def table(manifest: dict[str, dict[str, Any]], flags: dict[str, dict[str, list[s
              for name, c in sorted(categories.items())]
     head.append(f"| **all** | {total[0]} | **{total[1]}/{total[0]}** | {total[2]} | "
                 f"{total[3]} |")
-    return "\n".join(head + [""] + rows)
+    return "\n".join([*head, "", *rows])
 
 
 def _cell(flags: dict[str, list[str]]) -> str:
