@@ -108,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = table(load_manifest(args.bench), flags_by_model(report))
     print(body)
     if args.write:
-        command = ["python", "bench/dlbench.py", "--write", str(args.write)] + ([] if args.jobs == 1 else
-                                                     ["-j", str(args.jobs)])
+        command = ["python", "bench/dlbench.py", "--write", str(args.write)]
+        if args.jobs != 1:
+            command += ["-j", str(args.jobs)]
         write_results(args.write, "DeepLocalize development half", command, body,
                       notes="A buggy program is flagged when a check fails or warns on it; "
                             "a fixed program must not fail, and a warning there is false.")
