@@ -71,7 +71,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     import importlib
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    names = ("results_md", "corpus", "learning")
+    names = ("results_md", "corpus", "learning", "dlbench")
     modules: dict[str, ModuleType] = {n: importlib.import_module(n) for n in names}
     return SimpleNamespace(**modules)
 
@@ -130,3 +130,29 @@ def test_the_learning_cost_lists_both_medians_the_ratio_and_each_unit(
     assert "2.50 s over all units" in text
     assert lines[-2].split() == ["cnn", "2.00", "s"] and lines[-1].split() == ["mlp", "0.50",
                                                                               "s"]
+
+
+def test_the_dlbench_table_counts_flagged_buggy_and_failing_or_warning_fixed(
+        bench: SimpleNamespace) -> None:
+    def unit(name: str, *results: tuple[str, str]) -> dict[str, object]:
+        return {"name": name, "results": [{"id": i, "status": s} for i, s in results]}
+
+    report = {"reports": [unit("a_buggy", ("learning.progress", "warned")),
+                          unit("a_fixed", ("forward.runs", "passed")),
+                          unit("b_buggy", ("forward.runs", "passed")),
+                          unit("b_fixed", ("training.update", "failed")),
+                          unit("c_buggy", ("training.loss", "failed")),
+                          unit("c_fixed", ("learning.capacity", "warned"))]}
+    manifest = {"a": {"category": "Model/Layers"}, "b": {"category": "Model/Layers"},
+                "c": {"category": "Training/Loss"}}
+    text = bench.dlbench.table(manifest, bench.dlbench.flags_by_model(report))
+    assert "| Model/Layers | 2 | 1 | 1 | 0 |" in text
+    assert "| Training/Loss | 1 | 1 | 0 | 1 |" in text
+    assert "| **all** | 3 | **2/3** | 1 | 1 |" in text
+    assert "| a | Model/Layers | warned: learning.progress | clean |" in text
+    assert "| b | Model/Layers | clean | failed: training.update |" in text
+
+
+def test_the_dlbench_harness_says_when_the_benchmark_is_absent(
+        bench: SimpleNamespace, tmp_path: Path) -> None:
+    assert bench.dlbench.main(["--bench", str(tmp_path)]) == 2

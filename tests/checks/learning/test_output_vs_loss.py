@@ -129,3 +129,72 @@ def test_no_loss_skips_naming_it() -> None:
     assert_status(verdict(lambda: nn.Linear(4, 2), CHECK), Status.SKIPPED,
                   "no loss or step declared")
 
+
+
+# ------------------------------------------------- hand-written losses, judged by behaviour
+
+def _renormalised_cce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Keras' categorical cross-entropy on probabilities: renormalise, clip, -y log p."""
+    p = (out / out.sum(-1, keepdim=True)).clamp(1e-7, 1 - 1e-7)
+    return -(target * torch.log(p)).sum(-1).mean()
+
+
+def _classifier(last: nn.Module, loss: Any) -> Any:
+    def factory() -> dict[str, Any]:
+        torch.manual_seed(0)
+        x = torch.randn(96, 4)
+        y = torch.nn.functional.one_hot((x[:, 0] > 0).long() + (x[:, 1] > 0).long(), 3)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), last)
+        return {"model": model, "inputs": lambda b: x[:b].clone(),
+                "target": lambda b: y[:b].float(), "loss": loss,
+                "optimizer": lambda p: torch.optim.Adam(p, lr=1e-3)}
+    return factory
+
+
+def test_a_relu_output_under_a_renormalising_loss_fails() -> None:
+    result = verdict(_classifier(nn.ReLU(), _renormalised_cce), CHECK)
+    assert_status(result, Status.FAILED, "3 (relu) can output an output row of all 0s",
+                  "_renormalised_cce", "NaN or infinite")
+
+
+def test_sigmoid_outputs_under_a_renormalising_loss_warn() -> None:
+    result = verdict(_classifier(nn.Sigmoid(), _renormalised_cce), CHECK)
+    assert_status(result, Status.WARNED, "3 (sigmoid) squashes each of the 3 outputs",
+                  "unchanged when a row is scaled", "softmax")
+
+
+def test_a_softmax_under_a_renormalising_loss_passes() -> None:
+    assert_status(verdict(_classifier(nn.Softmax(dim=-1), _renormalised_cce), CHECK),
+                  Status.PASSED, "the output fits _renormalised_cce")
+
+
+def test_a_loss_that_rewards_the_wrong_class_fails() -> None:
+    def flipped(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (target * torch.log(out.clamp_min(1e-7))).sum(-1).mean()  # sign dropped
+
+    result = verdict(_classifier(nn.Softmax(dim=-1), flipped), CHECK)
+    assert_status(result, Status.FAILED, "does not reward the right class")
+
+
+def _regressor(last: nn.Module, shift: float) -> Any:
+    def factory() -> dict[str, Any]:
+        torch.manual_seed(0)
+        x = torch.randn(64, 2)
+        y = x.sum(1, keepdim=True) * 0.5 + shift
+        model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), last)
+        return {"model": model, "inputs": lambda b: x[:b].clone(),
+                "target": lambda b: y[:b].clone(), "loss": nn.MSELoss(),
+                "optimizer": lambda p: torch.optim.SGD(p, lr=0.01)}
+    return factory
+
+
+def test_a_relu_on_a_signed_regression_output_warns() -> None:
+    # shifted so that about a fifth of the targets are negative (not the 50 % of a failure)
+    result = verdict(_regressor(nn.ReLU(), 0.6), CHECK)
+    assert_status(result, Status.WARNED, "3 (relu) ends a regression whose targets are signed",
+                  "drop the output ReLU")
+
+
+def test_a_linear_regression_output_or_positive_targets_pass() -> None:
+    assert_status(verdict(_regressor(nn.Identity(), 0.6), CHECK), Status.PASSED)
+    assert_status(verdict(_regressor(nn.ReLU(), 5.0), CHECK), Status.PASSED)

@@ -58,3 +58,17 @@ def test_without_a_dataset_the_loss_must_move_off_its_init() -> None:
 
     assert_status(verdict(factory(0.1), CHECK), Status.PASSED, "moves off its init")
     assert_status(verdict(factory(1e-9), CHECK), Status.WARNED, "does not move off its init")
+
+
+def _with_inputs(spec: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's first rows also declared as explicit ``inputs`` (as most real specs
+    do: inputs for the quick checks, the dataset for learning)."""
+    x, _ = spec["dataset"].tensors
+    return {**spec, "inputs": lambda b: x[:b].clone()}
+
+
+def test_a_dataset_next_to_explicit_inputs_is_judged_against_the_baseline() -> None:
+    result = verdict(lambda: _with_inputs(pima_labels(False)), CHECK)
+    assert_status(result, Status.PASSED, "held-out loss", "below the constant baseline")
+    assert_status(verdict(lambda: _with_inputs(pima_labels(True)), CHECK), Status.WARNED,
+                  "no better than the constant baseline")

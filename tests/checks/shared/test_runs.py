@@ -56,7 +56,7 @@ def test_the_baseline_is_the_best_constant_on_the_held_out_targets() -> None:
     ctx = make_context(lambda: quadratic_sgd(0.01))
     run = runs.progress_run(ctx)
     _x, y = lm.quadratic(scale_x=True).tensors
-    held_out = y[:run.eval_samples]
+    held_out = y[runs.pool_indices(ctx, len(y), len(y))[:run.eval_samples]]
     assert run.baseline_kind == "the mean target"
     assert math.isclose(run.baseline or 0.0, float(held_out.var(unbiased=False)), rel_tol=1e-4)
 
@@ -66,11 +66,13 @@ def test_a_cross_entropy_baseline_is_the_entropy_of_the_class_shares() -> None:
         return {"model": lm.mlp(4, 8, 3), "dataset": lm.iris(), "loss": nn.CrossEntropyLoss(),
                 "num_classes": 3}
 
-    run = runs.progress_run(make_context(factory))
+    ctx = make_context(factory)
+    run = runs.progress_run(ctx)
     _, labels = lm.iris().tensors
-    shares = torch.bincount(labels[:run.eval_samples], minlength=3).double() + 0.5
+    held_out = labels[runs.pool_indices(ctx, len(labels), len(labels))[:run.eval_samples]]
+    shares = torch.bincount(held_out, minlength=3).double() + 0.5
     shares = shares / shares.sum()
-    entropy = float(-(shares[labels[:run.eval_samples]]).log().mean())
+    entropy = float(-(shares[held_out]).log().mean())
     assert run.baseline_kind == "the class frequencies"
     assert math.isclose(run.baseline or 0.0, entropy, rel_tol=1e-4)
 
@@ -86,3 +88,13 @@ def test_a_run_that_memorises_noise_is_told_apart() -> None:
     run = runs.progress_run(make_context(lambda: pima_labels(True)))
     assert run.outcome in ("memorising", "stuck"), run.outcome
     assert min(v for _, v in run.eval_losses) >= run.goal
+
+
+def test_a_dataset_sorted_by_class_is_split_with_every_class_held_out() -> None:
+    """Iris is stored sorted by species: the first rows alone are one class."""
+    ctx = make_context(lambda: {"model": lm.mlp(4, 8, 3), "dataset": lm.iris(),
+                                "loss": nn.CrossEntropyLoss(), "num_classes": 3})
+    _, labels = lm.iris().tensors
+    order = runs.pool_indices(ctx, len(labels), len(labels))
+    assert sorted(order) == list(range(len(labels)))
+    assert set(labels[order[:len(labels) // 4]].tolist()) == {0, 1, 2}

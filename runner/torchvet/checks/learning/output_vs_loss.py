@@ -21,6 +21,7 @@ from ...verdict import Outcome, Skip
 from ..causes.findings import Finding, finder, report, where_module
 from ..registry import check
 from ..shared import loss_capture as loss_causes
+from ..shared.loss_behaviour import LossBehaviour, loss_behaviour, output_activation
 from ..shared.probe import ActivationCall, LossCall, init_probe
 
 LOGIT_LOSSES = {
@@ -36,6 +37,7 @@ RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0),
           "relu": (0.0, math.inf), "relu6": (0.0, 6.0), "softplus": (0.0, math.inf),
           "hardsigmoid": (0.0, 1.0), "hardtanh": (-1.0, 1.0)}
 OUT_OF_RANGE = 0.5  # share of targets an output range must miss to be a certain cause
+SIGNED = 0.05  # share of negative regression targets a ReLU output cannot reach, to warn
 
 
 @finder("learning.output_vs_loss")
@@ -50,6 +52,15 @@ def find(ctx: CheckContext) -> Finding | None:
             found = rule(ctx, call)
             if found is not None:
                 return found
+    behaviour = loss_behaviour(ctx)
+    if behaviour is not None:
+        for probe_rule in (_nonfinite, _wrong_class, _renormalised_sigmoid):
+            found = probe_rule(ctx, behaviour)
+            if found is not None:
+                return found
+    signed = _signed_regression(ctx)
+    if signed is not None:
+        return signed
     return _loss_itself(ctx)
 
 
@@ -57,13 +68,14 @@ def find(ctx: CheckContext) -> Finding | None:
 def output_vs_loss(ctx: CheckContext) -> Outcome:
     found = find(ctx)
     probe = init_probe(ctx)
-    if not probe.losses:
-        raise Skip("the loss calls no torch loss function (custom loss): nothing to match "
-                   "the output against")
+    if found is None and not probe.losses and loss_behaviour(ctx) is None:
+        raise Skip("the loss calls no torch loss function and the output has no activation "
+                   "to probe it with: nothing to match the output against")
     if found is not None and found.check != "learning.output_vs_loss":
         raise Skip(f"the loss itself is at fault, not the output activation (see "
                    f"{found.check})")
-    names = ", ".join(sorted({LOSS_NAMES.get(c.op, c.op) for c in probe.losses}))
+    names = ", ".join(sorted({LOSS_NAMES.get(c.op, c.op) for c in probe.losses})
+                      or [_loss_label(ctx)])
     return report(found, f"the output fits {names}")
 
 
@@ -179,4 +191,75 @@ def _relu_logits(ctx: CheckContext, call: LossCall) -> Finding | None:
         f"{LOGIT_LOSSES[call.op]} is fed the {source.op} output of {source.label}: logits "
         "cannot go below 0, so a class can never be pushed down and units stuck at 0 pass "
         "no gradient; remove the activation after the last layer",
+        where=_where(ctx, source))
+
+
+def _loss_label(ctx: CheckContext) -> str:
+    loss = ctx.spec.loss if ctx.spec is not None else None
+    return getattr(loss, "__name__", None) or type(loss).__name__
+
+
+def _nonfinite(ctx: CheckContext, found: LossBehaviour) -> Finding | None:
+    """The activation reaches an output on which the loss is NaN or infinite."""
+    if not found.nonfinite:
+        return None
+    source = found.activation
+    return Finding(
+        "learning.output_vs_loss", Status.FAILED,
+        f"{source.label} can output {found.nonfinite}, and the loss {_loss_label(ctx)} is "
+        "NaN or infinite there (it renormalises the row or takes the log of 0): a sample "
+        "whose units all die poisons the step; end the model with a softmax for a "
+        "categorical loss, or return logits to CrossEntropyLoss",
+        where=_where(ctx, source))
+
+
+def _wrong_class(ctx: CheckContext, found: LossBehaviour) -> Finding | None:
+    """The loss is no lower for the right class's one-hot than for a wrong one."""
+    if found.right is None or found.wrong is None or not math.isfinite(found.right):
+        return None
+    if found.right < found.wrong:
+        return None
+    return Finding(
+        "learning.output_vs_loss", Status.FAILED,
+        f"the loss {_loss_label(ctx)} is {found.right:.4g} when {found.activation.label} "
+        f"puts its mass on the right class and {found.wrong:.4g} on a wrong one: it does "
+        "not reward the right class, so training moves away from it; check the sign of the "
+        "loss and which output it reads",
+        where=_where(ctx, found.activation))
+
+
+def _renormalised_sigmoid(ctx: CheckContext, found: LossBehaviour) -> Finding | None:
+    """Independent sigmoids under a loss that only sees the row's proportions."""
+    if not found.renormalises or found.activation.op not in ("sigmoid", "sigmoid_"):
+        return None
+    return Finding(
+        "learning.output_vs_loss", Status.WARNED,
+        f"{found.activation.label} squashes each of the {found.shape[1]} outputs on its own, "
+        f"but the loss {_loss_label(ctx)} is unchanged when a row is scaled (it "
+        "renormalises the row, as a categorical cross-entropy on probabilities does): "
+        "saturated units all read near 1 and their gradient vanishes; end the model with "
+        "a softmax over the classes (or return logits to CrossEntropyLoss)",
+        where=_where(ctx, found.activation))
+
+
+def _signed_regression(ctx: CheckContext) -> Finding | None:
+    """A ReLU on a regression output whose targets are partly negative."""
+    source = output_activation(ctx)
+    if source is None or source.op not in ("relu", "relu_", "relu6"):
+        return None
+    target = ctx.target(init_probe(ctx).batch)
+    if (not isinstance(target, torch.Tensor) or not target.is_floating_point()
+            or tuple(target.shape) != source.shape or target.numel() == 0):
+        return None
+    if bool(((target == 0) | (target == 1)).all()):
+        return None  # labels, not values
+    negative = float((target < 0).double().mean())
+    if negative < SIGNED:
+        return None
+    return Finding(
+        "learning.output_vs_loss", Status.WARNED,
+        f"{source.label} ends a regression whose targets are signed: {negative:.0%} of "
+        f"them are negative (down to {float(target.min()):.3g}), which a ReLU cannot "
+        "output, and a unit pushed below 0 stops passing gradient (it dies at a constant "
+        "0); drop the output ReLU (a linear output for regression)",
         where=_where(ctx, source))

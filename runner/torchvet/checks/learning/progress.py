@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 
 from ...unit.context import CheckContext
-from ...unit.data_batches import DatasetSource
 from ...verdict import Outcome, Skip, passed, warned
 from ..causes.findings import cause_phrase, curve, likely_causes
 from ..registry import check
 from ..shared.probe import adversarial, init_probe
-from ..shared.runs import ProgressRun, batch_run, progress_run, rate_steps
+from ..shared.runs import WINDOW, ProgressRun, batch_run, dataset_source, progress_run, rate_steps
 
 STILL = 0.01  # relative change of the one-batch loss that counts as not moving
+TRAIN_FALL = 0.02  # relative fall of the training loss over a run that counts as learning
 
 
 @check("learning.progress")
@@ -29,7 +29,7 @@ def progress(ctx: CheckContext) -> Outcome:
     spec = ctx.spec
     if spec is None or not spec.has_real_loss:
         raise Skip("no loss or step declared: whether the model learns needs its real loss")
-    if isinstance(spec.inputs, DatasetSource) and spec.loss is not None and spec.step is None:
+    if dataset_source(ctx) is not None and spec.loss is not None and spec.step is None:
         return _judge(ctx, progress_run(ctx))
     return _moves(ctx)
 
@@ -51,6 +51,17 @@ def _judge(ctx: CheckContext, run: ProgressRun) -> Outcome:
         return passed(f"{where} loss {evals[0]:.4g} -> {min(evals):.4g} in {run.steps} steps "
                       f"and still falling, not yet below {against}: a slow learner",
                       data=data)
+    train = run.train_losses
+    head, tail = _mean(train[:WINDOW]), _mean(train[-WINDOW:])
+    held_fell = not run.held_out or evals[0] - evals[-1] >= TRAIN_FALL * abs(evals[0])
+    if run.outcome == "stuck" and head - tail >= TRAIN_FALL * abs(head) and held_fell:
+        # its training (and held-out) loss falls, only not past the baseline yet: a slow
+        # learner on its plateau (XOR; a tiny dataset trained for thousands of epochs).
+        # A training loss that falls while the held-out one does not is memorising labels
+        # the inputs do not explain (shuffled apart): that warns below
+        return passed(f"the training loss falls ({head:.4g} -> {tail:.4g}) in {run.steps} "
+                      f"steps ({_epochs(ctx, run)} on {run.train_samples} samples) while the "
+                      f"{where} loss is not yet below {against}: a slow learner", data=data)
     causes = likely_causes(ctx)
     details = "\n".join(f"{c.check}: {c.message}" for c in causes)
     if run.outcome == "memorising":
@@ -62,11 +73,21 @@ def _judge(ctx: CheckContext, run: ProgressRun) -> Outcome:
             "the model fits its training samples (a small dataset overfits; if it should "
             "generalise, check that labels and inputs stay paired)", data=data)
     return warned(
-        f"after {run.steps} steps on {run.train_samples} samples the {where} loss is "
+        f"after {run.steps} steps ({_epochs(ctx, run)}) on {run.train_samples} samples the "
+        f"training loss stays at {tail:.4g} (from {head:.4g}) and the {where} loss is "
         f"{evals[-1]:.4g} (from {evals[0]:.4g}), no better than {against}: the model "
         "learns nothing the inputs tell it — check what the output is read from, that the "
         f"target is the one meant, and the learning diagnostics{cause_phrase(causes)}",
         details, (causes[0].where if causes else None) or ctx.where_model(), data)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _epochs(ctx: CheckContext, run: ProgressRun) -> str:
+    seen = run.steps * min(ctx.batch_size, run.train_samples)
+    return f"{seen / max(run.train_samples, 1):.3g} epochs"
 
 
 def _moves(ctx: CheckContext) -> Outcome:

@@ -322,11 +322,25 @@ def progress_run(ctx: CheckContext) -> ProgressRun:
     return ctx.memo("learning-progress-run", lambda: _progress_run(ctx))
 
 
+def dataset_source(ctx: CheckContext) -> DatasetSource | None:
+    """The declared dataset's batches, also when explicit ``inputs`` feed the quick
+    checks (most real specs declare both: inputs for the forward checks, the dataset
+    for learning); None without a dataset."""
+    spec = ctx.spec
+    if spec is None:
+        return None
+    if isinstance(spec.inputs, DatasetSource):
+        return spec.inputs
+    if spec.data is None:
+        return None
+    return DatasetSource(spec.data, ctx.seed, whole_batch=spec.step is not None)
+
+
 def _progress_run(ctx: CheckContext) -> ProgressRun:
     spec = ctx.spec
     assert spec is not None
-    source = spec.inputs
-    if not isinstance(source, DatasetSource) or spec.loss is None or spec.step is not None:
+    source = dataset_source(ctx)
+    if source is None or spec.loss is None or spec.step is not None:
         raise Skip("needs a dataset and a declared loss")
     init_probe(ctx)
     pool = _pool(ctx, source)
@@ -389,7 +403,15 @@ def _pool(ctx: CheckContext, source: DatasetSource) -> list[Any]:
     seed_everything(derived_seed(ctx.seed, "learning-pool"))
     if is_iterable(data.dataset):
         return stream_samples(data.dataset, budget)
-    return [data.dataset[i] for i in range(min(len(data.dataset), budget))]
+    return [data.dataset[i] for i in pool_indices(ctx, len(data.dataset), budget)]
+
+
+def pool_indices(ctx: CheckContext, length: int, budget: int) -> list[int]:
+    """A seeded sample of a map-style dataset in random order: a dataset sorted by label
+    (iris, a CSV grouped by class) must not put one class in the held-out part and the
+    others in training."""
+    generator = torch.Generator().manual_seed(derived_seed(ctx.seed, "learning-pool-order"))
+    return [int(i) for i in torch.randperm(length, generator=generator)[:budget]]
 
 
 def _batch(ctx: CheckContext, source: DatasetSource, samples: list[Any]) -> tuple[Inputs, Any]:
