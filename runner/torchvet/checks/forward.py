@@ -76,14 +76,19 @@ def finite(ctx: CheckContext) -> Outcome:
     if found is not None and "fully masked" in found[0]:
         return failed(f"{problems[0]}; first at {found[0]}", "\n".join(problems), found[1])
     found = found or replay(ctx, optrace.nonfinite_from_finite)
-    culprit = f"; first at {found[0]}" if found else ""
-    return failed(
-        f"{problems[0]}{culprit}: look for log/sqrt of values that can be 0 or negative, "
-        "division by zero, or exp/pow overflow (clamp the input or use a stable form such "
-        "as log_softmax)",
-        "\n".join(problems),
-        found[1] if found else None,
-    )
+    return _failed_at(problems, found, "first at ",
+                      "look for log/sqrt of values that can be 0 or negative, division by "
+                      "zero, or exp/pow overflow (clamp the input or use a stable form such "
+                      "as log_softmax)")
+
+
+def _failed_at(problems: list[str], found: tuple[str, tuple[str, int]] | None, lead: str,
+               fix: str) -> Outcome:
+    """The first problem, the op the replay found behind it (at its line), and the fix;
+    every problem in the details."""
+    culprit = f"; {lead}{found[0]}" if found else ""
+    return failed(f"{problems[0]}{culprit}: {fix}", "\n".join(problems),
+                  found[1] if found else None)
 
 
 @check("forward.dtype")
@@ -235,14 +240,10 @@ def batch_sizes(ctx: CheckContext) -> Outcome:
         )
     if problems:
         found = replay(ctx, optrace.squeezed_batch, ctx.inputs(1)) if 1 in outputs else None
-        culprit = f"; {found[0]}" if found else ""
-        return failed(
-            f"{problems[0]}{culprit}: no dim follows the batch size; a .squeeze() drops it "
-            "at batch size 1 (use .squeeze(-1) or .flatten(1)), a hard-coded size in "
-            "view/reshape fixes it (use x.shape[0] or -1)",
-            "\n".join(problems),
-            found[1] if found else None,
-        )
+        return _failed_at(problems, found, "",
+                          "no dim follows the batch size; a .squeeze() drops it at batch "
+                          "size 1 (use .squeeze(-1) or .flatten(1)), a hard-coded size in "
+                          "view/reshape fixes it (use x.shape[0] or -1)")
     return passed(f"batch sizes {', '.join(map(str, sorted(outputs)))} keep one layout: "
                   + "; ".join(found_layouts))
 

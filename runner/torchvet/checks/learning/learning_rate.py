@@ -95,18 +95,23 @@ def _divergence(ctx: CheckContext, run: RateRun) -> Finding | None:
         if diverged(lower.losses) or not _settles(lower.losses):
             continue
         worst = max(losses) if run.finite else math.inf
-        steps = len(losses) - 1
-        note = _momentum_note(run)
-        return Finding(
-            "learning.learning_rate", Status.FAILED,
+        return _against_lower_rate(
+            ctx, Status.FAILED, run, lower, scale,
             f"the loss diverges with {run.optimizer}: {losses[0]:.4g} -> {worst:.4g} within "
-            f"{steps} steps on one batch, while at {scale:g}x the learning rate it goes "
-            f"{lower.losses[0]:.4g} -> {lower.losses[-1]:.4g}: the learning rate is too high "
-            f"for this model and loss scale; lower it (about {scale:g}x){note}",
-            where=_optimizer_line(ctx),
-            data={"curves": {f"lr x1 ({run.optimizer})": curve(losses),
-                             f"lr x{scale:g}": curve(lower.losses)}})
+            f"{len(losses) - 1} steps on one batch, while at {scale:g}x the learning rate it "
+            f"goes {lower.losses[0]:.4g} -> {lower.losses[-1]:.4g}: the learning rate is too "
+            f"high for this model and loss scale; lower it (about {scale:g}x)")
     return None
+
+
+def _against_lower_rate(ctx: CheckContext, status: Status, run: RateRun, lower: RateRun,
+                        scale: float, message: str) -> Finding:
+    """A finding read from the declared rate's run beside a lower rate's: both curves as
+    evidence, the momentum note appended."""
+    return Finding("learning.learning_rate", status, message + _momentum_note(run),
+                   where=_optimizer_line(ctx),
+                   data={"curves": {f"lr x1 ({run.optimizer})": curve(run.losses),
+                                    f"lr x{scale:g}": curve(lower.losses)}})
 
 
 def _overshoot(ctx: CheckContext, run: RateRun) -> Finding | None:
@@ -120,16 +125,12 @@ def _overshoot(ctx: CheckContext, run: RateRun) -> Finding | None:
     if not lower.finite or max(lower.losses) >= BLOW_UP * lower.losses[0]:
         return None
     layer = max(moved, key=lambda k: moved[k])
-    return Finding(
-        "learning.learning_rate", Status.WARNED,
+    return _against_lower_rate(
+        ctx, Status.WARNED, run, lower, LOWER_RATES[0],
         f"the learning rate of {run.optimizer} is too high: the first step moves layer "
         f"{layer} by {moved[layer]:.3g}x its own norm and the loss spikes {losses[0]:.4g} -> "
         f"{max(losses):.4g} before it settles, while at {LOWER_RATES[0]:g}x the rate it "
-        f"never rises above {max(lower.losses):.4g}; lower it (about {LOWER_RATES[0]:g}x)"
-        f"{_momentum_note(run)}",
-        where=_optimizer_line(ctx),
-        data={"curves": {f"lr x1 ({run.optimizer})": curve(losses),
-                         f"lr x{LOWER_RATES[0]:g}": curve(lower.losses)}})
+        f"never rises above {max(lower.losses):.4g}; lower it (about {LOWER_RATES[0]:g}x)")
 
 
 def _crawl(ctx: CheckContext, run: RateRun) -> Finding | None:
