@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...results import Status
 from ...unit.context import CheckContext
 from ...verdict import Outcome
@@ -59,16 +61,21 @@ def find_dead(ctx: CheckContext) -> Finding | None:
 
 @check("learning.dead_units")
 def dead_units(ctx: CheckContext) -> Outcome:
-    found = find_dead(ctx)
+    return _summary(ctx, find_dead, "dead", "no ReLU-family activation to check",
+                    "{n} ReLU activation(s): at most {worst:.0%} of a layer's units dead on "
+                    "{samples} samples")
+
+
+def _summary(ctx: CheckContext, find: Callable[[CheckContext], Finding | None], measure: str,
+             none: str, healthy: str) -> Outcome:
+    """The finder's finding, else a pass stating the worst of what the probe measured
+    (``measure``: the activation's attribute) in ``healthy``; the layer table as evidence."""
+    found = find(ctx)
     probe = init_probe(ctx)
-    relus = [a for a in probe.activations if a.dead is not None]
-    if not relus:
-        return report(found, "no ReLU-family activation to check",
-                      {"table": layer_table(probe)})
-    worst = max(a.dead or 0.0 for a in relus)
-    return report(found, f"{len(relus)} ReLU activation(s): at most {worst:.0%} of a layer's "
-                  f"units dead on {probe.distinct_samples} samples",
-                  {"table": layer_table(probe)})
+    measured = [v for v in (getattr(a, measure) for a in probe.activations) if v is not None]
+    text = (healthy.format(n=len(measured), worst=max(measured),
+                           samples=probe.distinct_samples) if measured else none)
+    return report(found, text, {"table": layer_table(probe)})
 
 
 @finder("learning.saturation")
@@ -95,11 +102,6 @@ def find_saturated(ctx: CheckContext) -> Finding | None:
 
 @check("learning.saturation")
 def saturation(ctx: CheckContext) -> Outcome:
-    found = find_saturated(ctx)
-    probe = init_probe(ctx)
-    squashing = [a for a in probe.activations if a.saturated is not None]
-    if not squashing:
-        return report(found, "no sigmoid/tanh activation to check")
-    worst = max(a.saturated or 0.0 for a in squashing)
-    return report(found, f"{len(squashing)} sigmoid/tanh activation(s): at most {worst:.0%} "
-                  "of inputs in the flat tails", {"table": layer_table(probe)})
+    return _summary(ctx, find_saturated, "saturated", "no sigmoid/tanh activation to check",
+                    "{n} sigmoid/tanh activation(s): at most {worst:.0%} of inputs in the flat "
+                    "tails")

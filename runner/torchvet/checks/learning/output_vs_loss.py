@@ -102,6 +102,11 @@ def _where(ctx: CheckContext, source: ActivationCall | None) -> tuple[str, int] 
     return source.where or where_module(ctx, source.module)
 
 
+def _failure(ctx: CheckContext, source: ActivationCall | None, message: str) -> Finding:
+    """A certain mismatch of the activation ``source`` and the loss, at its line."""
+    return Finding("learning.output_vs_loss", Status.FAILED, message, where=_where(ctx, source))
+
+
 def _constant_softmax(ctx: CheckContext, call: LossCall) -> Finding | None:
     source = call.source
     if source is None or source.op not in ("softmax", "log_softmax") or source.dim is None:
@@ -111,13 +116,12 @@ def _constant_softmax(ctx: CheckContext, call: LossCall) -> Finding | None:
     if size != 1:
         return None
     value = "1" if source.op == "softmax" else "0"
-    return Finding(
-        "learning.output_vs_loss", Status.FAILED,
+    return _failure(
+        ctx, source,
         f"{source.label} takes a {source.op} over dim {source.dim}, which has size 1: the "
         f"output is always {value} whatever the input, so {_name(call)} gets a constant and "
         "no gradient reaches the model; for one output unit use a sigmoid (or no activation "
-        "with BCEWithLogitsLoss), or output one unit per class",
-        where=_where(ctx, source))
+        "with BCEWithLogitsLoss), or output one unit per class")
 
 
 def _nll_activation(ctx: CheckContext, call: LossCall) -> Finding | None:
@@ -127,13 +131,12 @@ def _nll_activation(ctx: CheckContext, call: LossCall) -> Finding | None:
     source = call.source
     if source is None or source.op not in ("sigmoid", "softmax"):
         return None
-    return Finding(
-        "learning.output_vs_loss", Status.FAILED,
+    return _failure(
+        ctx, source,
         f"NLLLoss is fed the {source.op} output of {source.label}: it expects "
         f"log-probabilities, so it returns minus the {source.op} value — negative, "
         "with no floor to learn towards; end the model with "
-        "nn.LogSoftmax(dim=1) for NLLLoss, or return raw logits to CrossEntropyLoss",
-        where=_where(ctx, source))
+        "nn.LogSoftmax(dim=1) for NLLLoss, or return raw logits to CrossEntropyLoss")
 
 
 def _probabilities_into_logits(ctx: CheckContext, call: LossCall) -> Finding | None:
@@ -173,13 +176,12 @@ def _range(ctx: CheckContext, call: LossCall) -> Finding | None:
     if outside < OUT_OF_RANGE:
         return None
     span = f"[{low:g}, {high:g}]" if math.isfinite(high) else f"[{low:g}, inf)"
-    return Finding(
-        "learning.output_vs_loss", Status.FAILED,
+    return _failure(
+        ctx, source,
         f"{source.label} squashes the output into {span}, but {outside:.0%} of the "
         f"{_name(call)} targets lie outside it ({float(target.min()):.3g} to "
         f"{float(target.max()):.3g}): the model cannot reach them; drop the output "
-        f"{source.op} (a linear output for regression) or rescale the targets into its range",
-        where=_where(ctx, source))
+        f"{source.op} (a linear output for regression) or rescale the targets into its range")
 
 
 def _relu_logits(ctx: CheckContext, call: LossCall) -> Finding | None:
@@ -204,13 +206,12 @@ def _nonfinite(ctx: CheckContext, found: LossBehaviour) -> Finding | None:
     if not found.nonfinite:
         return None
     source = found.activation
-    return Finding(
-        "learning.output_vs_loss", Status.FAILED,
+    return _failure(
+        ctx, source,
         f"{source.label} can output {found.nonfinite}, and the loss {_loss_label(ctx)} is "
         "NaN or infinite there (it renormalises the row or takes the log of 0): a sample "
         "whose units all die poisons the step; end the model with a softmax for a "
-        "categorical loss, or return logits to CrossEntropyLoss",
-        where=_where(ctx, source))
+        "categorical loss, or return logits to CrossEntropyLoss")
 
 
 def _wrong_class(ctx: CheckContext, found: LossBehaviour) -> Finding | None:
