@@ -146,7 +146,8 @@ def test_build_and_a_buggy_project_exit_1_naming_the_failing_check(
     assert result.returncode == 1, log[-6000:] + result.stderr[-3000:]
     line = culprit_line(project / "src/buggy_models/models.py")
     # the action's annotation, as the terminal shows it, and the merged report's problem
-    assert (f"error: torchvet: dead_layer · training.gradients "
+    # one annotation lists the checks failing on that line
+    assert (f"error: torchvet: dead_layer · training.gradients, training.update "
             f"(src/buggy_models/models.py:{line})") in log
     assert re.search(r"^FAILED dead_layer · .*training\.gradients", log, re.M), log[-4000:]
     assert re.search(r"^outputs: conclusion=failure ", log, re.M)

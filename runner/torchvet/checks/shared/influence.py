@@ -37,7 +37,7 @@ def mix(keep: Inputs, other: Inputs, dims: dict[str, int], k: int) -> Inputs:
         path = next(named)
         o = other_tensors.get(path)
         if path not in dims or o is None or o.shape != t.shape:
-            return t
+            return t.clone()  # a model may edit its inputs in place: each forward owns its own
         mixed = o.clone()
         mixed.select(dims[path], k).copy_(t.select(dims[path], k))
         return mixed
@@ -50,7 +50,7 @@ def one_sample(inputs: Inputs, dims: dict[str, int], k: int) -> Inputs:
 
     def pick(t: torch.Tensor) -> torch.Tensor:
         path = next(named)
-        return t.narrow(dims[path], k, 1) if path in dims else t
+        return (t.narrow(dims[path], k, 1) if path in dims else t).clone()
 
     return inputs.map(pick)
 
@@ -113,7 +113,7 @@ def replaced_output(ctx: CheckContext, other: Inputs, batch: int) -> Any:
     def compute() -> Any:
         seed_everything(derived_seed(ctx.seed, "eval", batch, 0))
         with torch.no_grad():
-            return ctx.call(ctx.model.eval(), other)
+            return ctx.call(ctx.model.eval(), other.map(torch.Tensor.clone))
 
     return ctx.memo(("influence-replaced", batch), compute)
 
