@@ -193,7 +193,8 @@ def test_autocast_warns_with_the_same_verdict_where_amp_is_not_declared() -> Non
     """Issue 26: a model that never trains in mixed precision is not failed for it."""
     blocking = verdict(models.bf16_nan_amp, AUTOCAST)
     result = verdict(models.bf16_nan, AUTOCAST)
-    assert_status(result, Status.WARNED, "if the model trains in mixed precision, to make this check blocking")
+    assert_status(result, Status.WARNED,
+                  "if the model trains in mixed precision, to make this check blocking")
     assert result.message.startswith(blocking.message)
     assert (result.file, result.line) == (blocking.file, blocking.line)
 

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from torchvet.unit.text import dtype_name, first_line, index_str, one_line, shape_str
+from torchvet.unit.text import dtype_name, first_line, index_str, one_line, shape_str, unravel
 
 
 def test_one_line_is_the_type_and_the_first_line_of_the_message() -> None:
@@ -30,3 +30,10 @@ def test_dtypes_shapes_and_indices_read_as_users_write_them() -> None:
 def test_importing_it_does_not_import_torch() -> None:
     code = "import sys, torchvet.unit.text; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unravel_gives_the_row_major_position_of_a_flat_index() -> None:
+    shape = (2, 3, 4)
+    for flat in range(24):
+        expected = [int(i) for i in torch.unravel_index(torch.tensor(flat), shape)]
+        assert unravel(flat, shape) == expected

@@ -12,7 +12,7 @@ from ..unit.context import CheckContext
 from ..unit.inputs import Inputs
 from ..unit.pytree import floating_leaves, leaves, primary_leaf, structure
 from ..unit.seeding import derived_seed, seed_everything
-from ..unit.text import dtype_name, index_str, one_line, shape_str
+from ..unit.text import dtype_name, index_str, one_line, shape_str, unravel
 from ..verdict import DependencyFailed, Outcome, Skip, failed, passed, warned
 from .causes import batch_mixing, forward_errors, side_effects
 from .registry import check
@@ -327,7 +327,7 @@ def batch_independence(ctx: CheckContext) -> Outcome:
         shared = own.shared()
         if shared:
             path, flat = shared
-            where = index_str(torch.unravel_index(torch.tensor(flat), shapes[path].shape))
+            where = index_str(unravel(flat, shapes[path].shape))
             return _mixing_failure(
                 ctx, f"{path}{where} moves both when sample {own.k} changes and when its "
                 "batch mates change", base_inputs, batch)

@@ -7,7 +7,7 @@ work: it imports nothing (not even torch).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -32,6 +32,16 @@ def shape_str(shape: Iterable[Any]) -> str:
     """``(2, 3)``, ``(4,)``, ``()``: a shape as Python writes a tuple."""
     parts = [str(s) for s in shape]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def unravel(flat: int, shape: Sequence[int]) -> list[int]:
+    """The position of element ``flat`` of a row-major tensor of ``shape`` (what
+    ``torch.unravel_index`` gives from torch 2.2, for every supported torch)."""
+    position = []
+    for size in reversed(shape):
+        flat, rest = divmod(flat, size) if size else (flat, 0)
+        position.append(rest)
+    return position[::-1]
 
 
 def index_str(index: Iterable[Any]) -> str:

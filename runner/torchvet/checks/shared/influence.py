@@ -120,6 +120,7 @@ def replaced_output(ctx: CheckContext, other: Inputs, batch: int) -> Any:
 
 def owned_rows(own: torch.Tensor, dim: int) -> list[int]:
     """Indices along ``dim`` holding any element the sample moves."""
-    rest = [d for d in range(own.dim()) if d != dim]
-    return own.any(dim=rest).nonzero().flatten().tolist() if rest else \
-        own.nonzero().flatten().tolist()
+    # one reduction over the other dims, flattened: any() takes a tuple of dims only
+    # from torch 2.2
+    per_row = own.movedim(dim, 0).reshape(own.shape[dim], -1).any(dim=1)
+    return per_row.nonzero().flatten().tolist()
