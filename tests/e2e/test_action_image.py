@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml
 
-from tests.github.test_reporter import assert_mixed_case
 from tests.helpers.action import (
     ATTACKS,
     DOCKER_SOCKET,
@@ -30,6 +29,7 @@ from tests.helpers.action import (
     culprit_line,
     findings,
 )
+from tests.helpers.mixed import assert_mixed_case
 from tests.helpers.workflow import read_outputs, replay_log
 from torchvet.reporters import json_report
 from torchvet.results import MESSAGE_LIMIT, Status

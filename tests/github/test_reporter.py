@@ -1,7 +1,7 @@
 """The GitHub reporter: annotations (the cap, the culprit line, the message intact), the
 job summary and the step outputs, checked against an independent model of how the Actions
 runner reads them (helpers.workflow). The escaping itself is tested in
-tests/action/test_workflow.py."""
+tests/github/test_workflow.py and tests/github/test_markdown.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import broken_run, run_cli
 from tests.helpers.action import copy_fixture, culprit_line
+from tests.helpers.mixed import assert_mixed_case
 from tests.helpers.workflow import read_outputs, replay_log
 from torchvet.github import reporter as gh
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
@@ -46,26 +47,6 @@ def run_of(*reports: UnitReport, **kwargs: object) -> RunReport:
 
 def unit(name: str, *results: CheckResult, **kwargs: object) -> UnitReport:
     return UnitReport(name=name, results=list(results), **kwargs)  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------- escaping
-
-
-def test_markdown_escaping_neutralises_markup_html_pipes_and_mentions() -> None:
-    text = gh.md("**bold** <script>alert(1)</script> a|b `code` [link](x) @octocat\nnext")
-    assert "<script>" not in text and "|" not in text and "@octocat" not in text
-    assert "\\*\\*bold\\*\\*" in text and "\\[link\\]" in text and "\\`code\\`" in text
-    assert "\n" not in text
-    assert gh.md("\x1b[31mred\x1b[0m") == "red"
-    assert gh.html_inline("<b>&</b>\n\nx") == "&lt;b&gt;&amp;&lt;/b&gt; x"
-    pre = gh.html_pre("ok </pre><img src=x onerror=alert(1)>\n\nafter a blank line")
-    assert pre.count("<pre>") == 1 and pre.count("</pre>") == 1 and pre.endswith("</pre>")
-    assert "<img" not in pre
-
-
-def test_safe_name_keeps_output_values_shell_inert() -> None:
-    assert gh.safe_name("model[torch 2.4]/x-y.z") == "model[torch 2.4]/x-y.z"
-    assert gh.safe_name("evil$(rm -rf ~)`id`;\n") == "evil??rm -rf ???id??"
 
 
 # --------------------------------------------------------------------------- annotations
@@ -359,46 +340,6 @@ def test_cli_github_mode_reports_dead_units_once_and_the_real_failure_at_its_lin
     assert_mixed_case(replay_log(proc.stdout), read_outputs(outputs.read_text("utf-8")),
                       summary.read_text("utf-8"), workspace / "junit.xml",
                       tmp_path / "run.json", culprit_line(models))
-
-
-def assert_mixed_case(commands: list[tuple[str, dict[str, str], str]],
-                      outputs: dict[str, str], summary: str, junit_xml: Path,
-                      json_path: Path, culprit: int) -> None:
-    """What the fixture ``mixed`` must report, wherever it runs (CLI or action image)."""
-    from junitparser import Error, Failure, JUnitXml, Skipped
-
-    from torchvet.reporters import json_report
-
-    errors = [(p["file"], int(p["line"]), p["title"], data)
-              for name, p, data in commands if name == "error"]
-    file = "src/mixed_models/models.py"
-    source = (junit_xml.parent / file).read_text("utf-8").splitlines()
-    crashes, exits = (next(i for i, text in enumerate(source, 1) if f"def make_{name}(" in text)
-                      for name in ("crashes", "exits"))
-    assert [e[:3] for e in errors] == [
-        (file, culprit, "torchvet: dead_head · training.gradients, training.update"),
-        (file, crashes, "torchvet: crashes (error)"), (file, exits, "torchvet: exits (error)")]
-    assert "killed by signal 11 (SIGSEGV" in errors[1][3]
-    assert errors[1][3].endswith("crashes: loading the native extension")
-    assert "exited with code 3" in errors[2][3]
-    assert errors[2][3].endswith("exits: the config is missing, giving up")
-    assert summary.startswith("## ❌ torchvet: 3 units: 1 failed, 2 errored · checks: 2 failed, ")
-    assert summary.count("(the unit) (error)") == 2
-    assert "30 checks not run on 2 units (crashes, exits)" in summary
-    assert (outputs["errors"], outputs["failed"], outputs["not-run"]) == ("2", "2", "60")
-    assert outputs["failures"].splitlines() == [
-        "dead_head:training.gradients", "dead_head:training.update", "crashes:unit",
-        "exits:unit"]
-    cases = {(s.name, c.name): c for s in JUnitXml.fromfile(str(junit_xml)) for c in s}
-    errored = sorted(k for k, c in cases.items() if c.result and isinstance(c.result[0], Error))
-    failed = sorted(k for k, c in cases.items()
-                    if c.result and isinstance(c.result[0], Failure))
-    assert errored == [("crashes", "unit"), ("exits", "unit")]
-    assert failed == [("dead_head", "training.gradients"), ("dead_head", "training.update")]
-    assert all(isinstance(c.result[0], Skipped) for (s, n), c in cases.items()
-               if s in ("crashes", "exits") and n != "unit")
-    run = json_report.read(json_path)
-    assert run.counts()[Status.ERROR] == 2 and run.counts()[Status.NOT_RUN] == 60
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from ..regression import changes as model_changes
 from ..reporters.evidence import mermaid_charts
 from ..reporters.terminal import COLUMNS, run_phrase
 from ..results import CheckResult, RunReport, Status, UnitReport, exit_code_for
+from .markdown import fold, html_inline, html_pre, md, safe_name, strip_control
 from .workflow import command
 
 ANNOTATION_CAP = 10  # per level and step (GitHub's limit)
@@ -62,55 +63,6 @@ ICONS = {
     Status.CANCELLED: "🚫",
     Status.NOT_RUN: "⛔",
 }
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-\[\]/ +]")
-
-
-# --------------------------------------------------------------------------- escaping
-
-
-def strip_control(text: str) -> str:
-    """Drop ANSI escape sequences and control characters (tabs and newlines stay)."""
-    return _CONTROL.sub("", text)
-
-
-_MD_SPECIAL = set("\\`*_[]~")
-_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
-         "|": "&#124;", "@": "&#64;"}
-
-
-def _fold(text: str) -> str:
-    """One line: control characters dropped, runs of whitespace made one space."""
-    return " ".join(strip_control(text).split())
-
-
-def md(text: str) -> str:
-    """Text for a Markdown paragraph or table cell: one line, no markup, no HTML, no
-    table pipes, no @-mentions."""
-    return "".join(_HTML.get(ch) or (f"\\{ch}" if ch in _MD_SPECIAL else ch)
-                   for ch in _fold(text))
-
-
-def html_inline(text: str) -> str:
-    """Text inside an HTML block (``<summary>``): one line, HTML-escaped. Markdown is not
-    processed inside HTML blocks, so no backslashes; a blank line would end the block, so
-    the text is folded onto one line."""
-    return "".join(_HTML.get(ch, ch) for ch in _fold(text))
-
-
-def html_pre(text: str) -> str:
-    """A ``<pre>`` block: GitHub's Markdown keeps it raw up to ``</pre>``, which the
-    escaping makes impossible to reach early."""
-    body = "".join(_HTML.get(ch, ch) for ch in strip_control(text).rstrip("\n"))
-    return f"<pre>{body}</pre>"
-
-
-def safe_name(text: str) -> str:
-    """A name fit for a step output another step may paste into a shell: anything but
-    letters, digits and ``_.-[]/ +`` becomes ``?``."""
-    return _SAFE_NAME.sub("?", " ".join(text.split()))
-
-
 # --------------------------------------------------------------------------- annotations
 
 
@@ -161,7 +113,7 @@ def problems(run: RunReport) -> list[tuple[UnitReport, CheckResult]]:
 
 
 def _cause(result: CheckResult) -> str:
-    return _fold(result.message or result.status.value)
+    return fold(result.message or result.status.value)
 
 
 def _what(report: UnitReport, result: CheckResult) -> str:
