@@ -1,3 +1,6 @@
-"""The worker side: everything that runs inside a unit's process and imports torch —
-building the unit from its factory, the shared context the checks read, inputs, seeding,
-the short training run, and pointing verdicts at source lines."""
+"""The worker runtime: everything that runs inside a unit's process and imports torch,
+and knows no check — building the unit from its factory (spec, adapters, inputs), the
+context the checks read (with a generic memo), seeding, time budgets, the memory plan,
+and pointing verdicts at source lines. The checks (:mod:`torchvet.checks`) import it,
+never the other way round: they hand themselves to the worker as a
+:class:`~torchvet.unit.suite.Suite`."""

@@ -1,7 +1,8 @@
-"""What a check sees: the normalised spec plus shared, memoised computations.
+"""What a check sees: the normalised spec, the pristine model, and a memo.
 
-Expensive work several checks need (the eval forward pass, the 3-step training run) is
-computed once per unit, seeded on its own and from the pristine model's state (see
+Expensive work several checks need is computed once per unit through :meth:`memo` (the
+eval forward pass here; the training run, the probes and the scans in
+:mod:`torchvet.checks.shared`), seeded on its own and from the pristine model's state (see
 :mod:`torchvet.unit.isolation`) so that a verdict does not depend on which checks ran
 before it. A memoised computation that raised is re-raised as the original
 exception to the first check that asks and as :class:`DependencyFailed` (a skip naming
