@@ -15,23 +15,11 @@ import pytest
 from tests.helpers import broken_run, run_cli
 from tests.helpers.action import copy_fixture, culprit_line
 from tests.helpers.mixed import assert_mixed_case
-from tests.helpers.workflow import read_outputs, replay_log
+from tests.helpers.workflow import NASTY, read_outputs, replay_log
 from torchvet.github import reporter as gh
 from torchvet.results import CheckResult, RunReport, Status, UnitReport
 
 # --------------------------------------------------------------------------- helpers
-
-NASTY = [
-    "plain",
-    "100% sure",
-    "a:b,c::d",
-    "line one\nline two\r\nline three\rfour",
-    "%0A is not a newline and %25 is not a percent, %3A %2C either",
-    "::error::injected",
-    "##[set-output name=x;]y",
-    "trailing %",
-    "",
-]
 
 
 def result(check: str, status: Status, message: str = "", details: str = "",

@@ -8,20 +8,8 @@ import io
 
 import pytest
 
-from tests.helpers.workflow import replay_log
+from tests.helpers.workflow import NASTY, replay_log
 from torchvet.github import workflow
-
-NASTY = [
-    "plain",
-    "100% sure",
-    "a:b,c::d",
-    "line one\nline two\r\nline three\rfour",
-    "%0A is not a newline and %25 is not a percent, %3A %2C either",
-    "::error::injected",
-    "##[set-output name=x;]y",
-    "trailing %",
-    "",
-]
 
 
 def test_escape_data_and_property_follow_the_toolkit() -> None:

@@ -19,6 +19,19 @@ RUNNER_COMMANDS = {
 
 Command = tuple[str, dict[str, str], str]
 
+# text that would break a workflow command, were it not escaped
+NASTY = [
+    "plain",
+    "100% sure",
+    "a:b,c::d",
+    "line one\nline two\r\nline three\rfour",
+    "%0A is not a newline and %25 is not a percent, %3A %2C either",
+    "::error::injected",
+    "##[set-output name=x;]y",
+    "trailing %",
+    "",
+]
+
 
 def unescape_data(text: str) -> str:
     for token, replacement in (("\r", "%0D"), ("\n", "%0A"), ("%", "%25")):
